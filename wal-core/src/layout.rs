@@ -1,0 +1,268 @@
+//! Barman's on-disk layout of a server, shared by the tools that read or write it.
+//!
+//! `<home>/<server>/{incoming,streaming,wals,errors}`, xlog.db in `wals/`, locks in
+//! `<home>` (Barman's defaults: spec §2.3, §3.4, §4). Archived files sit in upper-case hash
+//! directories under their plain name; history files in the archive root (spec §1.3).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{IoContext, Result};
+use crate::names::{WalKind, WalName, decode_hash_dir};
+use crate::xlogdb::Xlogdb;
+
+/// Where a server's queues, archive, errors and locks are.
+#[derive(Debug, Clone)]
+pub struct ServerLayout {
+    /// Server name (Barman's section name).
+    pub server: String,
+    /// The archive (`wals_directory`).
+    pub wals: PathBuf,
+    /// archive_command drop queue (`incoming_wals_directory`).
+    pub incoming: PathBuf,
+    /// pg_receivewal queue (`streaming_wals_directory`).
+    pub streaming: PathBuf,
+    /// Where conflicting and unknown files go (`errors_directory`).
+    pub errors: PathBuf,
+    /// Where lock files live (`barman_lock_directory`).
+    pub lock_dir: PathBuf,
+}
+
+impl ServerLayout {
+    /// Barman's defaults under `home` (`barman_home`).
+    #[must_use]
+    pub fn barman(home: &Path, server: &str) -> ServerLayout {
+        let base = home.join(server);
+        ServerLayout {
+            server: server.to_string(),
+            wals: base.join("wals"),
+            incoming: base.join("incoming"),
+            streaming: base.join("streaming"),
+            errors: base.join("errors"),
+            lock_dir: home.to_path_buf(),
+        }
+    }
+
+    /// The layout implied by an archive directory alone: errors beside it, and locks in
+    /// Barman's home when the archive is `<home>/<server>/wals`, else in the archive.
+    #[must_use]
+    pub fn from_archive(wals: &Path, server: &str) -> ServerLayout {
+        let server_dir = wals.parent().unwrap_or(wals);
+        let barman_home = (wals.file_name() == Some("wals".as_ref())
+            && server_dir.file_name() == Some(server.as_ref()))
+        .then(|| server_dir.parent())
+        .flatten();
+        ServerLayout {
+            server: server.to_string(),
+            wals: wals.to_path_buf(),
+            incoming: server_dir.join("incoming"),
+            streaming: server_dir.join("streaming"),
+            errors: server_dir.join("errors"),
+            lock_dir: barman_home.unwrap_or(wals).to_path_buf(),
+        }
+    }
+
+    /// The server's xlog.db (`<wals>/<server>-xlog.db`).
+    #[must_use]
+    pub fn xlogdb(&self) -> Xlogdb {
+        Xlogdb::for_server(&self.wals, &self.server, &self.lock_dir)
+    }
+
+    /// Where `name` is stored in the archive.
+    #[must_use]
+    pub fn archived_path(&self, name: &WalName) -> PathBuf {
+        self.wals.join(name.relpath())
+    }
+}
+
+/// A file found in a local archive.
+#[derive(Debug, Clone)]
+pub struct ArchivedFile {
+    /// Its WAL name.
+    pub name: WalName,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Bytes as stored.
+    pub size: u64,
+    /// mtime, seconds since the epoch.
+    pub time: f64,
+}
+
+/// What a local archive holds, sorted by name, and the entries that do not belong.
+#[derive(Debug, Default)]
+pub struct ArchiveListing {
+    /// WAL files, history files, backup labels and partials, sorted by name bytes.
+    pub files: Vec<ArchivedFile>,
+    /// Entries that are neither (temp files, strays), for warnings.
+    pub unexpected: Vec<PathBuf>,
+}
+
+/// Lists a local archive as Barman's rebuild-xlogdb walks it (spec §2.3): history files in
+/// the root, everything else in hash directories; dot-files (our temps) skipped silently.
+pub fn list_archive(wals: &Path) -> Result<ArchiveListing> {
+    let mut listing = ArchiveListing::default();
+    for entry in sorted_entries(wals)? {
+        let Some(name) = entry.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            listing.unexpected.push(entry);
+            continue;
+        };
+        if name.starts_with('.') || name.ends_with("-xlog.db") || name == "xlog.db" {
+            continue;
+        }
+        let meta = fs::symlink_metadata(&entry).context("cannot stat", &entry)?;
+        if meta.is_dir() && decode_hash_dir(&name).is_some() {
+            for file in sorted_entries(&entry)? {
+                push_file(&mut listing, file, |kind| kind != WalKind::History)?;
+            }
+        } else if meta.is_file() {
+            push_file(&mut listing, entry, |kind| kind == WalKind::History)?;
+        } else {
+            listing.unexpected.push(entry);
+        }
+    }
+    listing.files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
+}
+
+fn push_file(
+    listing: &mut ArchiveListing,
+    path: PathBuf,
+    belongs: impl Fn(WalKind) -> bool,
+) -> Result<()> {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if file_name.starts_with('.') {
+        return Ok(());
+    }
+    let meta = fs::symlink_metadata(&path).context("cannot stat", &path)?;
+    match WalName::parse(&file_name) {
+        Ok(name) if meta.is_file() && belongs(name.kind()) => listing.files.push(ArchivedFile {
+            name,
+            size: meta.len(),
+            time: mtime_seconds(&meta),
+            path,
+        }),
+        _ => listing.unexpected.push(path),
+    }
+    Ok(())
+}
+
+/// Directory entries sorted by name bytes; a missing directory is empty.
+pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(crate::WalError::io("cannot list", dir, e)),
+    };
+    let mut paths = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<Vec<_>>>()
+        .context("cannot list", dir)?;
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    Ok(paths)
+}
+
+/// A file's mtime as Barman's `time`: float seconds since the epoch.
+#[must_use]
+pub fn mtime_seconds(meta: &fs::Metadata) -> f64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Barman's errors/ destination: `<errors>/<name>.<YYYYmmddTHHMMSSZ>.<suffix>` (spec §3.4).
+#[must_use]
+pub fn errors_path(errors_dir: &Path, name: &str, suffix: &str, now: SystemTime) -> PathBuf {
+    errors_dir.join(format!("{name}.{}.{suffix}", utc_stamp(now)))
+}
+
+/// `%Y%m%dT%H%M%SZ` in UTC.
+#[must_use]
+pub fn utc_stamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamps_are_barmans() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_749_723_300); // 2025-06-12 10:15:00 UTC
+        assert_eq!(utc_stamp(t), "20250612T101500Z");
+        assert_eq!(
+            errors_path(Path::new("/e"), "000000010000000000000005", "duplicate", t),
+            PathBuf::from("/e/000000010000000000000005.20250612T101500Z.duplicate")
+        );
+        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
+    }
+
+    #[test]
+    fn barman_layout_and_lock_dir() {
+        let layout = ServerLayout::barman(Path::new("/var/lib/barman"), "pg");
+        assert_eq!(layout.wals, PathBuf::from("/var/lib/barman/pg/wals"));
+        assert_eq!(layout.xlogdb().path(), Path::new("/var/lib/barman/pg/wals/pg-xlog.db"));
+        let implied = ServerLayout::from_archive(Path::new("/var/lib/barman/pg/wals"), "pg");
+        assert_eq!(implied.lock_dir, PathBuf::from("/var/lib/barman"));
+        assert_eq!(implied.errors, PathBuf::from("/var/lib/barman/pg/errors"));
+        let other = ServerLayout::from_archive(Path::new("/srv/archive"), "pg");
+        assert_eq!(other.lock_dir, PathBuf::from("/srv/archive"));
+    }
+
+    #[test]
+    fn lists_an_archive_like_rebuild_xlogdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let wals = dir.path();
+        fs::create_dir(wals.join("0000000100000000")).unwrap();
+        for name in [
+            "0000000100000000/000000010000000000000002",
+            "0000000100000000/000000010000000000000001",
+            "0000000100000000/000000010000000000000001.00000028.backup",
+            "0000000100000000/.000000010000000000000003.1.0.tmp",
+            "0000000100000000/junk",
+            "00000002.history",
+            "pg-xlog.db",
+            "stray",
+        ] {
+            fs::write(wals.join(name), b"x").unwrap();
+        }
+        let listing = list_archive(wals).unwrap();
+        let names: Vec<&str> = listing.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "000000010000000000000001",
+                "000000010000000000000001.00000028.backup",
+                "000000010000000000000002",
+                "00000002.history"
+            ]
+        );
+        assert_eq!(listing.unexpected.len(), 2);
+        assert!(list_archive(&wals.join("missing")).unwrap().files.is_empty());
+    }
+}

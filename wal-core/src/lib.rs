@@ -1,0 +1,28 @@
+//! walpipe's shared core.
+//!
+//! Everything here is used by at least two of walpipe's binaries (the admission rule of
+//! `../shared/design/style.md`): the WAL record and its NDJSON stream, the stage driver
+//! every binary runs on, WAL file names, the compression registry, the xlog.db catalogue,
+//! durable file operations, locks, errors and exit codes. It knows nothing of argv,
+//! terminals or child processes.
+#![deny(missing_docs)]
+
+pub mod compression;
+pub mod durable;
+pub mod error;
+pub mod exit;
+pub mod layout;
+pub mod lock;
+pub mod names;
+pub mod record;
+pub mod stage;
+pub mod xlogdb;
+
+#[cfg(feature = "codec")]
+pub mod codec;
+
+pub use compression::Compression;
+pub use error::{ErrorKind, WalError};
+pub use exit::ExitCode;
+pub use names::{WalKind, WalName};
+pub use record::{Outcome, RecordError, WalRecord};

@@ -1,0 +1,100 @@
+//! flock(2) locks, compatible with Barman's lock files.
+//!
+//! Barman serialises xlog.db writers with a blocking exclusive flock on
+//! `<lock_dir>/.<server>-xlogdb.lock` and archive-wal runs with a non-blocking one on
+//! `.<server>-archive-wal.lock`, writing the holder's pid into the file (spec §2.3, §3.1).
+//! Using the same files and the same kind of lock means walpipe and Barman exclude each
+//! other when they share a server directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{IoContext, Result, WalError};
+
+/// A held lock; released when dropped (or when the process dies, whatever the cause).
+#[derive(Debug)]
+pub struct LockFile {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Waits for the exclusive lock on `path` (created 0600 if missing).
+    pub fn acquire(path: &Path) -> Result<LockFile> {
+        Self::lock(path, FlockArg::LockExclusive)?
+            .ok_or_else(|| WalError::Internal(format!("blocking lock on {} failed", path.display())))
+    }
+
+    /// Takes the exclusive lock on `path` if it is free; `None` if another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<LockFile>> {
+        Self::lock(path, FlockArg::LockExclusiveNonblock)
+    }
+
+    fn lock(path: &Path, how: FlockArg) -> Result<Option<LockFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .context("cannot open lock file", path)?;
+        let mut lock = match Flock::lock(file, how) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, errno)) => {
+                return Err(WalError::io("cannot lock", path, errno.into()));
+            }
+        };
+        // Barman writes the holder's pid, for humans looking at a stuck lock.
+        lock.set_len(0).context("cannot write lock file", path)?;
+        lock.rewind().context("cannot write lock file", path)?;
+        writeln!(lock, "{}", std::process::id()).context("cannot write lock file", path)?;
+        Ok(Some(LockFile {
+            _lock: lock,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// The lock file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Barman's xlog.db lock file for `server`.
+#[must_use]
+pub fn xlogdb_lock_path(lock_dir: &Path, server: &str) -> PathBuf {
+    lock_dir.join(format!(".{server}-xlogdb.lock"))
+}
+
+/// Barman's archive-wal run lock file for `server`.
+#[must_use]
+pub fn archive_wal_lock_path(lock_dir: &Path, server: &str) -> PathBuf {
+    lock_dir.join(format!(".{server}-archive-wal.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_busy_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = archive_wal_lock_path(dir.path(), "pg");
+        assert!(path.ends_with(".pg-archive-wal.lock"));
+        let held = LockFile::try_acquire(&path).unwrap().expect("free");
+        // flock locks belong to the open file description: a second open conflicts.
+        assert!(LockFile::try_acquire(&path).unwrap().is_none());
+        let pid = std::fs::read_to_string(held.path()).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        drop(held);
+        assert!(LockFile::acquire(&path).is_ok());
+    }
+}

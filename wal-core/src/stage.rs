@@ -1,0 +1,472 @@
+//! The stage driver: the loop every walpipe binary runs.
+//!
+//! A stage reads records, does its job on each, and writes them out in input order. A
+//! record that fails gets its `error` set, one line goes to stderr, and the stream goes on;
+//! records that an earlier stage failed pass through untouched; an input line that is not
+//! a record becomes an error record of kind `bad_record`. Only whole-stream failures
+//! (stdout gone, stdin unreadable) stop the loop. The [`Summary`] then chooses the exit code.
+//!
+//! Input is read on its own thread so that a stage can take every record already waiting
+//! as one batch (wal-store fsyncs xlog.db once per batch) without ever waiting for more.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Write};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::thread;
+
+use serde_json::Value;
+
+use crate::error::{ErrorKind, WalError};
+use crate::exit::ExitCode;
+use crate::record::{RecordError, WalRecord};
+
+/// How many records the input thread reads ahead of the stage.
+const READ_AHEAD: usize = 64;
+
+/// What a stage run amounted to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Records written out.
+    pub records: u64,
+    /// Records this stage failed.
+    pub failed: u64,
+    /// Input lines that were not records.
+    pub malformed: u64,
+}
+
+impl Summary {
+    /// 65 when the input held lines that are not records, 1 when records failed, else 0.
+    #[must_use]
+    pub fn exit_code(&self) -> ExitCode {
+        if self.malformed > 0 {
+            ExitCode::DataErr
+        } else if self.failed > 0 {
+            ExitCode::RecordsFailed
+        } else {
+            ExitCode::Ok
+        }
+    }
+}
+
+/// Writes records, one per line, flushing after each batch so the next stage of the pipe
+/// sees them at once.
+#[derive(Debug)]
+pub struct RecordWriter<W: Write> {
+    output: W,
+    stage: &'static str,
+    summary: Summary,
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// A writer for `stage` (the name that prefixes its stderr lines).
+    pub fn new(stage: &'static str, output: W) -> Self {
+        RecordWriter {
+            output,
+            stage,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Writes one record. If this stage failed it (`was_failed` tells whether it arrived
+    /// failed), the failure is counted and reported on stderr.
+    pub fn write(&mut self, record: &WalRecord, was_failed: bool) -> Result<(), WalError> {
+        if let Some(err) = &record.error {
+            if err.kind == ErrorKind::BadRecord && err.stage == self.stage && record.name.is_empty()
+            {
+                self.summary.malformed += 1;
+                eprintln!("{}: {}", self.stage, err.message);
+            } else if !was_failed {
+                self.summary.failed += 1;
+                eprintln!("{}: {}", self.stage, err.message);
+            }
+        }
+        self.summary.records += 1;
+        record
+            .write_line(&mut self.output)
+            .map_err(|e| WalError::io("cannot write records to", "stdout", e))
+    }
+
+    /// Flushes what was written.
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        self.output
+            .flush()
+            .map_err(|e| WalError::io("cannot write records to", "stdout", e))
+    }
+
+    /// The counts so far.
+    #[must_use]
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+}
+
+/// Reads records on a background thread, for the lifetime of `body`.
+///
+/// `body` gets a [`RecordReader`] to pull from. A read error on the input ends the stream
+/// and is returned after `body` completes.
+pub fn with_reader<R, T>(
+    stage: &'static str,
+    input: R,
+    body: impl FnOnce(&mut RecordReader) -> Result<T, WalError>,
+) -> Result<T, WalError>
+where
+    R: BufRead + Send,
+{
+    let (sender, receiver) = sync_channel(READ_AHEAD);
+    thread::scope(|scope| {
+        let reader_thread = scope.spawn(move || read_lines(stage, input, &sender));
+        let mut reader = RecordReader { receiver };
+        let result = body(&mut reader);
+        // Unblock the reader if the body stopped early, then collect its verdict.
+        drop(reader);
+        let read_result = reader_thread
+            .join()
+            .map_err(|_| WalError::Internal("input thread panicked".into()))?;
+        let value = result?;
+        read_result?;
+        Ok(value)
+    })
+}
+
+/// The stage's end of the input thread.
+#[derive(Debug)]
+pub struct RecordReader {
+    receiver: Receiver<WalRecord>,
+}
+
+impl RecordReader {
+    /// The next record, waiting for it; `None` at the end of the input.
+    pub fn next_record(&mut self) -> Option<WalRecord> {
+        self.receiver.recv().ok()
+    }
+
+    /// The next record and every one already waiting, up to `max` in all; empty at the end
+    /// of the input. Never waits once it has one record.
+    pub fn next_batch(&mut self, max: usize) -> Vec<WalRecord> {
+        let Some(first) = self.next_record() else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < max.max(1) {
+            match self.receiver.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        batch
+    }
+}
+
+fn read_lines(
+    stage: &'static str,
+    mut input: impl BufRead,
+    sender: &SyncSender<WalRecord>,
+) -> Result<(), WalError> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line_number = 0u64;
+    loop {
+        buffer.clear();
+        let read = input
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| WalError::io("cannot read records from", "stdin", e))?;
+        if read == 0 {
+            return Ok(());
+        }
+        line_number += 1;
+        let text = String::from_utf8_lossy(&buffer);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let record = WalRecord::from_line(text, line_number)
+            .unwrap_or_else(|err| malformed_record(stage, text, &err));
+        if sender.send(record).is_err() {
+            // The stage stopped reading: nothing more to do.
+            return Ok(());
+        }
+    }
+}
+
+/// The error record standing for an input line that is not a record. The raw line is kept
+/// in `line` so it can be inspected or repaired and replayed.
+fn malformed_record(stage: &str, text: &str, err: &WalError) -> WalRecord {
+    let mut record = WalRecord::new("");
+    record.error = Some(RecordError {
+        stage: stage.to_string(),
+        kind: ErrorKind::BadRecord,
+        message: err.to_string(),
+    });
+    record
+        .extra
+        .insert("line".to_string(), Value::String(text.to_string()));
+    record
+}
+
+/// Runs `work` on each healthy record, one at a time, in order.
+pub fn run_each<R, W>(
+    stage: &'static str,
+    input: R,
+    output: W,
+    mut work: impl FnMut(&mut WalRecord) -> Result<(), WalError>,
+) -> Result<Summary, WalError>
+where
+    R: BufRead + Send,
+    W: Write,
+{
+    let mut writer = RecordWriter::new(stage, output);
+    with_reader(stage, input, |reader| {
+        while let Some(mut record) = reader.next_record() {
+            let was_failed = record.failed();
+            if !was_failed && let Err(err) = work(&mut record) {
+                record.fail(stage, &err);
+            }
+            writer.write(&record, was_failed)?;
+            writer.flush()?;
+        }
+        Ok(())
+    })?;
+    Ok(writer.summary())
+}
+
+/// Runs `work` on up to `jobs` healthy records at once; output keeps the input order.
+///
+/// Memory stays bounded: at most `2 × jobs` records are in flight.
+pub fn run_parallel<R, W, F>(
+    stage: &'static str,
+    jobs: usize,
+    input: R,
+    output: W,
+    work: F,
+) -> Result<Summary, WalError>
+where
+    R: BufRead + Send,
+    W: Write,
+    F: Fn(&mut WalRecord) -> Result<(), WalError> + Sync,
+{
+    let jobs = jobs.max(1);
+    if jobs == 1 {
+        return run_each(stage, input, output, work);
+    }
+    let mut writer = RecordWriter::new(stage, output);
+    with_reader(stage, input, |reader| {
+        let (task_sender, task_receiver) = sync_channel::<(u64, WalRecord)>(jobs);
+        let (done_sender, done_receiver) = sync_channel::<(u64, WalRecord, bool)>(jobs);
+        let task_receiver = Mutex::new(task_receiver);
+        thread::scope(|scope| {
+            for _ in 0..jobs {
+                let done_sender = done_sender.clone();
+                let task_receiver = &task_receiver;
+                let work = &work;
+                scope.spawn(move || {
+                    loop {
+                        let task = task_receiver.lock().map(|rx| rx.recv());
+                        let Ok(Ok((sequence, mut record))) = task else {
+                            return;
+                        };
+                        let was_failed = record.failed();
+                        if !was_failed && let Err(err) = work(&mut record) {
+                            record.fail(stage, &err);
+                        }
+                        if done_sender.send((sequence, record, was_failed)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_sender);
+            // Feed tasks from a thread of its own so the writer below never blocks the feeder.
+            let feeder = scope.spawn(move || {
+                let mut sequence = 0u64;
+                while let Some(record) = reader.next_record() {
+                    if task_sender.send((sequence, record)).is_err() {
+                        break;
+                    }
+                    sequence += 1;
+                }
+            });
+            let mut pending = BTreeMap::new();
+            let mut next = 0u64;
+            let mut outcome = Ok(());
+            for (sequence, record, was_failed) in done_receiver {
+                pending.insert(sequence, (record, was_failed));
+                while let Some((record, was_failed)) = pending.remove(&next) {
+                    if outcome.is_ok() {
+                        outcome = writer.write(&record, was_failed).and_then(|()| writer.flush());
+                    }
+                    next += 1;
+                }
+            }
+            feeder
+                .join()
+                .map_err(|_| WalError::Internal("feeder thread panicked".into()))?;
+            outcome
+        })
+    })?;
+    Ok(writer.summary())
+}
+
+/// Runs `work` on batches: every record already waiting, up to `max_batch`. `work` sees
+/// failed records too (it decides what to do with them) and fails records itself.
+pub fn run_batches<R, W>(
+    stage: &'static str,
+    max_batch: usize,
+    input: R,
+    output: W,
+    mut work: impl FnMut(&mut [WalRecord]) -> Result<(), WalError>,
+) -> Result<Summary, WalError>
+where
+    R: BufRead + Send,
+    W: Write,
+{
+    let mut writer = RecordWriter::new(stage, output);
+    with_reader(stage, input, |reader| {
+        loop {
+            let mut batch = reader.next_batch(max_batch);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let arrived_failed: Vec<bool> = batch.iter().map(WalRecord::failed).collect();
+            work(&mut batch)?;
+            for (record, was_failed) in batch.iter().zip(arrived_failed) {
+                writer.write(record, was_failed)?;
+            }
+            writer.flush()?;
+        }
+    })?;
+    Ok(writer.summary())
+}
+
+/// Ends a binary: reports a whole-stream error on stderr and turns the result into the
+/// process exit status (the one place where results become exit codes).
+#[must_use]
+pub fn exit_status(stage: &str, result: Result<Summary, WalError>) -> std::process::ExitCode {
+    match result {
+        Ok(summary) => summary.exit_code().into(),
+        Err(err) => {
+            report_error(stage, &err);
+            ExitCode::for_error(&err).into()
+        }
+    }
+}
+
+/// One stderr line for `err`, then its causes (cargo's "Caused by:").
+pub fn report_error(stage: &str, err: &WalError) {
+    let mut text = format!("{stage}: {err}");
+    let mut cause = std::error::Error::source(err);
+    // The io::Error source is already part of the message.
+    if matches!(err, WalError::Io { .. }) {
+        cause = cause.and_then(std::error::Error::source);
+    }
+    while let Some(c) = cause {
+        let _ = write!(text, "\n  caused by: {c}");
+        cause = c.source();
+    }
+    eprintln!("{text}");
+}
+
+/// The stdin every stage reads by default.
+#[must_use]
+pub fn stdin() -> io::BufReader<io::Stdin> {
+    io::BufReader::with_capacity(64 * 1024, io::stdin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn lines(output: &[u8]) -> Vec<serde_json::Value> {
+        output
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    const INPUT: &str = concat!(
+        r#"{"name":"000000010000000000000001","size":1,"time":1.0}"#,
+        "\n",
+        "this is not json\n",
+        "\n",
+        r#"{"name":"000000010000000000000002","size":2,"time":2.0,"error":{"stage":"wal-scan","kind":"io","message":"earlier"}}"#,
+        "\n",
+        r#"{"name":"000000010000000000000003","size":3,"time":3.0,"x":true}"#,
+        "\n",
+    );
+
+    #[test]
+    fn run_each_goes_on_after_failures() {
+        let mut out = Vec::new();
+        let summary = run_each("t", Cursor::new(INPUT), &mut out, |record| {
+            if record.name.ends_with('3') {
+                return Err(WalError::Temporary("nope".into()));
+            }
+            record.size *= 10;
+            Ok(())
+        })
+        .unwrap();
+        let records = lines(&out);
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0]["size"], 10);
+        assert_eq!(records[1]["error"]["kind"], "bad_record");
+        assert_eq!(records[1]["line"], "this is not json");
+        assert_eq!(records[2]["error"]["stage"], "wal-scan");
+        assert_eq!(records[2]["size"], 2, "failed records pass untouched");
+        assert_eq!(records[3]["error"]["kind"], "temporary");
+        assert_eq!(records[3]["x"], true, "unknown fields are forwarded");
+        assert_eq!(summary, Summary { records: 4, failed: 1, malformed: 1 });
+        assert_eq!(summary.exit_code(), ExitCode::DataErr);
+    }
+
+    #[test]
+    fn run_parallel_keeps_input_order() {
+        let mut input = String::new();
+        for i in 0..200 {
+            let _ = writeln!(input, "{{\"name\":\"{i:024X}\",\"size\":{i},\"time\":0.0}}");
+        }
+        let mut out = Vec::new();
+        let summary = run_parallel("t", 4, Cursor::new(input), &mut out, |record| {
+            // Uneven work so that completion order differs from input order.
+            std::thread::sleep(std::time::Duration::from_micros((record.size % 7) * 200));
+            record.size += 1000;
+            Ok(())
+        })
+        .unwrap();
+        let sizes: Vec<u64> = lines(&out).iter().map(|r| r["size"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, (1000..1200).collect::<Vec<_>>());
+        assert_eq!(summary.exit_code(), ExitCode::Ok);
+    }
+
+    #[test]
+    fn run_batches_sees_every_record_and_waits_for_none() {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        let summary = run_batches("t", 2, Cursor::new(INPUT), &mut out, |batch| {
+            assert!(batch.len() <= 2);
+            seen.extend(batch.iter().map(|r| r.name.clone()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(summary.records, 4);
+        assert_eq!(summary.malformed, 1);
+        assert_eq!(summary.failed, 0);
+    }
+
+    #[test]
+    fn a_closed_output_stops_the_stream() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = run_each("t", Cursor::new(INPUT), Closed, |_| Ok(())).unwrap_err();
+        assert_eq!(ExitCode::for_error(&err), ExitCode::IoErr);
+    }
+}

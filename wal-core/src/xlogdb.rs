@@ -1,0 +1,304 @@
+//! xlog.db: Barman's catalogue of archived WAL, in Barman's exact format.
+//!
+//! One line per archived file: `name \t size \t time \t compression \t encryption \n`, with
+//! `None` for missing values and `time` as Python's `str(float)` (spec §2.3). Barman and
+//! walpipe read each other's file, so the format is reproduced to the byte.
+//!
+//! Unlike Barman (one lock, open, write and fsync per WAL), appends are batched: one lock
+//! and one fsync for every WAL stored in a batch. Rewrites build the new file under a
+//! temporary name and rename it over the old one while holding the lock; every writer
+//! (Barman's included) opens the file only after taking the lock, so no append can land in
+//! the replaced inode (Barman #328).
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use crate::compression::Compression;
+use crate::durable;
+use crate::error::{IoContext, Result, WalError};
+use crate::lock::{LockFile, xlogdb_lock_path};
+
+/// One xlog.db line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XlogLine {
+    /// WAL file name.
+    pub name: String,
+    /// Bytes as stored.
+    pub size: u64,
+    /// Source mtime, seconds since the epoch.
+    pub time: f64,
+    /// Compression name as recorded (Barman may record `pigz` or `custom`), or `None`.
+    pub compression: Option<String>,
+    /// Encryption name (`gpg`), or `None`.
+    pub encryption: Option<String>,
+}
+
+impl XlogLine {
+    /// Barman's `to_xlogdb_line`, `\n` included.
+    #[must_use]
+    pub fn to_line(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            self.name,
+            self.size,
+            python_float_repr(self.time),
+            self.compression.as_deref().unwrap_or("None"),
+            self.encryption.as_deref().unwrap_or("None"),
+        )
+    }
+
+    /// Barman's `from_xlogdb_line`: whitespace-separated, 3 to 5 fields, `None` for null.
+    /// Returns `None` for a line it cannot parse.
+    #[must_use]
+    pub fn parse(line: &str) -> Option<XlogLine> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !(3..=5).contains(&fields.len()) {
+            return None;
+        }
+        let optional = |i: usize| {
+            fields
+                .get(i)
+                .filter(|value| **value != "None")
+                .map(|value| (*value).to_string())
+        };
+        Some(XlogLine {
+            name: fields[0].to_string(),
+            size: fields[1].parse().ok()?,
+            time: fields[2].parse().ok()?,
+            compression: optional(3),
+            encryption: optional(4),
+        })
+    }
+
+    /// The recorded compression, if walpipe knows it.
+    #[must_use]
+    pub fn known_compression(&self) -> Option<Compression> {
+        self.compression.as_deref().and_then(|c| c.parse().ok())
+    }
+}
+
+/// Formats `value` as Python's `repr(float)`: the shortest digits that round-trip, `.0` on
+/// integral values, and exponent notation outside `1e-4 <= |x| < 1e16`.
+#[must_use]
+pub fn python_float_repr(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) {
+        // Rust: "1.5e-5" / "1e16"; Python: "1.5e-05" / "1e+16".
+        let text = format!("{value:e}");
+        let (mantissa, exponent) = text.split_once('e').expect("{:e} has an exponent");
+        let (sign, digits) = match exponent.strip_prefix('-') {
+            Some(digits) => ('-', digits),
+            None => ('+', exponent),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    let text = format!("{value}");
+    if text.contains('.') { text } else { format!("{text}.0") }
+}
+
+/// A server's xlog.db and its lock.
+#[derive(Debug, Clone)]
+pub struct Xlogdb {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl Xlogdb {
+    /// Barman's layout: `<dir>/<server>-xlog.db`, locked by `<lock_dir>/.<server>-xlogdb.lock`.
+    #[must_use]
+    pub fn for_server(dir: &Path, server: &str, lock_dir: &Path) -> Xlogdb {
+        Xlogdb {
+            path: dir.join(format!("{server}-xlog.db")),
+            lock_path: xlogdb_lock_path(lock_dir, server),
+        }
+    }
+
+    /// An xlog.db at an explicit path.
+    #[must_use]
+    pub fn at(path: PathBuf, lock_path: PathBuf) -> Xlogdb {
+        Xlogdb { path, lock_path }
+    }
+
+    /// The catalogue file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> Result<LockFile> {
+        if let Some(dir) = self.lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            durable::create_dir_durably(dir)?;
+        }
+        LockFile::acquire(&self.lock_path)
+    }
+
+    /// Appends `lines` under the lock with a single fsync.
+    pub fn append(&self, lines: &[XlogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let existed = self.path.exists();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .context("cannot open", &self.path)?;
+        let text: String = lines.iter().map(XlogLine::to_line).collect();
+        file.write_all(text.as_bytes()).context("cannot append to", &self.path)?;
+        file.sync_all().context("cannot fsync", &self.path)?;
+        if !existed {
+            durable::fsync_parents([self.path.as_path()])?;
+        }
+        Ok(())
+    }
+
+    /// Every line, in file order; a missing file is an empty catalogue. Unparsable lines
+    /// are errors naming the line (Barman's hint: run rebuild-xlogdb).
+    pub fn read(&self) -> Result<Vec<XlogLine>> {
+        let _lock = self.lock()?;
+        self.read_locked()
+    }
+
+    fn read_locked(&self) -> Result<Vec<XlogLine>> {
+        let file = match fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
+        };
+        let mut lines = Vec::new();
+        for (index, text) in BufReader::new(file).lines().enumerate() {
+            let text = text.context("cannot read", &self.path)?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            lines.push(XlogLine::parse(&text).ok_or_else(|| WalError::BadXlogLine {
+                path: self.path.clone(),
+                line: index as u64 + 1,
+                text: text.clone(),
+            })?);
+        }
+        Ok(lines)
+    }
+
+    /// The set of names catalogued.
+    pub fn names(&self) -> Result<HashSet<String>> {
+        Ok(self.read()?.into_iter().map(|l| l.name).collect())
+    }
+
+    /// Keeps only the lines `keep` accepts; returns how many were removed.
+    pub fn retain(&self, mut keep: impl FnMut(&XlogLine) -> bool) -> Result<usize> {
+        let _lock = self.lock()?;
+        let lines = self.read_locked()?;
+        let before = lines.len();
+        let kept: Vec<XlogLine> = lines.into_iter().filter(|l| keep(l)).collect();
+        let removed = before - kept.len();
+        if removed > 0 {
+            self.write_locked(&kept)?;
+        }
+        Ok(removed)
+    }
+
+    /// Replaces the whole catalogue with `lines` (rebuild).
+    pub fn replace(&self, lines: &[XlogLine]) -> Result<()> {
+        let _lock = self.lock()?;
+        self.write_locked(lines)
+    }
+
+    fn write_locked(&self, lines: &[XlogLine]) -> Result<()> {
+        let text: String = lines.iter().map(XlogLine::to_line).collect();
+        durable::replace_durably(&self.path, |file| file.write_all(text.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_float_repr_matches_python() {
+        for (value, python) in [
+            (1_795_313_864.672_685_9, "1795313864.6726859"),
+            (1_718_040_000.0, "1718040000.0"),
+            (1_718_040_000.123_456_7, "1718040000.1234567"),
+            (43.0, "43.0"),
+            (0.0, "0.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1.5e-5, "1.5e-05"),
+            (0.0001, "0.0001"),
+            (-2.5, "-2.5"),
+            (123_456_789_012_345_680.0, "1.2345678901234568e+17"),
+        ] {
+            assert_eq!(python_float_repr(value), python, "{value}");
+        }
+    }
+
+    #[test]
+    fn barman_lines_round_trip() {
+        let barman = "000000010000000000000001\t1479083\t1795313864.6726859\tzstd\tNone\n";
+        let line = XlogLine::parse(barman).unwrap();
+        assert_eq!(line.size, 1_479_083);
+        assert_eq!(line.known_compression(), Some(Compression::Zstd));
+        assert_eq!(line.encryption, None);
+        assert_eq!(line.to_line(), barman);
+
+        let plain = XlogLine {
+            name: "000000000000000000000002".into(),
+            size: 42,
+            time: 43.0,
+            compression: None,
+            encryption: None,
+        };
+        // Barman's test writes `43` for an int; a float (all real times) gets `.0`.
+        assert_eq!(plain.to_line(), "000000000000000000000002\t42\t43.0\tNone\tNone\n");
+    }
+
+    #[test]
+    fn three_to_five_columns_are_accepted() {
+        let legacy = XlogLine::parse("00000002.history 41 1700000000.5").unwrap();
+        assert_eq!((legacy.compression, legacy.encryption), (None, None));
+        let four = XlogLine::parse("000000010000000000000003\t100\t1.0\tgzip").unwrap();
+        assert_eq!(four.known_compression(), Some(Compression::Gzip));
+        let custom = XlogLine::parse("000000010000000000000004\t100\t1.0\tcustom\tgpg").unwrap();
+        assert_eq!(custom.known_compression(), None);
+        assert_eq!(custom.encryption.as_deref(), Some("gpg"));
+        assert!(XlogLine::parse("a b").is_none());
+        assert!(XlogLine::parse("a 1 2 3 4 5").is_none());
+        assert!(XlogLine::parse("a x 2").is_none());
+    }
+
+    #[test]
+    fn append_retain_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Xlogdb::for_server(dir.path(), "pg", dir.path());
+        assert!(db.read().unwrap().is_empty());
+        let line = |n: u32| XlogLine {
+            name: format!("{n:024X}"),
+            size: u64::from(n),
+            time: 1.5,
+            compression: Some("zstd".into()),
+            encryption: None,
+        };
+        db.append(&[line(1), line(2)]).unwrap();
+        db.append(&[line(3)]).unwrap();
+        assert_eq!(db.read().unwrap().len(), 3);
+        assert!(db.path().ends_with("pg-xlog.db"));
+        assert_eq!(db.retain(|l| l.size != 2).unwrap(), 1);
+        assert_eq!(db.names().unwrap().len(), 2);
+        db.replace(&[line(9)]).unwrap();
+        let text = fs::read_to_string(db.path()).unwrap();
+        assert_eq!(text, "000000000000000000000009\t9\t1.5\tzstd\tNone\n");
+        fs::write(db.path(), "garbage\n").unwrap();
+        let err = db.read().unwrap_err();
+        assert!(err.to_string().contains("line 1: cannot parse line"), "{err}");
+    }
+}
