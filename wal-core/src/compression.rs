@@ -154,7 +154,10 @@ mod tests {
             let mut head = c.magic().to_vec();
             head.extend_from_slice(b"payload");
             assert_eq!(Compression::identify(&head), Some(c), "{c}");
-            assert_eq!(Compression::identify(&c.magic()[..c.magic().len() - 1]), None);
+            assert_eq!(
+                Compression::identify(&c.magic()[..c.magic().len() - 1]),
+                None
+            );
         }
         assert_eq!(Compression::identify(b""), None);
         assert_eq!(Compression::identify(&[0u8; 16]), None);
@@ -182,8 +185,14 @@ mod tests {
         );
         assert_eq!(
             Compression::strip_extension("000000010000000000000001.partial.snappy"),
-            ("000000010000000000000001.partial", Some(Compression::Snappy))
+            (
+                "000000010000000000000001.partial",
+                Some(Compression::Snappy)
+            )
         );
-        assert_eq!(Compression::strip_extension("00000002.history"), ("00000002.history", None));
+        assert_eq!(
+            Compression::strip_extension("00000002.history"),
+            ("00000002.history", None)
+        );
     }
 }

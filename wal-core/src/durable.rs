@@ -7,14 +7,13 @@
 //! overwrite an archived WAL, and one that is not followed by a directory fsync can vanish.
 //!
 //! Temporary names start with a dot, so queue listings (which skip dot-files, like Barman's
-//! glob) never mistake them for WAL, and carry the pid so concurrent writers never share one.
+//! glob) never mistake them for WAL.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
@@ -41,7 +40,11 @@ pub fn fsync_file(path: &Path) -> Result<()> {
 pub fn fsync_parents<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<()> {
     let dirs: BTreeSet<&Path> = paths.into_iter().filter_map(Path::parent).collect();
     for dir in dirs {
-        fsync_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?;
+        fsync_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?;
     }
     Ok(())
 }
@@ -54,16 +57,19 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// A fresh hidden temporary name next to `target`: `.<name>.<pid>.<n>.tmp`.
+/// The hidden temporary name next to `target`: `.<name>.tmp`.
+///
+/// Deterministic on purpose: a copy killed half-way leaves `.<name>.tmp`, and the next
+/// attempt for the same name (PostgreSQL retries archive_command until it succeeds)
+/// unlinks and replaces it, so killed copies never pile up. Two concurrent writers of one
+/// name cannot corrupt anything either: the loser's temp is unlinked under it and its
+/// rename fails, so it reports an error and is retried.
 #[must_use]
 pub fn temp_name_for(target: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target.file_name().map_or_else(
-        || "walpipe".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    parent_of(target).join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    let name = target
+        .file_name()
+        .map_or_else(|| "walpipe".into(), |n| n.to_string_lossy().into_owned());
+    parent_of(target).join(format!(".{name}.tmp"))
 }
 
 /// Creates `path` fresh for writing, mode 0600. A leftover file of that name (from a killed
@@ -156,7 +162,9 @@ fn copy_to_temp(src: &Path, temp: &Path) -> Result<u64> {
         .set_permissions(fs::Permissions::from_mode(meta.permissions().mode()))
         .context("cannot chmod", temp)?;
     if let Ok(modified) = meta.modified() {
-        output.set_modified(modified).context("cannot set mtime of", temp)?;
+        output
+            .set_modified(modified)
+            .context("cannot set mtime of", temp)?;
     }
     output.sync_all().context("cannot fsync", temp)?;
     Ok(copied)
@@ -170,7 +178,9 @@ fn copy_chunks(input: &mut File, output: &mut File, src: &Path, dest: &Path) -> 
         if n == 0 {
             return Ok(total);
         }
-        output.write_all(&buffer[..n]).context("cannot write", dest)?;
+        output
+            .write_all(&buffer[..n])
+            .context("cannot write", dest)?;
         total += n as u64;
     }
 }
@@ -183,7 +193,10 @@ pub fn copy_durably(src: &Path, dest: &Path) -> Result<u64> {
 }
 
 /// Writes a new file `dest` durably with `fill`, without replacing an existing one.
-pub fn write_new_durably(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
+pub fn write_new_durably(
+    dest: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
     let temp = temp_name_for(dest);
     let result = (|| {
         let mut output = create_temp(&temp)?;
@@ -288,8 +301,14 @@ mod tests {
         let src = dir.path().join("src");
         fs::write(&src, vec![7u8; 300_000]).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).unwrap();
-        let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        File::options().write(true).open(&src).unwrap().set_modified(mtime).unwrap();
+        let mtime =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        File::options()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
         let dest = dir.path().join("dest");
         assert_eq!(copy_durably(&src, &dest).unwrap(), 300_000);
         let meta = fs::metadata(&dest).unwrap();
@@ -328,6 +347,24 @@ mod tests {
         assert_eq!(fs::read(&b).unwrap(), b"b");
         move_durably(&a, &dir.path().join("c")).unwrap();
         assert!(!a.exists());
+    }
+
+    #[test]
+    fn a_killed_copys_leftover_is_replaced_by_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::write(&src, vec![1u8; 10_000]).unwrap();
+        let dest = dir.path().join("q/000000010000000000000001");
+        fs::create_dir(dir.path().join("q")).unwrap();
+        // What a copy killed half-way leaves behind.
+        fs::write(temp_name_for(&dest), vec![1u8; 4_000]).unwrap();
+        copy_durably(&src, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap().len(), 10_000);
+        let names: Vec<_> = fs::read_dir(dir.path().join("q"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["000000010000000000000001"], "no temp left behind");
     }
 
     #[test]

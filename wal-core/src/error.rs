@@ -194,7 +194,10 @@ mod tests {
         );
         assert_eq!(err.kind(), ErrorKind::NotFound);
         let text = err.to_string();
-        assert!(text.starts_with("cannot open /q/000000010000000A00000042: "), "{text}");
+        assert!(
+            text.starts_with("cannot open /q/000000010000000A00000042: "),
+            "{text}"
+        );
     }
 
     #[test]

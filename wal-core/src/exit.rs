@@ -102,10 +102,22 @@ mod tests {
             io::Error::from(io::ErrorKind::PermissionDenied),
         );
         assert_eq!(ExitCode::for_error(&denied).code(), 73);
-        assert_eq!(ExitCode::for_error(&WalError::Usage("bad".into())).code(), 64);
-        assert_eq!(ExitCode::for_error(&WalError::Temporary("busy".into())).code(), 75);
-        assert_eq!(ExitCode::for_error(&WalError::Internal("bug".into())).code(), 70);
-        let bad = WalError::BadRecord { line: 1, reason: "eof".into() };
+        assert_eq!(
+            ExitCode::for_error(&WalError::Usage("bad".into())).code(),
+            64
+        );
+        assert_eq!(
+            ExitCode::for_error(&WalError::Temporary("busy".into())).code(),
+            75
+        );
+        assert_eq!(
+            ExitCode::for_error(&WalError::Internal("bug".into())).code(),
+            70
+        );
+        let bad = WalError::BadRecord {
+            line: 1,
+            reason: "eof".into(),
+        };
         assert_eq!(ExitCode::for_error(&bad).code(), 65);
     }
 }

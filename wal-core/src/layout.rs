@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{IoContext, Result};
+
 use crate::names::{WalKind, WalName, decode_hash_dir};
 use crate::xlogdb::Xlogdb;
 
@@ -104,14 +105,20 @@ pub struct ArchiveListing {
 pub fn list_archive(wals: &Path) -> Result<ArchiveListing> {
     let mut listing = ArchiveListing::default();
     for entry in sorted_entries(wals)? {
-        let Some(name) = entry.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+        let Some(name) = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+        else {
             listing.unexpected.push(entry);
             continue;
         };
         if name.starts_with('.') || name.ends_with("-xlog.db") || name == "xlog.db" {
             continue;
         }
-        let meta = fs::symlink_metadata(&entry).context("cannot stat", &entry)?;
+        let Some(meta) = stat_unless_vanished(&entry)? else {
+            continue;
+        };
         if meta.is_dir() && decode_hash_dir(&name).is_some() {
             for file in sorted_entries(&entry)? {
                 push_file(&mut listing, file, |kind| kind != WalKind::History)?;
@@ -131,11 +138,16 @@ fn push_file(
     path: PathBuf,
     belongs: impl Fn(WalKind) -> bool,
 ) -> Result<()> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if file_name.starts_with('.') {
         return Ok(());
     }
-    let meta = fs::symlink_metadata(&path).context("cannot stat", &path)?;
+    let Some(meta) = stat_unless_vanished(&path)? else {
+        return Ok(());
+    };
     match WalName::parse(&file_name) {
         Ok(name) if meta.is_file() && belongs(name.kind()) => listing.files.push(ArchivedFile {
             name,
@@ -146,6 +158,16 @@ fn push_file(
         _ => listing.unexpected.push(path),
     }
     Ok(())
+}
+
+/// `lstat`, or `None` when the file vanished since it was listed (retention may be
+/// deleting while we list).
+fn stat_unless_vanished(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::WalError::io("cannot stat", path, e)),
+    }
 }
 
 /// Directory entries sorted by name bytes; a missing directory is empty.
@@ -219,14 +241,20 @@ mod tests {
             errors_path(Path::new("/e"), "000000010000000000000005", "duplicate", t),
             PathBuf::from("/e/000000010000000000000005.20250612T101500Z.duplicate")
         );
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
     }
 
     #[test]
     fn barman_layout_and_lock_dir() {
         let layout = ServerLayout::barman(Path::new("/var/lib/barman"), "pg");
         assert_eq!(layout.wals, PathBuf::from("/var/lib/barman/pg/wals"));
-        assert_eq!(layout.xlogdb().path(), Path::new("/var/lib/barman/pg/wals/pg-xlog.db"));
+        assert_eq!(
+            layout.xlogdb().path(),
+            Path::new("/var/lib/barman/pg/wals/pg-xlog.db")
+        );
         let implied = ServerLayout::from_archive(Path::new("/var/lib/barman/pg/wals"), "pg");
         assert_eq!(implied.lock_dir, PathBuf::from("/var/lib/barman"));
         assert_eq!(implied.errors, PathBuf::from("/var/lib/barman/pg/errors"));
@@ -263,6 +291,11 @@ mod tests {
             ]
         );
         assert_eq!(listing.unexpected.len(), 2);
-        assert!(list_archive(&wals.join("missing")).unwrap().files.is_empty());
+        assert!(
+            list_archive(&wals.join("missing"))
+                .unwrap()
+                .files
+                .is_empty()
+        );
     }
 }

@@ -26,8 +26,9 @@ pub struct LockFile {
 impl LockFile {
     /// Waits for the exclusive lock on `path` (created 0600 if missing).
     pub fn acquire(path: &Path) -> Result<LockFile> {
-        Self::lock(path, FlockArg::LockExclusive)?
-            .ok_or_else(|| WalError::Internal(format!("blocking lock on {} failed", path.display())))
+        Self::lock(path, FlockArg::LockExclusive)?.ok_or_else(|| {
+            WalError::Internal(format!("blocking lock on {} failed", path.display()))
+        })
     }
 
     /// Takes the exclusive lock on `path` if it is free; `None` if another process holds it.

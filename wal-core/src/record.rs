@@ -232,14 +232,20 @@ mod tests {
         rec.write_line(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(r#"{"name":"00000002.history","size":41,"time":1.5,"compression":null,"encryption":null,"#), "{text}");
-        assert!(text.contains(r#""ticket":42"#) && text.contains(r#""note":{"a":[1,2]}"#), "{text}");
+        assert!(
+            text.contains(r#""ticket":42"#) && text.contains(r#""note":{"a":[1,2]}"#),
+            "{text}"
+        );
     }
 
     #[test]
     fn malformed_lines_say_where() {
         let err = WalRecord::from_line("{not json", 3).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadRecord);
-        assert!(err.to_string().starts_with("line 3: not a record:"), "{err}");
+        assert!(
+            err.to_string().starts_with("line 3: not a record:"),
+            "{err}"
+        );
         assert!(WalRecord::from_line(r#"{"name":5}"#, 4).is_err());
     }
 
@@ -248,7 +254,10 @@ mod tests {
         let mut rec = WalRecord::new("000000010000000000000001");
         rec.fail("wal-compress", &WalError::Temporary("store busy".into()));
         let err = rec.error.as_ref().unwrap();
-        assert_eq!((err.stage.as_str(), err.kind), ("wal-compress", ErrorKind::Temporary));
+        assert_eq!(
+            (err.stage.as_str(), err.kind),
+            ("wal-compress", ErrorKind::Temporary)
+        );
         assert!(rec.failed());
     }
 }

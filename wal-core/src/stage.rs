@@ -293,7 +293,9 @@ where
                 pending.insert(sequence, (record, was_failed));
                 while let Some((record, was_failed)) = pending.remove(&next) {
                     if outcome.is_ok() {
-                        outcome = writer.write(&record, was_failed).and_then(|()| writer.flush());
+                        outcome = writer
+                            .write(&record, was_failed)
+                            .and_then(|()| writer.flush());
                     }
                     next += 1;
                 }
@@ -416,7 +418,14 @@ mod tests {
         assert_eq!(records[2]["size"], 2, "failed records pass untouched");
         assert_eq!(records[3]["error"]["kind"], "temporary");
         assert_eq!(records[3]["x"], true, "unknown fields are forwarded");
-        assert_eq!(summary, Summary { records: 4, failed: 1, malformed: 1 });
+        assert_eq!(
+            summary,
+            Summary {
+                records: 4,
+                failed: 1,
+                malformed: 1
+            }
+        );
         assert_eq!(summary.exit_code(), ExitCode::DataErr);
     }
 
@@ -434,7 +443,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let sizes: Vec<u64> = lines(&out).iter().map(|r| r["size"].as_u64().unwrap()).collect();
+        let sizes: Vec<u64> = lines(&out)
+            .iter()
+            .map(|r| r["size"].as_u64().unwrap())
+            .collect();
         assert_eq!(sizes, (1000..1200).collect::<Vec<_>>());
         assert_eq!(summary.exit_code(), ExitCode::Ok);
     }

@@ -87,7 +87,11 @@ pub fn python_float_repr(value: f64) -> String {
         return "nan".into();
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf".into() } else { "-inf".into() };
+        return if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     let magnitude = value.abs();
     if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) {
@@ -101,7 +105,11 @@ pub fn python_float_repr(value: f64) -> String {
         return format!("{mantissa}e{sign}{digits:0>2}");
     }
     let text = format!("{value}");
-    if text.contains('.') { text } else { format!("{text}.0") }
+    if text.contains('.') {
+        text
+    } else {
+        format!("{text}.0")
+    }
 }
 
 /// A server's xlog.db and its lock.
@@ -134,7 +142,11 @@ impl Xlogdb {
     }
 
     fn lock(&self) -> Result<LockFile> {
-        if let Some(dir) = self.lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = self
+            .lock_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             durable::create_dir_durably(dir)?;
         }
         LockFile::acquire(&self.lock_path)
@@ -153,7 +165,8 @@ impl Xlogdb {
             .open(&self.path)
             .context("cannot open", &self.path)?;
         let text: String = lines.iter().map(XlogLine::to_line).collect();
-        file.write_all(text.as_bytes()).context("cannot append to", &self.path)?;
+        file.write_all(text.as_bytes())
+            .context("cannot append to", &self.path)?;
         file.sync_all().context("cannot fsync", &self.path)?;
         if !existed {
             durable::fsync_parents([self.path.as_path()])?;
@@ -259,7 +272,10 @@ mod tests {
             encryption: None,
         };
         // Barman's test writes `43` for an int; a float (all real times) gets `.0`.
-        assert_eq!(plain.to_line(), "000000000000000000000002\t42\t43.0\tNone\tNone\n");
+        assert_eq!(
+            plain.to_line(),
+            "000000000000000000000002\t42\t43.0\tNone\tNone\n"
+        );
     }
 
     #[test]
@@ -299,6 +315,9 @@ mod tests {
         assert_eq!(text, "000000000000000000000009\t9\t1.5\tzstd\tNone\n");
         fs::write(db.path(), "garbage\n").unwrap();
         let err = db.read().unwrap_err();
-        assert!(err.to_string().contains("line 1: cannot parse line"), "{err}");
+        assert!(
+            err.to_string().contains("line 1: cannot parse line"),
+            "{err}"
+        );
     }
 }
