@@ -1,0 +1,77 @@
+//! The command line as typed: clap's view of argv and of the `WALPIPE_*` environment.
+//!
+//! Nothing here is interpreted; [`crate::Config::from_args`] validates these values and
+//! fills in defaults, and the rest of the crate sees only that `Config` (the raw/resolved
+//! split of ripgrep's LowArgs/HiArgs).
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+/// `wal-scan`: list WAL files as records, one JSON object per line on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "wal-scan", version, about, long_about = None)]
+pub struct Args {
+    /// What to scan.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The four things wal-scan can list.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The archive_command drop queue (Barman's incoming directory, "file archival").
+    ///
+    /// Entries are sorted by name; with a batch size only the first N are looked at.
+    /// WAL files become records (compression sniffed from their first bytes); other
+    /// entries become error records of kind `unknown`, for wal-store to move to errors/.
+    Incoming(QueueArgs),
+    /// The pg_receivewal queue (Barman's streaming directory).
+    ///
+    /// As `incoming`, but nothing is sniffed, `.partial` files are held back, and one
+    /// file is always left for pg_receivewal to find its restart position.
+    Streaming(QueueArgs),
+    /// Records for the given files (archive_command's `%p`).
+    File(FileArgs),
+    /// What a local archive holds, one record per archived file in name order.
+    Archive(ArchiveArgs),
+}
+
+/// Arguments of the two queue scans.
+#[derive(Debug, ClapArgs)]
+pub struct QueueArgs {
+    /// The queue directory.
+    pub dir: PathBuf,
+    /// Look at the first N entries only (0: all); `.tmp` and bad entries use up slots.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "WALPIPE_BATCH_SIZE",
+        default_value_t = 0
+    )]
+    pub batch_size: usize,
+    /// Server name for messages [default: the name of DIR's parent directory].
+    #[arg(long, value_name = "NAME", env = "WALPIPE_SERVER")]
+    pub server: Option<String>,
+}
+
+/// Arguments of `wal-scan file`.
+#[derive(Debug, ClapArgs)]
+pub struct FileArgs {
+    /// The files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Arguments of `wal-scan archive`.
+#[derive(Debug, ClapArgs)]
+pub struct ArchiveArgs {
+    /// The archive directory (Barman's `wals_directory`).
+    pub dir: PathBuf,
+    /// Server name: the catalogue is `DIR/NAME-xlog.db` (required unless --xlogdb is given).
+    #[arg(long, value_name = "NAME", env = "WALPIPE_SERVER")]
+    pub server: Option<String>,
+    /// The xlog.db catalogue to take compression and encryption from.
+    #[arg(long, value_name = "PATH", env = "WALPIPE_XLOGDB")]
+    pub xlogdb: Option<PathBuf>,
+}

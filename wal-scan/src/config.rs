@@ -1,0 +1,258 @@
+//! The resolved configuration: what a scan does, validated, with every default filled in.
+//!
+//! [`crate::cli::Args`] mirrors the command line; this is what the logic sees. Defaults
+//! that need thought live here, once: the server name of a queue (Barman's layout is
+//! `<home>/<server>/incoming`, so it is the queue's parent directory) and the xlog.db of an
+//! archive together with the lock that guards it.
+
+use std::path::{Path, PathBuf};
+
+use wal_core::WalError;
+use wal_core::layout::ServerLayout;
+use wal_core::lock::xlogdb_lock_path;
+use wal_core::xlogdb::Xlogdb;
+
+use crate::cli::{ArchiveArgs, Args, Command, QueueArgs};
+
+/// Suffix of Barman's catalogue file name (`XLOGDB_NAME = "{server}-xlog.db"`).
+const XLOGDB_SUFFIX: &str = "-xlog.db";
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What to scan.
+    pub scan: Scan,
+}
+
+/// The scan to run.
+#[derive(Debug, Clone)]
+pub enum Scan {
+    /// A queue directory (incoming or streaming).
+    Queue(QueueConfig),
+    /// Files named on the command line.
+    Files(Vec<PathBuf>),
+    /// A local archive.
+    Archive(ArchiveConfig),
+}
+
+/// Which queue, and so which of Barman's archivers this scan stands in for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// archive_command's drop queue (Barman's `FileWalArchiver`).
+    Incoming,
+    /// pg_receivewal's directory (Barman's `StreamingWalArchiver`).
+    Streaming,
+}
+
+impl QueueKind {
+    /// Barman's archiver name, as its log messages say it.
+    #[must_use]
+    pub fn archiver_name(self) -> &'static str {
+        match self {
+            QueueKind::Incoming => "file archival",
+            QueueKind::Streaming => "streaming",
+        }
+    }
+}
+
+/// A queue scan.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Incoming or streaming.
+    pub kind: QueueKind,
+    /// The queue directory.
+    pub dir: PathBuf,
+    /// How many entries of the sorted listing to look at; 0 means all.
+    pub batch_size: usize,
+    /// The server, for messages.
+    pub server: String,
+}
+
+/// An archive listing.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// The archive directory.
+    pub dir: PathBuf,
+    /// Where compression and encryption of archived files are recorded.
+    pub catalogue: Catalogue,
+    /// The catalogue was named with --xlogdb: it must exist. The default one may be
+    /// missing (an archive Barman never catalogued, or one being rebuilt).
+    pub xlogdb_required: bool,
+}
+
+/// How to read the archive's xlog.db.
+#[derive(Debug, Clone)]
+pub enum Catalogue {
+    /// Under Barman's xlog.db lock: the server is known, so the lock file is too.
+    Locked(Xlogdb),
+    /// A catalogue given by path whose server is unknown: nobody else can be locking it
+    /// under a name we could guess, so it is read as is.
+    Unlocked(PathBuf),
+}
+
+impl Config {
+    /// Validates `args` and fills in the defaults.
+    pub fn from_args(args: Args) -> Result<Config, WalError> {
+        let scan = match args.command {
+            Command::Incoming(queue) => Scan::Queue(queue_config(QueueKind::Incoming, queue)?),
+            Command::Streaming(queue) => Scan::Queue(queue_config(QueueKind::Streaming, queue)?),
+            Command::File(files) => Scan::Files(files.paths),
+            Command::Archive(archive) => Scan::Archive(archive_config(archive)?),
+        };
+        Ok(Config { scan })
+    }
+}
+
+fn queue_config(kind: QueueKind, args: QueueArgs) -> Result<QueueConfig, WalError> {
+    let server = match args.server {
+        Some(server) => non_empty_server(server)?,
+        None => server_from_queue_dir(&args.dir)?,
+    };
+    Ok(QueueConfig {
+        kind,
+        dir: args.dir,
+        batch_size: args.batch_size,
+        server,
+    })
+}
+
+/// Barman's layout puts a server's queues in `<home>/<server>/{incoming,streaming}`.
+///
+/// The path is made absolute without resolving symlinks: a queue directory that is a
+/// symlink to another disk still belongs to the server whose directory holds the link.
+/// Only a path ending in `..` is resolved, as it names no directory by itself.
+fn server_from_queue_dir(dir: &Path) -> Result<String, WalError> {
+    let cannot = || {
+        WalError::Usage(format!(
+            "cannot infer the server name from {}: give --server",
+            dir.display()
+        ))
+    };
+    let mut absolute = std::path::absolute(dir).map_err(|_| cannot())?;
+    if absolute.file_name().is_none() {
+        absolute = absolute.canonicalize().map_err(|_| cannot())?;
+    }
+    absolute
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .map(str::to_owned)
+        .ok_or_else(cannot)
+}
+
+fn non_empty_server(server: String) -> Result<String, WalError> {
+    if server.is_empty() {
+        Err(WalError::Usage("--server: the server name is empty".into()))
+    } else {
+        Ok(server)
+    }
+}
+
+fn archive_config(args: ArchiveArgs) -> Result<ArchiveConfig, WalError> {
+    let server = args.server.map(non_empty_server).transpose()?;
+    let xlogdb_required = args.xlogdb.is_some();
+    let catalogue = match (server, args.xlogdb) {
+        (Some(server), None) => {
+            Catalogue::Locked(ServerLayout::from_archive(&args.dir, &server).xlogdb())
+        }
+        (Some(server), Some(path)) => Catalogue::Locked(locked_at(&args.dir, &server, path)),
+        (None, Some(path)) => match server_of_xlogdb(&path) {
+            // `<server>-xlog.db`: the file names its server, and so its lock.
+            Some(server) => Catalogue::Locked(locked_at(&args.dir, &server, path)),
+            None => Catalogue::Unlocked(path),
+        },
+        (None, None) => {
+            return Err(WalError::Usage(
+                "archive: give --server NAME (the catalogue is DIR/NAME-xlog.db) or --xlogdb PATH"
+                    .into(),
+            ));
+        }
+    };
+    Ok(ArchiveConfig {
+        dir: args.dir,
+        catalogue,
+        xlogdb_required,
+    })
+}
+
+/// The catalogue at `path`, locked as wal-store and Barman lock the server's xlog.db.
+fn locked_at(dir: &Path, server: &str, path: PathBuf) -> Xlogdb {
+    let layout = ServerLayout::from_archive(dir, server);
+    Xlogdb::at(path, xlogdb_lock_path(&layout.lock_dir, server))
+}
+
+/// `pg` for `…/pg-xlog.db`.
+fn server_of_xlogdb(path: &Path) -> Option<String> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(XLOGDB_SUFFIX)
+        .filter(|server| !server.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(argv: &[&str]) -> Result<Config, WalError> {
+        let mut full = vec!["wal-scan"];
+        full.extend_from_slice(argv);
+        Config::from_args(Args::try_parse_from(full).unwrap())
+    }
+
+    #[test]
+    fn the_server_defaults_to_the_queue_parent() {
+        let Scan::Queue(queue) = config(&["incoming", "/var/lib/barman/pg/incoming/"])
+            .unwrap()
+            .scan
+        else {
+            panic!("not a queue scan");
+        };
+        assert_eq!(queue.server, "pg");
+        assert_eq!(queue.kind, QueueKind::Incoming);
+        assert_eq!(queue.batch_size, 0);
+        let Scan::Queue(queue) = config(&["streaming", "/srv/x/./streaming", "--batch-size", "5"])
+            .unwrap()
+            .scan
+        else {
+            panic!("not a queue scan");
+        };
+        assert_eq!((queue.server.as_str(), queue.batch_size), ("x", 5));
+        assert!(config(&["incoming", "/"]).is_err());
+        assert!(config(&["incoming", "/q", "--server", ""]).is_err());
+    }
+
+    #[test]
+    fn the_archive_catalogue_and_its_lock() {
+        let Scan::Archive(archive) =
+            config(&["archive", "/var/lib/barman/pg/wals", "--server", "pg"])
+                .unwrap()
+                .scan
+        else {
+            panic!("not an archive scan");
+        };
+        let Catalogue::Locked(db) = archive.catalogue else {
+            panic!("not locked");
+        };
+        assert_eq!(db.path(), Path::new("/var/lib/barman/pg/wals/pg-xlog.db"));
+
+        let Scan::Archive(archive) = config(&["archive", "/a", "--xlogdb", "/elsewhere/catalogue"])
+            .unwrap()
+            .scan
+        else {
+            panic!("not an archive scan");
+        };
+        assert!(
+            matches!(archive.catalogue, Catalogue::Unlocked(p) if p == Path::new("/elsewhere/catalogue"))
+        );
+        assert_eq!(
+            server_of_xlogdb(Path::new("/x/pg-xlog.db")).as_deref(),
+            Some("pg")
+        );
+        assert_eq!(server_of_xlogdb(Path::new("/x/-xlog.db")), None);
+
+        let err = config(&["archive", "/a"]).unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Usage);
+    }
+}

@@ -1,0 +1,42 @@
+//! wal-scan: where a walpipe pipeline starts.
+//!
+//! It turns a place that holds WAL files into records, one JSON object per line on stdout
+//! (the wire format is documented on [`wal_core::record`]): Barman's two queues (the
+//! archive_command drop queue `incoming` and pg_receivewal's `streaming` directory), files
+//! named on the command line (archive_command's `%p`), or a local archive (what delete,
+//! verify and restore start from). It reads no records and changes no file: compressing,
+//! storing and moving are later stages' jobs (an unknown queue entry becomes an error
+//! record of kind `unknown`, which wal-store moves to errors/).
+
+pub mod cli;
+pub mod config;
+
+mod archive;
+mod entry;
+mod files;
+mod output;
+mod queue;
+
+use std::io::Write;
+
+pub use config::Config;
+pub use wal_core::stage::Summary;
+
+use wal_core::WalError;
+
+use crate::config::Scan;
+use crate::output::Records;
+
+/// Runs the scan `config` describes, writing records to `output`.
+///
+/// Errors are whole-run failures (the queue or archive cannot be listed, stdout is gone);
+/// a file that cannot be read becomes an error record and a failure in the [`Summary`].
+pub fn run(config: &Config, output: impl Write) -> Result<Summary, WalError> {
+    let mut records = Records::new(output);
+    match &config.scan {
+        Scan::Queue(queue) => queue::scan(queue, &mut records)?,
+        Scan::Files(paths) => files::scan(paths, &mut records)?,
+        Scan::Archive(archive) => archive::scan(archive, &mut records)?,
+    }
+    records.finish()
+}
