@@ -1,0 +1,79 @@
+//! wal-compress: the walpipe stage that compresses the WAL file each record points at, or
+//! with `--decompress` restores its plain bytes.
+//!
+//! It sits between `wal-scan` (or `wal-hooks`) and `wal-encrypt`/`wal-store` when
+//! archiving, and after `wal-store get`/`wal-encrypt --decrypt` when restoring. It writes
+//! Barman's formats (spec §6: gzip, bzip2, xz, zstd, lz4 frames, snappy framing) so Barman
+//! and the stock CLIs read what it writes, and it reads theirs.
+//!
+//! It is not where files are stored or removed: it writes a hidden temporary copy, points
+//! the record at it and lists it in `temps`; `wal-store` fsyncs, stores, and removes the
+//! temporary copies and the source. Compression itself ([`wal_core::codec`]) is in
+//! wal-core because wal-store needs it too, to compare a WAL with an archived copy.
+//!
+//! [`run`] is the whole stage, callable in-process; `main` only parses the command line.
+
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+
+use wal_core::WalError;
+use wal_core::codec::Level;
+use wal_core::stage::{self, Summary};
+
+pub mod cli;
+pub mod config;
+mod temp;
+mod transform;
+
+pub use config::{Config, Mode};
+
+/// The stage name: prefix of every stderr line, and `error.stage` of failed records.
+pub const STAGE: &str = "wal-compress";
+
+/// Runs the stage: reads records from `input`, writes them to `output` in the same order,
+/// working on up to `config.jobs` files at once.
+///
+/// Per-record failures are in the records (and counted in the [`Summary`]); an `Err` is a
+/// failure of the whole stream: an unusable `--temp-dir`, unreadable input, or an output
+/// that cannot be written.
+pub fn run(
+    config: &Config,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Summary, WalError> {
+    if let Some(dir) = &config.temp_dir {
+        check_temp_dir(dir)?;
+    }
+    if let Mode::Compress { algorithm, level } = config.mode {
+        note_clamped_level(algorithm, level);
+    }
+    let transformer = transform::Transformer::new(config);
+    stage::run_parallel(STAGE, config.jobs.get(), input, output, |record| {
+        transformer.process(record)
+    })
+}
+
+/// Refuses a `--temp-dir` that is not a directory before any record is touched: every
+/// record would fail the same way.
+fn check_temp_dir(dir: &Path) -> Result<(), WalError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(WalError::io(
+            "cannot create files in",
+            dir,
+            io::Error::from(io::ErrorKind::NotADirectory),
+        )),
+        Err(e) => Err(WalError::io("cannot create files in", dir, e)),
+    }
+}
+
+/// Says once on stderr when an integer level is outside the algorithm's range, as Barman
+/// logs "Compression level X out of range for <alg>, using Y instead" (spec §6.2).
+fn note_clamped_level(algorithm: wal_core::Compression, level: Level) {
+    if let (Level::Exact(asked), Some(used)) = (level, level.resolve(algorithm))
+        && asked != used
+    {
+        eprintln!("{STAGE}: compression level {asked} out of range for {algorithm}, using {used}");
+    }
+}
