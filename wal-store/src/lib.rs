@@ -1,0 +1,55 @@
+//! wal-store: the only walpipe stage that writes into an archive or removes a source.
+//!
+//! `put` follows walpipe's durability order (architecture.md, "Durability"): bring the
+//! bytes into the archive without ever replacing a file, fsync, catalogue in xlog.db (one
+//! fsync per batch), and only then remove the source. A kill at any moment leaves a state
+//! that the next run completes. `get`, `delete` and `rebuild-xlogdb` serve restore,
+//! retention and repair.
+
+pub mod cli;
+mod compare;
+mod delete;
+mod get;
+mod put;
+mod rebuild;
+mod report;
+
+use std::io::{BufRead, Write};
+
+use wal_core::WalError;
+use wal_core::stage::Summary;
+
+use crate::cli::Config;
+
+/// The stage name in records and messages.
+pub const STAGE: &str = "wal-store";
+
+/// Runs the configured subcommand over `input` records, writing records to `output`.
+pub fn run(
+    config: &Config,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Summary, WalError> {
+    match config {
+        Config::Put {
+            target,
+            queue,
+            keep_source,
+            report,
+            max_batch,
+        } => put::run(
+            &put::PutOptions {
+                target,
+                queue: *queue,
+                keep_source: *keep_source,
+                report: *report,
+                max_batch: *max_batch,
+            },
+            input,
+            output,
+        ),
+        Config::Get { target, name, to } => get::run(target, name, to, output),
+        Config::Delete { target } => delete::run(target, input, output),
+        Config::RebuildXlogdb { target } => rebuild::run(target),
+    }
+}

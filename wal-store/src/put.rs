@@ -1,0 +1,357 @@
+//! `wal-store put`: durable storage of each record's file, in walpipe's durability order.
+//!
+//! For each batch of records already waiting on stdin:
+//! 1. bring each file into the archive under its final name without ever replacing one
+//!    (`link(2)` on one filesystem, else copy to a temp name + fsync + rename-no-replace);
+//!    if the name is taken, compare contents: the same WAL → `duplicate`, a different one →
+//!    the source goes to `errors/<name>.<stamp>.duplicate` (`conflict`);
+//! 2. fsync every directory that gained a name, once;
+//! 3. append the xlog.db lines for the batch under its lock, with one fsync;
+//! 4. only then remove sources and temps, and fsync their directories.
+//!
+//! A kill between any two steps leaves the source in its queue; the next run finds the
+//! identical archived copy and, if xlog.db lacks it, catalogues it then (outcome `stored`),
+//! so nothing is lost, nothing is catalogued twice, and no false duplicate reaches errors/.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wal_core::compression::Compression;
+use wal_core::durable;
+use wal_core::error::{ErrorKind, IoContext, Result};
+use wal_core::layout::errors_path;
+use wal_core::record::{Outcome, RecordError};
+use wal_core::stage::{self, Summary};
+use wal_core::xlogdb::XlogLine;
+use wal_core::{WalError, WalName, WalRecord};
+
+use crate::STAGE;
+use crate::cli::Target;
+use crate::compare::{Comparison, compare};
+use crate::report::Report;
+
+/// What `put` was asked to do.
+#[derive(Debug)]
+pub struct PutOptions<'a> {
+    /// Where to store.
+    pub target: &'a Target,
+    /// Flat queue directory instead of an archive.
+    pub queue: bool,
+    /// Leave sources in place.
+    pub keep_source: bool,
+    /// Print Barman's lines on stderr.
+    pub report: bool,
+    /// Records per xlog.db fsync.
+    pub max_batch: usize,
+}
+
+/// Stores every record of `input`.
+pub fn run(
+    options: &PutOptions<'_>,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Summary> {
+    let mut store = Store {
+        options,
+        catalogued: None,
+        report: Report::new(options.report, &options.target.layout.server),
+    };
+    let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
+        store.put_batch(batch);
+        Ok(())
+    })?;
+    store.report.finish();
+    Ok(summary)
+}
+
+struct Store<'a> {
+    options: &'a PutOptions<'a>,
+    /// Names in xlog.db, read when first needed (only to resume an interrupted store).
+    catalogued: Option<HashSet<String>>,
+    report: Report,
+}
+
+/// Where a record stands after step 1.
+enum Placed {
+    /// Newly in the archive (or found there from an interrupted run): needs cataloguing.
+    New(PathBuf),
+    /// Identical copy already stored and catalogued.
+    Duplicate(PathBuf),
+    /// Handled: the source went to errors/ (the record carries the error).
+    Conflict,
+}
+
+impl Store<'_> {
+    fn put_batch(&mut self, batch: &mut [WalRecord]) {
+        let mut to_catalogue = Vec::new();
+        let mut settled = Vec::new();
+        for (index, record) in batch.iter_mut().enumerate() {
+            if record.failed() {
+                self.quarantine_unknown(record);
+                continue;
+            }
+            match self.place(record) {
+                Ok(Placed::New(dest)) => {
+                    record.outcome = Some(Outcome::Stored);
+                    record.stored_at = Some(dest);
+                    to_catalogue.push(index);
+                }
+                Ok(Placed::Duplicate(dest)) => {
+                    record.outcome = Some(Outcome::Duplicate);
+                    record.stored_at = Some(dest);
+                    settled.push(index);
+                }
+                Ok(Placed::Conflict) => {}
+                Err(err) => record.fail(STAGE, &err),
+            }
+        }
+        match self.make_durable(batch, &to_catalogue) {
+            Ok(()) => settled.extend(to_catalogue),
+            Err(err) => {
+                // The files may be in the archive, but not durably catalogued: keep the
+                // sources; the next run completes the work.
+                for &index in &to_catalogue {
+                    batch[index].outcome = None;
+                    batch[index].fail(STAGE, &err);
+                }
+            }
+        }
+        settled.sort_unstable();
+        self.remove_sources(batch, &settled);
+        for record in batch.iter() {
+            self.report.record(record);
+        }
+    }
+
+    /// Step 1 for one record.
+    fn place(&mut self, record: &mut WalRecord) -> Result<Placed> {
+        let name = WalName::parse(&record.name)?;
+        let path = record.require_path()?.clone();
+        let layout = &self.options.target.layout;
+        let dest = if self.options.queue {
+            layout.wals.join(name.as_str())
+        } else {
+            layout.archived_path(&name)
+        };
+        if let Some(dir) = dest.parent() {
+            durable::create_dir_durably(dir)?;
+        }
+        if record.source.as_ref() != Some(&path) {
+            // Barman gives the archived file the source's mode and mtime (copystat).
+            copy_stat(record.source.as_deref(), &path, record.time)?;
+        }
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            // Cheap early answer; the no-replace placement below stays the real guard.
+            return self.already_stored(record, &name, &path, dest);
+        }
+        // A source we do not own (pg_wal, with --keep-source) is never hard-linked:
+        // PostgreSQL recycles segments by renaming and overwriting them in place, which
+        // would rewrite the archived copy through the shared inode.
+        let shares_foreign_inode =
+            self.options.keep_source && record.source.as_ref() == Some(&path);
+        let placed = if shares_foreign_inode {
+            durable::copy_no_replace(&path, &dest).map(|_| ())
+        } else {
+            durable::place(&path, &dest).map(|_| ())
+        };
+        match placed {
+            Ok(()) => Ok(Placed::New(dest)),
+            Err(WalError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                self.already_stored(record, &name, &path, dest)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The name is taken: the same WAL, or a conflict.
+    fn already_stored(
+        &mut self,
+        record: &mut WalRecord,
+        name: &WalName,
+        path: &Path,
+        dest: PathBuf,
+    ) -> Result<Placed> {
+        // Compare with the original when we still have it: that is what was handed to us.
+        let original = record
+            .source
+            .clone()
+            .filter(|source| source.exists())
+            .unwrap_or_else(|| path.to_path_buf());
+        let why = match compare(&dest, &original)? {
+            Comparison::Same => {
+                if self.options.queue || self.is_catalogued(name.as_str())? {
+                    return Ok(Placed::Duplicate(dest));
+                }
+                // Stored by an interrupted run, perhaps with other settings: catalogue
+                // what is actually stored, not what this run would have stored.
+                record.compression =
+                    Compression::identify_file(&dest).context("cannot read", &dest)?;
+                return Ok(Placed::New(dest));
+            }
+            Comparison::Different => "different content".to_string(),
+            Comparison::Undecodable(why) => why,
+        };
+        // Our temps are of no further use either way.
+        remove_quietly(record.temps.iter().map(PathBuf::as_path));
+        if self.options.queue || self.options.keep_source {
+            // The source is not ours to move (pg_wal): fail, and let the caller retry
+            // after a human looked at the stored copy.
+            return Err(WalError::Conflict {
+                name: name.to_string(),
+                existing: dest,
+            });
+        }
+        let layout = &self.options.target.layout;
+        let moved_to = errors_path(
+            &layout.errors,
+            name.as_str(),
+            "duplicate",
+            SystemTime::now(),
+        );
+        durable::create_dir_durably(&layout.errors)?;
+        durable::move_durably(&original, &moved_to)?;
+        record.outcome = Some(Outcome::Conflict);
+        record.error = Some(RecordError {
+            stage: STAGE.to_string(),
+            kind: ErrorKind::Conflict,
+            message: format!(
+                "{name} is already present in server {} ({why}); moved to {}",
+                layout.server,
+                moved_to.display()
+            ),
+        });
+        record.stored_at = Some(moved_to);
+        Ok(Placed::Conflict)
+    }
+
+    fn is_catalogued(&mut self, name: &str) -> Result<bool> {
+        if self
+            .catalogued
+            .as_ref()
+            .is_some_and(|names| names.contains(name))
+        {
+            return Ok(true);
+        }
+        // Not in what we read (or nothing read yet): re-read, another process may have
+        // catalogued it meanwhile.
+        let names = self.options.target.xlogdb.names()?;
+        let found = names.contains(name);
+        self.catalogued = Some(names);
+        Ok(found)
+    }
+
+    /// Steps 2 and 3: fsync the directories that gained names, then catalogue the batch.
+    fn make_durable(&mut self, batch: &[WalRecord], indices: &[usize]) -> Result<()> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let dirs: BTreeSet<&Path> = indices
+            .iter()
+            .filter_map(|&i| batch[i].stored_at.as_deref().and_then(Path::parent))
+            .collect();
+        for dir in dirs {
+            durable::fsync_dir(dir)?;
+        }
+        if self.options.queue {
+            return Ok(());
+        }
+        let mut lines = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let record = &batch[index];
+            let stored = record.stored_at.as_deref().unwrap_or(Path::new(""));
+            let size = std::fs::metadata(stored)
+                .context("cannot stat", stored)?
+                .len();
+            lines.push(XlogLine {
+                name: record.name.clone(),
+                size,
+                time: record.time,
+                compression: record.compression.map(|c| c.name().to_string()),
+                encryption: record.encryption.map(|e| e.name().to_string()),
+            });
+        }
+        self.options.target.xlogdb.append(&lines)?;
+        if let Some(names) = &mut self.catalogued {
+            names.extend(lines.into_iter().map(|line| line.name));
+        }
+        Ok(())
+    }
+
+    /// Step 4: remove sources (unless kept) and temps of stored and duplicate records.
+    fn remove_sources(&self, batch: &[WalRecord], indices: &[usize]) {
+        let mut doomed: Vec<&Path> = Vec::new();
+        // Temps first: a kill between the two then leaves a source (found identical and
+        // dropped next run), never an orphaned temp hard-linked to an archived WAL.
+        for &index in indices {
+            doomed.extend(batch[index].temps.iter().map(PathBuf::as_path));
+        }
+        if !self.options.keep_source {
+            for &index in indices {
+                doomed.extend(batch[index].source.as_deref());
+            }
+        }
+        if let Err(err) = durable::remove_durably(doomed.iter().copied()) {
+            // The WAL is safe in the archive; a source left behind is found identical and
+            // dropped by the next run.
+            stage::report_error(STAGE, &err);
+        }
+    }
+
+    /// Moves a queue entry that wal-scan found not to be WAL to `errors/<name>.<stamp>.unknown`.
+    fn quarantine_unknown(&mut self, record: &mut WalRecord) {
+        let is_unknown = record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Unknown);
+        if !is_unknown || self.options.queue || self.options.keep_source {
+            return;
+        }
+        let Some(source) = record.source.clone() else {
+            return;
+        };
+        if std::fs::symlink_metadata(&source).is_err() {
+            return;
+        }
+        let errors = &self.options.target.layout.errors;
+        let base = source
+            .file_name()
+            .map_or_else(|| record.name.clone(), |n| n.to_string_lossy().into_owned());
+        let moved_to = errors_path(errors, &base, "unknown", SystemTime::now());
+        let moved = durable::create_dir_durably(errors)
+            .and_then(|()| durable::move_durably(&source, &moved_to));
+        match moved {
+            Ok(()) => {
+                record.outcome = Some(Outcome::Unknown);
+                record.stored_at = Some(moved_to);
+            }
+            Err(err) => stage::report_error(STAGE, &err),
+        }
+    }
+}
+
+/// Gives `path` the source's permissions (when the source is still there) and `time` as
+/// its mtime.
+fn copy_stat(source: Option<&Path>, path: &Path, time: f64) -> Result<()> {
+    let file = File::options()
+        .write(true)
+        .open(path)
+        .context("cannot open", path)?;
+    if let Some(meta) = source.and_then(|s| std::fs::metadata(s).ok()) {
+        file.set_permissions(meta.permissions())
+            .context("cannot chmod", path)?;
+    }
+    if time.is_finite() && time > 0.0 {
+        file.set_modified(UNIX_EPOCH + Duration::from_secs_f64(time))
+            .context("cannot set mtime of", path)?;
+    }
+    Ok(())
+}
+
+fn remove_quietly<'a>(paths: impl IntoIterator<Item = &'a Path> + Clone) {
+    if let Err(err) = durable::remove_durably(paths) {
+        stage::report_error(STAGE, &err);
+    }
+}

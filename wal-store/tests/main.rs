@@ -1,0 +1,7 @@
+//! wal-store's integration tests: the binary over real files and NDJSON streams.
+
+mod common;
+mod delete;
+mod get;
+mod put;
+mod rebuild;
