@@ -1,0 +1,103 @@
+# shellcheck shell=bash
+# Shared by walpipe's wrappers: finding the binaries, reading the configuration, failing
+# with one clear line. Sourced, never run.
+
+# The directory holding wal-scan, wal-compress and wal-store: $WALPIPE_BIN_DIR, else the
+# build next to these scripts (release, then debug), else $PATH.
+walpipe_bin_dir() {
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [ -n "${WALPIPE_BIN_DIR:-}" ]; then
+    printf '%s\n' "$WALPIPE_BIN_DIR"
+  elif [ -x "$here/target/release/wal-store" ]; then
+    printf '%s\n' "$here/target/release"
+  elif [ -x "$here/target/debug/wal-store" ]; then
+    printf '%s\n' "$here/target/debug"
+  else
+    dirname "$(command -v wal-store || echo /usr/local/bin/wal-store)"
+  fi
+}
+
+# die CODE MESSAGE: one line on stderr, prefixed with the wrapper's name.
+die() {
+  local code=$1
+  shift
+  printf '%s: %s\n' "${0##*/}" "$*" >&2
+  exit "$code"
+}
+
+# load_config FILE: exports the WALPIPE_*=value lines of FILE. Values already in the
+# environment win (flags > environment > file). The file is parsed, never executed.
+load_config() {
+  local file=$1 line key value
+  [ -r "$file" ] || die 78 "cannot read config file $file"
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line#"${line%%[![:space:]]*}"}
+    case $line in '' | '#'*) continue ;; esac
+    key=${line%%=*}
+    value=${line#*=}
+    # The whole key must be a name: a glob would let "WALPIPE_HOME " (space before the
+    # "=") through, and bash would then die on an invalid variable name.
+    [[ $key =~ ^WALPIPE_[A-Z0-9_]+$ ]] || die 78 "$file: not a WALPIPE_ setting: $line"
+    value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+    if [ -z "${!key+set}" ]; then
+      export "$key=$value"
+    fi
+  done <"$file"
+}
+
+# The config file, if any, is read before flags are parsed, so flags override it.
+# Scans "$@" for --config FILE / --config=FILE.
+load_config_from_args() {
+  local previous=""
+  for arg in "$@"; do
+    case $arg in
+      --config=*) load_config "${arg#--config=}" ;;
+      *) [ "$previous" = "--config" ] && load_config "$arg" ;;
+    esac
+    previous=$arg
+  done
+  if [ -n "${WALPIPE_CONFIG:-}" ]; then load_config "$WALPIPE_CONFIG"; fi
+}
+
+# need_value FLAG VALUE: a flag that takes a value got one.
+need_value() {
+  if [ $# -lt 2 ] || [ -z "$2" ]; then die 64 "$1 needs a value"; fi
+}
+
+# shellcheck disable=SC2034 # the variables are the wrappers' outputs
+# resolve_layout: Barman's server layout from WALPIPE_HOME and WALPIPE_SERVER, each
+# directory overridable on its own. Without a home, the queues and errors/ sit beside the
+# archive (<dir>/{wals,incoming,streaming,errors}, as wal-store places errors/), never
+# under /NAME at the filesystem root.
+resolve_layout() {
+  [ -n "${WALPIPE_SERVER:-}" ] || die 64 "--server NAME is required (or WALPIPE_SERVER)"
+  local base
+  if [ -n "${WALPIPE_HOME:-}" ]; then
+    base="$WALPIPE_HOME/$WALPIPE_SERVER"
+  elif [ -n "${WALPIPE_ARCHIVE:-}" ]; then
+    base=$(dirname -- "$WALPIPE_ARCHIVE")
+  else
+    die 64 "--home DIR or --archive DIR is required (or WALPIPE_HOME)"
+  fi
+  ARCHIVE=${WALPIPE_ARCHIVE:-$base/wals}
+  INCOMING=${WALPIPE_INCOMING:-$base/incoming}
+  STREAMING=${WALPIPE_STREAMING:-$base/streaming}
+  ERRORS=${WALPIPE_ERRORS_DIR:-$base/errors}
+  LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-$ARCHIVE}}
+  SERVER=$WALPIPE_SERVER
+}
+
+# check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a
+# $WALPIPE_COMPRESSION_LEVEL) that wal-compress does not accept, before the wrapper takes
+# a lock, creates a directory or prints anything. "none" means no compression. Asking
+# wal-compress itself (on an empty stream) keeps the list of names in one place.
+check_compression() {
+  local bin=$1 algorithm=$2 message code=0
+  [ "$algorithm" != none ] || return 0
+  message=$("$bin/wal-compress" --algorithm "$algorithm" </dev/null 2>&1 >/dev/null) || code=$?
+  [ "$code" -eq 0 ] && return 0
+  message=${message%%$'\n'*}
+  if [ "$code" -eq 64 ]; then die 64 "--compression $algorithm: ${message#error: }"; fi
+  die 70 "cannot run $bin/wal-compress (exit $code): $message"
+}

@@ -1,0 +1,31 @@
+//! walpipe's shared, dev-only test kit.
+//!
+//! Every crate's integration tests build on the same few pieces, so they live here once
+//! (as uutils' `uutests` and ripgrep's `tests/util.rs` do) instead of being copied around:
+//!
+//! * [`paths`]: where the workspace, its built binaries and its scripts are;
+//! * [`WorkDir`]: a short temporary directory the `postgres` user can use;
+//! * [`PgCluster`]: a real, throwaway PostgreSQL 15 server (see
+//!   `shared/recipes/postgres.md` for the conventions it follows);
+//! * [`wal_fixtures`] and [`synthetic_segment`]: real and synthetic WAL segments;
+//! * [`clean_command`]: hermetic child processes (no inherited `WALPIPE_*`/`PG*`);
+//! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
+//!   the archive they fill (hash directories, xlog.db, zstd).
+//!
+//! It is not a place for walpipe logic: it depends on no walpipe crate but `wal-core`,
+//! and nothing outside `dev-dependencies` may depend on it.
+
+pub mod fixtures;
+pub mod hermetic;
+pub mod paths;
+pub mod pg;
+pub mod workdir;
+pub mod wrappers;
+
+pub use fixtures::{
+    SEGMENT_SIZE, synthetic_segment, wal_cache_dir, wal_fixture_segments, wal_fixtures,
+};
+pub use hermetic::clean_command;
+pub use paths::{script, target_bin, workspace_root};
+pub use pg::{PgCluster, as_postgres, pg_bin, pg_bindir};
+pub use workdir::{WorkDir, postgres_owner, running_as_root};
