@@ -2,19 +2,24 @@
 # Shared by walpipe's wrappers: finding the binaries, reading the configuration, failing
 # with one clear line. Sourced, never run.
 
-# The directory holding wal-scan, wal-compress and wal-store: $WALPIPE_BIN_DIR, else the
-# build next to these scripts (release, then debug), else $PATH.
-walpipe_bin_dir() {
-  local here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# find_bin_dir: sets BIN to the directory holding wal-scan, wal-compress and wal-store:
+# $WALPIPE_BIN_DIR, else the build next to these scripts (release, then debug), else
+# $PATH. No subshell: archive_command runs once per WAL and every fork shows.
+find_bin_dir() {
+  local repo
+  case ${BASH_SOURCE[0]} in
+    */*) repo=${BASH_SOURCE[0]%/*}/../.. ;;
+    *) repo=../.. ;;
+  esac
   if [ -n "${WALPIPE_BIN_DIR:-}" ]; then
-    printf '%s\n' "$WALPIPE_BIN_DIR"
-  elif [ -x "$here/target/release/wal-store" ]; then
-    printf '%s\n' "$here/target/release"
-  elif [ -x "$here/target/debug/wal-store" ]; then
-    printf '%s\n' "$here/target/debug"
+    BIN=$WALPIPE_BIN_DIR
+  elif [ -x "$repo/target/release/wal-store" ]; then
+    BIN=$repo/target/release
+  elif [ -x "$repo/target/debug/wal-store" ]; then
+    BIN=$repo/target/debug
   else
-    dirname "$(command -v wal-store || echo /usr/local/bin/wal-store)"
+    BIN=$(command -v wal-store) || die 70 "cannot find wal-store: set WALPIPE_BIN_DIR or put walpipe's binaries on PATH"
+    BIN=${BIN%/*}
   fi
 }
 
@@ -86,6 +91,15 @@ resolve_layout() {
   ERRORS=${WALPIPE_ERRORS_DIR:-$base/errors}
   LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-$ARCHIVE}}
   SERVER=$WALPIPE_SERVER
+}
+
+# check_compression_name ALG: refuses an unknown algorithm without running anything
+# (archive-command runs once per WAL); wal-compress still checks levels itself.
+check_compression_name() {
+  case $1 in
+    none | gzip | bzip2 | xz | zstd | lz4 | snappy | pygzip | pigz | pybzip2) ;;
+    *) die 64 "--compression $1: unknown (gzip, bzip2, xz, zstd, lz4, snappy or none)" ;;
+  esac
 }
 
 # check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a

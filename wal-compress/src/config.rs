@@ -108,9 +108,15 @@ impl Config {
     }
 }
 
-/// One job per core: compression is CPU-bound, and the file reads are sequential.
+/// Most jobs by default: each holds about 3.5 MiB of codec state and buffers (measured
+/// by scripts/bench-archive), and a stage should stay within 32 MiB. `--jobs` can go higher.
+const DEFAULT_JOBS_CAP: usize = 6;
+
+/// One job per core, up to [`DEFAULT_JOBS_CAP`]: compression is CPU-bound, and the file
+/// reads are sequential.
 fn default_jobs() -> NonZeroUsize {
-    thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+    let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroUsize::new(cores.min(DEFAULT_JOBS_CAP)).unwrap_or(NonZeroUsize::MIN)
 }
 
 #[cfg(test)]

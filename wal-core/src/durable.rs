@@ -247,14 +247,21 @@ pub fn move_durably(src: &Path, dest: &Path) -> Result<()> {
 
 /// Removes files, tolerating those already gone, then fsyncs their directories once each.
 pub fn remove_durably<'a>(paths: impl IntoIterator<Item = &'a Path> + Clone) -> Result<()> {
-    for path in paths.clone() {
+    remove_files(paths.clone())?;
+    fsync_parents(paths)
+}
+
+/// Removes files, tolerating those already gone, without fsyncing (for temporary files,
+/// whose reappearance after a crash is harmless).
+pub fn remove_files<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    for path in paths {
         match fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(WalError::io("cannot remove", path, e)),
         }
     }
-    fsync_parents(paths)
+    Ok(())
 }
 
 /// Creates `dir` and its missing parents, fsyncing each parent whose entries changed, so

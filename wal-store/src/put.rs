@@ -195,7 +195,7 @@ impl Store<'_> {
             Comparison::Undecodable(why) => why,
         };
         // Our temps are of no further use either way.
-        remove_quietly(record.temps.iter().map(PathBuf::as_path));
+        remove_quietly(record.temps.iter().map(PathBuf::as_path), false);
         if self.options.queue || self.options.keep_source {
             // The source is not ours to move (pg_wal): fail, and let the caller retry
             // after a human looked at the stored copy.
@@ -280,23 +280,22 @@ impl Store<'_> {
         Ok(())
     }
 
-    /// Step 4: remove sources (unless kept) and temps of stored and duplicate records.
+    /// Step 4: remove temps, then sources (unless kept), of stored and duplicate records.
+    ///
+    /// Temps first: a kill between the two then leaves a source (found identical and
+    /// dropped next run), never an orphaned temp hard-linked to an archived WAL. Only the
+    /// sources' directories are fsynced: a temp that reappears after a power loss is a
+    /// hidden file that the next temp of that name replaces.
     fn remove_sources(&self, batch: &[WalRecord], indices: &[usize]) {
-        let mut doomed: Vec<&Path> = Vec::new();
-        // Temps first: a kill between the two then leaves a source (found identical and
-        // dropped next run), never an orphaned temp hard-linked to an archived WAL.
-        for &index in indices {
-            doomed.extend(batch[index].temps.iter().map(PathBuf::as_path));
-        }
+        let temps = indices
+            .iter()
+            .flat_map(|&i| batch[i].temps.iter().map(PathBuf::as_path));
+        remove_quietly(temps, false);
         if !self.options.keep_source {
-            for &index in indices {
-                doomed.extend(batch[index].source.as_deref());
-            }
-        }
-        if let Err(err) = durable::remove_durably(doomed.iter().copied()) {
+            let sources = indices.iter().filter_map(|&i| batch[i].source.as_deref());
             // The WAL is safe in the archive; a source left behind is found identical and
             // dropped by the next run.
-            stage::report_error(STAGE, &err);
+            remove_quietly(sources, true);
         }
     }
 
@@ -350,8 +349,13 @@ fn copy_stat(source: Option<&Path>, path: &Path, time: f64) -> Result<()> {
     Ok(())
 }
 
-fn remove_quietly<'a>(paths: impl IntoIterator<Item = &'a Path> + Clone) {
-    if let Err(err) = durable::remove_durably(paths) {
+fn remove_quietly<'a>(paths: impl IntoIterator<Item = &'a Path> + Clone, fsync: bool) {
+    let removed = if fsync {
+        durable::remove_durably(paths)
+    } else {
+        durable::remove_files(paths)
+    };
+    if let Err(err) = removed {
         stage::report_error(STAGE, &err);
     }
 }
