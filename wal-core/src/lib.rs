@@ -18,6 +18,8 @@ pub mod record;
 pub mod stage;
 pub mod xlogdb;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "codec")]
 pub mod codec;
 
