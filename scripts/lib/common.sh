@@ -52,17 +52,23 @@ load_config() {
 }
 
 # The config file, if any, is read before flags are parsed, so flags override it.
-# Scans "$@" for --config FILE / --config=FILE.
+# Scans "$@" for --config FILE / --config=FILE. Sets CONFIG_FILE to the file named (the
+# last --config, else $WALPIPE_CONFIG): hook scripts see it as BARMAN_CONFIGURATION.
+# shellcheck disable=SC2034 # CONFIG_FILE is the wrappers' output
 load_config_from_args() {
   local previous=""
+  CONFIG_FILE=""
   for arg in "$@"; do
     case $arg in
-      --config=*) load_config "${arg#--config=}" ;;
-      *) [ "$previous" = "--config" ] && load_config "$arg" ;;
+      --config=*) CONFIG_FILE=${arg#--config=}; load_config "$CONFIG_FILE" ;;
+      *) if [ "$previous" = "--config" ]; then CONFIG_FILE=$arg; load_config "$arg"; fi ;;
     esac
     previous=$arg
   done
-  if [ -n "${WALPIPE_CONFIG:-}" ]; then load_config "$WALPIPE_CONFIG"; fi
+  if [ -n "${WALPIPE_CONFIG:-}" ]; then
+    load_config "$WALPIPE_CONFIG"
+    CONFIG_FILE=${CONFIG_FILE:-$WALPIPE_CONFIG}
+  fi
 }
 
 # need_value FLAG VALUE: a flag that takes a value got one.
@@ -114,4 +120,66 @@ check_compression() {
   message=${message%%$'\n'*}
   if [ "$code" -eq 64 ]; then die 64 "--compression $algorithm: ${message#error: }"; fi
   die 70 "cannot run $bin/wal-compress (exit $code): $message"
+}
+
+# --- hook scripts (Barman's pre/post archive and wal-delete hooks, through wal-hooks) ---
+
+# hooks_or_env ARRAY VAR: when no flag filled the array named ARRAY, the one script in the
+# variable named VAR (environment or config file), if set. Flags win over both.
+hooks_or_env() {
+  local -n hooks_list=$1
+  local var=$2
+  if [ "${#hooks_list[@]}" -eq 0 ] && [ -n "${!var:-}" ]; then
+    hooks_list=("${!var}")
+  fi
+}
+
+# first_failure CODE...: returns the first non-zero CODE (0 if none): the stage that failed
+# first is the one to report, the later ones mostly failed because of it.
+first_failure() {
+  local code
+  for code in "$@"; do
+    if [ "$code" -ne 0 ]; then return "$code"; fi
+  done
+  return 0
+}
+
+# hook_chain PHASE EVENT SPEC...: passes the records on stdin through one wal-hooks per SPEC
+# ("plain:CMD" or "retry:CMD"), in the order given, to stdout; with no SPEC, through cat.
+# Returns the first non-zero exit code of its stages. The hooks get neither the run lock
+# (fd 9) nor the wrappers' report descriptors (3, 4): a background job started by a
+# script must not keep archive-wal's lock after the run.
+# Needs BIN, SERVER, ARCHIVE and CONFIG_FILE.
+hook_chain() {
+  local phase=$1 event=$2
+  shift 2
+  if [ $# -eq 0 ]; then
+    cat
+    return
+  fi
+  local spec=$1
+  shift
+  local -a cmd=("$BIN/wal-hooks" --phase "$phase" --event "$event" --script "${spec#*:}"
+    --server "$SERVER" --archive "$ARCHIVE")
+  case $spec in retry:*) cmd+=(--retry) ;; esac
+  if [ -n "${CONFIG_FILE:-}" ]; then cmd+=(--configuration "$CONFIG_FILE"); fi
+  if [ $# -eq 0 ]; then
+    "${cmd[@]}" 3>&- 4>&- 9>&-
+    return
+  fi
+  "${cmd[@]}" 3>&- 4>&- 9>&- | hook_chain "$phase" "$event" "$@"
+  first_failure "${PIPESTATUS[@]}"
+}
+
+# check_hooks EVENT: refuses, with exit 64, hook settings wal-hooks does not accept (a bad
+# $WALPIPE_HOOK_TIMEOUT), before the wrapper takes a lock or reads a queue; asks wal-hooks
+# itself, on an empty stream. Needs BIN and SERVER.
+check_hooks() {
+  local event=$1 message code=0
+  message=$("$BIN/wal-hooks" --phase pre --event "$event" --script true --server "$SERVER" \
+    </dev/null 2>&1 >/dev/null) || code=$?
+  [ "$code" -eq 0 ] && return 0
+  message=${message%%$'\n'*}
+  if [ "$code" -eq 64 ]; then die 64 "hook settings: ${message#error: }"; fi
+  die 70 "cannot run $BIN/wal-hooks (exit $code): $message"
 }
