@@ -9,6 +9,7 @@
 //!   `shared/recipes/postgres.md` for the conventions it follows);
 //! * [`wal_fixtures`] and [`synthetic_segment`]: real and synthetic WAL segments;
 //! * [`clean_command`]: hermetic child processes (no inherited `WALPIPE_*`/`PG*`);
+//! * [`ndjson`]: records to feed a stage and records read back from it;
 //! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
 //!   the archive they fill (hash directories, xlog.db, zstd).
 //!
@@ -17,6 +18,7 @@
 
 pub mod fixtures;
 pub mod hermetic;
+pub mod ndjson;
 pub mod paths;
 pub mod pg;
 pub mod workdir;
@@ -26,6 +28,7 @@ pub use fixtures::{
     SEGMENT_SIZE, synthetic_segment, wal_cache_dir, wal_fixture_segments, wal_fixtures,
 };
 pub use hermetic::clean_command;
+pub use ndjson::{ndjson, parse_records};
 pub use paths::{script, target_bin, workspace_root};
 pub use pg::{PgCluster, as_postgres, pg_bin, pg_bindir};
 pub use workdir::{WorkDir, postgres_owner, running_as_root};

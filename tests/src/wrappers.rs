@@ -174,3 +174,52 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// What a wrapper (or any command) run gave: exit code and UTF-8 output.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (a death by signal panics: wrappers must always exit).
+    pub code: i32,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout, line by line.
+    #[must_use]
+    pub fn stdout_lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs `cmd` to completion, feeding it `stdin` if given, and logs the result to stderr
+/// (shown when a test fails).
+pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Run {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the command runs");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(text.as_bytes()).expect("stdin accepted");
+    }
+    let out = child.wait_with_output().expect("the command ends");
+    let run = Run {
+        code: out.status.code().unwrap_or_else(|| {
+            panic!(
+                "killed by a signal: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }),
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+    };
+    eprintln!("{run:?}");
+    run
+}

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use walpipe_tests::wal_fixture_segments;
 use walpipe_tests::wrappers::{
-    XlogdbEntry, archived_path, dir_names, read_xlogdb, wrapper, zstd_decompress,
+    self, Run, XlogdbEntry, archived_path, dir_names, read_xlogdb, wrapper, zstd_decompress,
 };
 
 const SERVER: &str = "pg";
@@ -28,20 +28,6 @@ const HASH: &str = "0000000100000000";
 const HEADER: &str = "Processing xlog segments from file archival for pg";
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
-/// What a wrapper run gave.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn stdout_lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-}
-
 fn run_script<I, S>(script: &str, args: I) -> Run
 where
     I: IntoIterator<Item = S>,
@@ -51,20 +37,7 @@ where
 }
 
 fn run_cmd(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("the wrapper runs");
-    let run = Run {
-        code: out.status.code().unwrap_or_else(|| {
-            panic!(
-                "killed by a signal: {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    };
-    eprintln!("{run:?}");
-    run
+    wrappers::run(cmd, None)
 }
 
 /// A Barman home in a temporary directory, and a separate directory for sources (our

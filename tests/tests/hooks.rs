@@ -11,15 +11,16 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use walpipe_tests::wrappers::{archived_path, dir_names, read_xlogdb, wrapper, zstd_decompress};
+use walpipe_tests::wrappers::{
+    self, Run, archived_path, dir_names, read_xlogdb, wrapper, zstd_decompress,
+};
 use walpipe_tests::{clean_command, target_bin, wal_fixture_segments};
 
 const SERVER: &str = "pg";
@@ -33,38 +34,8 @@ const BACKUP_TEXT: &str = "START WAL LOCATION: 0/2000028 (file 00000001000000000
 STOP WAL LOCATION: 0/2000138 (file 000000010000000000000002)\n";
 const HEADER: &str = "Processing xlog segments from file archival for pg";
 
-/// What a wrapper run gave.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run_cmd(cmd: &mut Command, stdin: Option<&str>) -> Run {
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the wrapper runs");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(text.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or_else(|| {
-            panic!(
-                "killed by a signal: {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        }),
-        stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
-    };
-    eprintln!("{run:?}");
-    run
+    wrappers::run(cmd, stdin)
 }
 
 /// One run of a hook, as the logging hook wrote it down.

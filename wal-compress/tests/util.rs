@@ -2,7 +2,6 @@
 //! and the reference CLIs.
 
 use std::env;
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,22 +48,7 @@ pub fn record(name: &str, path: &Path) -> Value {
     })
 }
 
-/// NDJSON text for `records`.
-pub fn ndjson<'a>(records: impl IntoIterator<Item = &'a Value>) -> String {
-    records.into_iter().fold(String::new(), |mut text, record| {
-        let _ = writeln!(text, "{record}");
-        text
-    })
-}
-
-/// The records of a stage's stdout; panics on a line that is not JSON.
-pub fn parse(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8(stdout.to_vec())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
-}
+pub use walpipe_tests::{ndjson, parse_records as parse};
 
 /// Runs `wal-compress args...` on `input`, expects exit `code`, returns the records.
 pub fn run_ok(args: &[&str], input: &str, code: i32) -> Vec<Value> {

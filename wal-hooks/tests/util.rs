@@ -2,13 +2,10 @@
 //! scripts that write down what they saw.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-use serde_json::Value;
 
 /// The binary under test, with no `WALPIPE_*`/`PG*`/`BARMAN_*` variables inherited.
 pub fn wal_hooks() -> assert_cmd::Command {
@@ -38,22 +35,7 @@ pub fn run_hooks(args: &[&str], input: &str) -> Output {
     output
 }
 
-/// NDJSON text for `records`.
-pub fn ndjson<'a>(records: impl IntoIterator<Item = &'a Value>) -> String {
-    records.into_iter().fold(String::new(), |mut text, record| {
-        let _ = writeln!(text, "{record}");
-        text
-    })
-}
-
-/// The records of a stage's stdout; panics on a line that is not JSON.
-pub fn parse(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8(stdout.to_vec())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
-}
+pub use walpipe_tests::{ndjson, parse_records as parse};
 
 /// The stderr of a run, as text.
 pub fn stderr_of(output: &Output) -> String {

@@ -122,20 +122,7 @@ pub fn compressed_record(source: &Path) -> Value {
     record
 }
 
-pub fn ndjson(records: &[Value]) -> String {
-    records.iter().fold(String::new(), |mut text, r| {
-        text.push_str(&r.to_string());
-        text.push('\n');
-        text
-    })
-}
-
-pub fn parse(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
+pub use walpipe_tests::{ndjson, parse_records as parse};
 
 /// `wal-store` with a clean environment.
 pub fn wal_store() -> Command {
