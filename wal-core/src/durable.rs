@@ -6,17 +6,23 @@
 //! calls `std::fs::rename` directly (clippy.toml bans it): a rename that replaces could
 //! overwrite an archived WAL, and one that is not followed by a directory fsync can vanish.
 //!
-//! Temporary names start with a dot, so queue listings (which skip dot-files, like Barman's
-//! glob) never mistake them for WAL.
+//! New files are written unnamed (`O_TMPFILE`) and linked to their final name only once
+//! complete and fsynced, so a writer killed half-way leaves nothing at all. Where the
+//! filesystem cannot do that, temporary names start with a dot, so queue listings (which
+//! skip dot-files, like Barman's glob) never mistake them for WAL, and carry the writer's
+//! pid so two writers never share one.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, renameat2};
+use nix::unistd::linkat;
 
 use crate::error::{IoContext, Result, WalError};
 
@@ -57,19 +63,59 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// The hidden temporary name next to `target`: `.<name>.tmp`.
-///
-/// Deterministic on purpose: a copy killed half-way leaves `.<name>.tmp`, and the next
-/// attempt for the same name (PostgreSQL retries archive_command until it succeeds)
-/// unlinks and replaces it, so killed copies never pile up. Two concurrent writers of one
-/// name cannot corrupt anything either: the loser's temp is unlinked under it and its
-/// rename fails, so it reports an error and is retried.
+/// A hidden temporary name next to `target`, unique to this writer:
+/// `.<name>.<pid>.<n>.tmp`. Used where a named temp is needed (replacing xlog.db under its
+/// lock, and filesystems without `O_TMPFILE`); two writers never share one, so neither can
+/// rename the other's half-written file into place.
 #[must_use]
 pub fn temp_name_for(target: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = target
         .file_name()
         .map_or_else(|| "walpipe".into(), |n| n.to_string_lossy().into_owned());
-    parent_of(target).join(format!(".{name}.tmp"))
+    parent_of(target).join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`), or `None` where the filesystem (or a missing
+/// `/proc`) does not allow one. It has no name until [`link_unnamed`] gives it its final
+/// one, so a writer killed half-way leaves nothing behind, and nobody else can touch it.
+fn create_unnamed(dir: &Path) -> Result<Option<File>> {
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Ok(None);
+    }
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(OFlag::O_TMPFILE.bits())
+        .mode(0o600)
+        .open(dir)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e)
+            if matches!(
+                e.raw_os_error().map(Errno::from_raw),
+                Some(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL | Errno::ENOENT)
+            ) && dir.is_dir() =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(WalError::io("cannot create a file in", dir, e)),
+    }
+}
+
+/// Gives the unnamed `file` its name `dest` with `linkat(2)`, which never replaces:
+/// `AlreadyExists` if `dest` exists. The name is for exactly this inode, whatever other
+/// writers do meanwhile.
+fn link_unnamed(file: &File, dest: &Path) -> io::Result<()> {
+    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    linkat(
+        AT_FDCWD,
+        by_fd.as_str(),
+        AT_FDCWD,
+        dest,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Creates `path` fresh for writing, mode 0600. A leftover file of that name (from a killed
@@ -138,35 +184,43 @@ fn links_unsupported(e: &io::Error) -> bool {
     )
 }
 
-/// Copies `src` to a temp name next to `dest`, fsyncs it, keeps `src`'s mode and mtime,
-/// and moves it to `dest` without replacing. Does not fsync `dest`'s directory.
+/// Copies `src` next to `dest`, fsyncs it, keeps `src`'s mode and mtime, and gives it the
+/// name `dest` without replacing (`AlreadyExists` then). Never leaves a partial file under
+/// `dest`. Does not fsync `dest`'s directory.
 pub fn copy_no_replace(src: &Path, dest: &Path) -> Result<u64> {
+    if let Some(mut unnamed) = create_unnamed(parent_of(dest))? {
+        let copied = fill_copy(src, &mut unnamed, dest)?;
+        link_unnamed(&unnamed, dest).context("cannot store", dest)?;
+        return Ok(copied);
+    }
     let temp = temp_name_for(dest);
-    let result = copy_to_temp(src, &temp).and_then(|copied| {
-        rename_no_replace(&temp, dest)
-            .context("cannot store", dest)
-            .map(|()| copied)
-    });
+    let result = create_temp(&temp)
+        .and_then(|mut output| fill_copy(src, &mut output, &temp))
+        .and_then(|copied| {
+            rename_no_replace(&temp, dest)
+                .context("cannot store", dest)
+                .map(|()| copied)
+        });
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
 }
 
-fn copy_to_temp(src: &Path, temp: &Path) -> Result<u64> {
+/// Copies `src` into `output` with its mode and mtime, and fsyncs it.
+fn fill_copy(src: &Path, output: &mut File, shown_as: &Path) -> Result<u64> {
     let mut input = File::open(src).context("cannot open", src)?;
     let meta = input.metadata().context("cannot stat", src)?;
-    let mut output = create_temp(temp)?;
-    let copied = copy_chunks(&mut input, &mut output, src, temp)?;
+    let copied = copy_chunks(&mut input, output, src, shown_as)?;
     output
         .set_permissions(fs::Permissions::from_mode(meta.permissions().mode()))
-        .context("cannot chmod", temp)?;
+        .context("cannot chmod", shown_as)?;
     if let Ok(modified) = meta.modified() {
         output
             .set_modified(modified)
-            .context("cannot set mtime of", temp)?;
+            .context("cannot set mtime of", shown_as)?;
     }
-    output.sync_all().context("cannot fsync", temp)?;
+    output.sync_all().context("cannot fsync", shown_as)?;
     Ok(copied)
 }
 
@@ -197,6 +251,12 @@ pub fn write_new_durably(
     dest: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<()> {
+    if let Some(mut unnamed) = create_unnamed(parent_of(dest))? {
+        fill(&mut unnamed).context("cannot write", dest)?;
+        unnamed.sync_all().context("cannot fsync", dest)?;
+        link_unnamed(&unnamed, dest).context("cannot create", dest)?;
+        return fsync_dir(parent_of(dest));
+    }
     let temp = temp_name_for(dest);
     let result = (|| {
         let mut output = create_temp(&temp)?;
@@ -357,14 +417,12 @@ mod tests {
     }
 
     #[test]
-    fn a_killed_copys_leftover_is_replaced_by_the_next_attempt() {
+    fn copies_leave_nothing_but_the_destination_and_temps_are_per_writer() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         fs::write(&src, vec![1u8; 10_000]).unwrap();
-        let dest = dir.path().join("q/000000010000000000000001");
         fs::create_dir(dir.path().join("q")).unwrap();
-        // What a copy killed half-way leaves behind.
-        fs::write(temp_name_for(&dest), vec![1u8; 4_000]).unwrap();
+        let dest = dir.path().join("q/000000010000000000000001");
         copy_durably(&src, &dest).unwrap();
         assert_eq!(fs::read(&dest).unwrap().len(), 10_000);
         let names: Vec<_> = fs::read_dir(dir.path().join("q"))
@@ -372,6 +430,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["000000010000000000000001"], "no temp left behind");
+        assert_ne!(temp_name_for(&dest), temp_name_for(&dest), "never shared");
+        assert!(
+            create_unnamed(dir.path()).unwrap().is_some(),
+            "O_TMPFILE works here"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_file_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x");
+        fs::write(&dest, b"first").unwrap();
+        let mut unnamed = create_unnamed(dir.path()).unwrap().unwrap();
+        unnamed.write_all(b"second").unwrap();
+        let err = link_unnamed(&unnamed, &dest).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&dest).unwrap(), b"first");
     }
 
     #[test]
