@@ -14,6 +14,7 @@ pub mod exit;
 pub mod layout;
 pub mod lock;
 pub mod names;
+pub mod openpgp;
 pub mod record;
 pub mod stage;
 pub mod xlogdb;

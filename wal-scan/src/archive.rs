@@ -2,8 +2,9 @@
 //!
 //! Retention, verification and restore all start from "which WAL files are stored, and how
 //! is each stored". Locally a file's name never says how it is compressed or encrypted
-//! (spec §1.3): xlog.db does, and a file's first bytes tell its compression when xlog.db
-//! does not list it (a crash between store and catalogue, or a hand-copied file). The
+//! (spec §1.3): xlog.db does, and a file's first bytes tell its compression (or that it
+//! is an encrypted OpenPGP message) when xlog.db does not list it (a crash between store
+//! and catalogue, or a hand-copied file). The
 //! listing is wal-core's `list_archive`, the walk Barman's rebuild-xlogdb does.
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use wal_core::xlogdb::XlogLine;
 use wal_core::{WalError, WalRecord};
 
 use crate::config::{ArchiveConfig, Catalogue};
-use crate::entry::{Entry, STAGE};
+use crate::entry::{Entry, STAGE, identify_content};
 use crate::output::Records;
 
 /// Writes one record per archived file, in name order; warns about entries that do not
@@ -90,17 +91,22 @@ fn read_unlocked(path: &Path) -> Result<Vec<XlogLine>, WalError> {
 }
 
 /// The record for one archived file: compression and encryption from xlog.db when it
-/// lists the file, else compression from its magic bytes (encryption then unknown: null).
+/// lists the file, else from its first bytes (magic bytes, or an OpenPGP message: then
+/// encrypted, compression unknown).
 fn describe(file: ArchivedFile, catalogue: &HashMap<String, XlogLine>) -> Entry {
     let mut record = WalRecord::new(file.name.as_str());
     record.kind = Some(file.name.kind());
     record.size = file.size;
     record.time = file.time;
     let line = catalogue.get(file.name.as_str());
-    record.compression = match compression_source(line, &file.path) {
-        CompressionSource::Catalogue(compression) => compression,
-        CompressionSource::Magic => match Compression::identify_file(&file.path) {
-            Ok(compression) => compression,
+    let catalogued = line.and_then(|line| catalogued_encryption(line, &file.path));
+    (record.compression, record.encryption) = match compression_source(line, &file.path) {
+        CompressionSource::Catalogue(compression) => (compression, catalogued),
+        CompressionSource::Magic => match identify_content(&file.path) {
+            Ok((compression, sniffed)) => (
+                compression,
+                if line.is_some() { catalogued } else { sniffed },
+            ),
             // Removed since the listing (retention running): no longer in the archive.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Entry::Vanished(e),
             Err(e) => {
@@ -110,7 +116,6 @@ fn describe(file: ArchivedFile, catalogue: &HashMap<String, XlogLine>) -> Entry 
             }
         },
     };
-    record.encryption = line.and_then(|line| catalogued_encryption(line, &file.path));
     record.path = Some(file.path);
     Entry::Wal(record)
 }
@@ -155,5 +160,64 @@ fn catalogued_encryption(line: &XlogLine, path: &Path) -> Option<Encryption> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wal_core::WalName;
+
+    fn archived(dir: &Path, name: &str, bytes: &[u8]) -> ArchivedFile {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        ArchivedFile {
+            name: WalName::parse(name).unwrap(),
+            path,
+            size: bytes.len() as u64,
+            time: 1.5,
+        }
+    }
+
+    fn described(file: ArchivedFile, catalogue: &HashMap<String, XlogLine>) -> WalRecord {
+        match describe(file, catalogue) {
+            Entry::Wal(record) => record,
+            other => panic!("not a WAL record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn uncatalogued_encrypted_files_are_recognised_by_their_first_packet() {
+        let dir = tempfile::tempdir().unwrap();
+        // `gpg --encrypt` output starts with an old-format PKESK packet.
+        let pkesk = [0x85, 0x01, 0x8c, 0x03, 0x06, 0x15, 0x11, 0x79];
+        let record = described(
+            archived(dir.path(), "000000010000000000000001", &pkesk),
+            &HashMap::new(),
+        );
+        assert_eq!(
+            (record.compression, record.encryption),
+            (None, Some(Encryption::Gpg))
+        );
+        let record = described(
+            archived(
+                dir.path(),
+                "000000010000000000000002",
+                &[0x28, 0xb5, 0x2f, 0xfd, 0],
+            ),
+            &HashMap::new(),
+        );
+        assert_eq!(
+            (record.compression, record.encryption),
+            (Some(Compression::Zstd), None)
+        );
+        // The catalogue still wins when it lists the file.
+        let line = XlogLine::parse("000000010000000000000003\t8\t1.5\tNone\tNone").unwrap();
+        let catalogue = HashMap::from([(line.name.clone(), line)]);
+        let record = described(
+            archived(dir.path(), "000000010000000000000003", &pkesk),
+            &catalogue,
+        );
+        assert_eq!((record.compression, record.encryption), (None, None));
     }
 }

@@ -23,8 +23,9 @@ pub enum Command {
     /// The archive_command drop queue (Barman's incoming directory, "file archival").
     ///
     /// Entries are sorted by name; with a batch size only the first N are looked at.
-    /// WAL files become records (compression sniffed from their first bytes); other
-    /// entries become error records of kind `unknown`, for wal-store to move to errors/.
+    /// WAL files become records (compression, or an OpenPGP encryption, sniffed from
+    /// their first bytes); other entries become error records of kind `unknown`, for
+    /// wal-store to move to errors/.
     Incoming(QueueArgs),
     /// The pg_receivewal queue (Barman's streaming directory).
     ///

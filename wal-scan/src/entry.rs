@@ -7,33 +7,49 @@
 //! place that looks at such a file, and it does so once, only for entries of the batch.
 
 use std::ffi::OsStr;
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::Path;
 
-use wal_core::compression::Compression;
+use wal_core::compression::{Compression, MAGIC_MAX_LENGTH};
 use wal_core::layout::mtime_seconds;
 use wal_core::names::classify;
-use wal_core::record::RecordError;
+use wal_core::openpgp;
+use wal_core::record::{Encryption, RecordError};
 use wal_core::{ErrorKind, WalError, WalRecord};
 
 /// The stage name on records and stderr lines.
 pub const STAGE: &str = "wal-scan";
 
-/// Whether to read a file's first bytes to tell how it is compressed.
+/// Whether to read a file's first bytes to tell how it is compressed or encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniff {
-    /// Read the magic bytes: a client may have compressed the file before dropping it.
-    Compression,
+    /// Read the first bytes: a client may have compressed the file (magic bytes) or
+    /// encrypted it (an OpenPGP message) before dropping it.
+    Content,
     /// Touch nothing but the inode (streamed files are never compressed: Barman 3.14.1).
     Nothing,
+}
+
+/// How a file's first bytes say it is stored: compressed (by magic bytes), encrypted (an
+/// OpenPGP message: then its compression cannot be seen, as in Barman's `from_file`), or
+/// neither.
+pub fn identify_content(path: &Path) -> io::Result<(Option<Compression>, Option<Encryption>)> {
+    let mut head = Vec::with_capacity(MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH));
+    File::open(path)?
+        .take(MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH) as u64)
+        .read_to_end(&mut head)?;
+    if openpgp::identify(&head).is_some() {
+        return Ok((None, Some(Encryption::Gpg)));
+    }
+    Ok((Compression::identify(&head), None))
 }
 
 /// The verdict on one entry.
 #[derive(Debug)]
 pub enum Entry {
-    /// A WAL file: a record with `name`, `kind`, `path`, `source`, `size`, `time` and
-    /// `compression`.
+    /// A WAL file: a record with `name`, `kind`, `path`, `source`, `size`, `time`,
+    /// `compression` and `encryption`.
     Wal(WalRecord),
     /// Not a WAL file: an error record of kind `unknown`. Classification, not failure.
     Unknown(WalRecord),
@@ -82,10 +98,10 @@ pub fn examine(path: &Path, name: &OsStr, sniff: Sniff) -> Entry {
     if !meta.is_file() {
         return unknown(name, path, "not a regular file");
     }
-    let compression = match sniff {
-        Sniff::Nothing => None,
-        Sniff::Compression => match Compression::identify_file(path) {
-            Ok(compression) => compression,
+    let (compression, encryption) = match sniff {
+        Sniff::Nothing => (None, None),
+        Sniff::Content => match identify_content(path) {
+            Ok(content) => content,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Entry::Vanished(e),
             Err(e) => return failed(name, path, &WalError::io("cannot read", path, e)),
         },
@@ -97,7 +113,7 @@ pub fn examine(path: &Path, name: &OsStr, sniff: Sniff) -> Entry {
     record.size = meta.len();
     record.time = mtime_seconds(&meta);
     record.compression = compression;
-    record.encryption = None;
+    record.encryption = encryption;
     Entry::Wal(record)
 }
 
@@ -142,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("000000010000000000000001");
         fs::write(&wal, [0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap();
-        let Entry::Wal(record) = examine(&wal, wal.file_name().unwrap(), Sniff::Compression) else {
+        let Entry::Wal(record) = examine(&wal, wal.file_name().unwrap(), Sniff::Content) else {
             panic!("not a WAL");
         };
         assert_eq!(record.compression, Some(Compression::Zstd));
@@ -151,6 +167,16 @@ mod tests {
             panic!("not a WAL");
         };
         assert_eq!(record.compression, None);
+
+        // A client's `gpg --encrypt` output (an old-format PKESK packet first).
+        fs::write(&wal, [0x85, 0x01, 0x8c, 0x03, 0x06, 0x15, 0x11]).unwrap();
+        let Entry::Wal(record) = examine(&wal, wal.file_name().unwrap(), Sniff::Content) else {
+            panic!("not a WAL");
+        };
+        assert_eq!(
+            (record.compression, record.encryption),
+            (None, Some(Encryption::Gpg))
+        );
 
         let sub = dir.path().join("000000010000000000000002");
         fs::create_dir(&sub).unwrap();

@@ -18,7 +18,7 @@ pub fn scan<W: Write>(paths: &[PathBuf], out: &mut Records<W>) -> Result<(), Wal
     for path in paths {
         // `..` or `/` have no basename: never a WAL name, `examine` says so.
         let name = path.file_name().unwrap_or(path.as_os_str());
-        let entry = match examine(path, name, Sniff::Compression) {
+        let entry = match examine(path, name, Sniff::Content) {
             Entry::Vanished(cause) => {
                 Entry::Failed(not_found(&name.to_string_lossy(), path, cause))
             }

@@ -66,14 +66,15 @@ fn is_temporary(name: &OsString) -> bool {
 }
 
 /// Barman's `FileWalArchiver.get_next_batch`: every WAL file of the batch, in name order,
-/// compression sniffed (a client may have compressed it before dropping it in).
+/// compression and encryption sniffed (a client may have compressed or encrypted it
+/// before dropping it in).
 fn scan_incoming<W: Write>(
     config: &QueueConfig,
     batch: &[OsString],
     out: &mut Records<W>,
 ) -> Result<(), WalError> {
     for name in batch.iter().filter(|name| !is_temporary(name)) {
-        out.emit(examine(&config.dir.join(name), name, Sniff::Compression))?;
+        out.emit(examine(&config.dir.join(name), name, Sniff::Content))?;
     }
     Ok(())
 }

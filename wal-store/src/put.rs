@@ -4,7 +4,9 @@
 //! 1. bring each file into the archive under its final name without ever replacing one
 //!    (`link(2)` on one filesystem, else copy to a temp name + fsync + rename-no-replace);
 //!    if the name is taken, compare contents: the same WAL → `duplicate`, a different one →
-//!    the source goes to `errors/<name>.<stamp>.duplicate` (`conflict`);
+//!    the source goes to `errors/<name>.<stamp>.duplicate` (`conflict`); an encrypted copy
+//!    is compared decrypted with `--key`/`--passphrase-*`, and without them cannot be
+//!    compared: a conflict, as in Barman (see `compare`);
 //! 2. fsync every directory that gained a name, once;
 //! 3. append the xlog.db lines for the batch under its lock, with one fsync;
 //! 4. only then remove sources and temps, and fsync their directories.
@@ -19,7 +21,6 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wal_core::compression::Compression;
 use wal_core::durable;
 use wal_core::error::{ErrorKind, IoContext, Result};
 use wal_core::layout::errors_path;
@@ -29,7 +30,7 @@ use wal_core::xlogdb::XlogLine;
 use wal_core::{WalError, WalName, WalRecord};
 
 use crate::STAGE;
-use crate::cli::Target;
+use crate::cli::{Decryption, Target};
 use crate::compare::{Comparison, compare};
 use crate::report::Report;
 
@@ -46,6 +47,8 @@ pub struct PutOptions<'a> {
     pub report: bool,
     /// Records per xlog.db fsync.
     pub max_batch: usize,
+    /// How to decrypt encrypted copies to compare them; `None`: they cannot be compared.
+    pub decryption: Option<&'a Decryption>,
 }
 
 /// Stores every record of `input`.
@@ -180,19 +183,19 @@ impl Store<'_> {
             .clone()
             .filter(|source| source.exists())
             .unwrap_or_else(|| path.to_path_buf());
-        let why = match compare(&dest, &original)? {
-            Comparison::Same => {
+        let why = match compare(&dest, &original, name.as_str(), self.options.decryption)? {
+            Comparison::Same(stored) => {
                 if self.options.queue || self.is_catalogued(name.as_str())? {
                     return Ok(Placed::Duplicate(dest));
                 }
                 // Stored by an interrupted run, perhaps with other settings: catalogue
                 // what is actually stored, not what this run would have stored.
-                record.compression =
-                    Compression::identify_file(&dest).context("cannot read", &dest)?;
+                record.compression = stored.compression;
+                record.encryption = stored.encryption;
                 return Ok(Placed::New(dest));
             }
             Comparison::Different => "different content".to_string(),
-            Comparison::Undecodable(why) => why,
+            Comparison::Undecodable(why) | Comparison::Encrypted(why) => why,
         };
         // Our temps are of no further use either way.
         remove_quietly(record.temps.iter().map(PathBuf::as_path), false);

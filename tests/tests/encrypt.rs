@@ -1,0 +1,429 @@
+//! Encrypted archives end to end, with a real GnuPG and real WAL segments.
+//!
+//! The stages run as built binaries in a real pipe, as `scripts/archive-wal` runs them:
+//! `wal-scan incoming | wal-compress --algorithm zstd | wal-encrypt --recipient CERT |
+//! wal-store put`. Every stored file must then decrypt with `gpg --decrypt` and
+//! decompress with `zstd -d` to the original segment, and xlog.db must say `zstd` and
+//! `gpg` as Barman writes them. A re-delivered WAL is a duplicate when wal-store has the
+//! key to compare it with the encrypted stored copy, and a conflict (moved to errors/)
+//! without one, as in Barman. A file a client encrypted before dropping it in the queue
+//! is recognised by its first packet.
+//!
+//! Needs `cargo build --workspace --bins` first, gpg (GnuPG 2.2+) and the `zstd` CLI.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use walpipe_tests::wrappers::{archived_path, dir_names, read_xlogdb};
+use walpipe_tests::{clean_command, parse_records, target_bin, wal_fixture_segments};
+
+const SERVER: &str = "pg";
+
+/// A GnuPG home (mode 700) with a fresh key pair, exported for walpipe; the agent is
+/// killed on drop.
+struct Gpg {
+    dir: TempDir,
+}
+
+impl Gpg {
+    fn new() -> Gpg {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("gnupg");
+        fs::create_dir(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        let gpg = Gpg { dir };
+        gpg.run(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Test <t@test.invalid>",
+            "default",
+            "default",
+            "never",
+        ]);
+        let public = gpg.run(&["--export", "--armor", "t@test.invalid"]);
+        fs::write(gpg.cert(), public).unwrap();
+        let secret = gpg.run(&[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--export-secret-keys",
+            "t@test.invalid",
+        ]);
+        fs::write(gpg.key(), secret).unwrap();
+        gpg
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("gnupg")
+    }
+
+    /// The public certificate, as `gpg --export --armor` wrote it.
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("cert.asc")
+    }
+
+    /// The secret key, as `gpg --export-secret-keys` wrote it.
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("secret.gpg")
+    }
+
+    fn run(&self, args: &[&str]) -> Vec<u8> {
+        let output = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.home())
+            .args(["--batch", "--no-tty", "--quiet", "--trust-model", "always"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        assert!(
+            output.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    }
+
+    /// `gpg --decrypt` of `path`.
+    fn decrypt(&self, path: &Path) -> Vec<u8> {
+        self.run(&[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--decrypt",
+            path.to_str().unwrap(),
+        ])
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+/// `zstd -d` of `bytes`, by the real CLI.
+fn zstd_decompress(bytes: &[u8], scratch: &Path) -> Vec<u8> {
+    let input = scratch.join("stored.zst");
+    fs::write(&input, bytes).unwrap();
+    let output = Command::new("zstd")
+        .arg("-qdc")
+        .arg(&input)
+        .output()
+        .expect("the zstd CLI is needed");
+    assert!(output.status.success(), "zstd -d failed");
+    output.stdout
+}
+
+/// A Barman-shaped server home: `<dir>/pg/{incoming,wals,errors}`.
+struct Home {
+    dir: TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("pg/incoming")).unwrap();
+        fs::create_dir_all(dir.path().join("pg/wals")).unwrap();
+        Home { dir }
+    }
+
+    fn incoming(&self) -> PathBuf {
+        self.dir.path().join("pg/incoming")
+    }
+
+    fn wals(&self) -> PathBuf {
+        self.dir.path().join("pg/wals")
+    }
+
+    fn errors(&self) -> PathBuf {
+        self.dir.path().join("pg/errors")
+    }
+
+    /// Drops a copy of `segment` into the incoming queue.
+    fn deliver(&self, segment: &Path) -> PathBuf {
+        let queued = self.incoming().join(segment.file_name().unwrap());
+        fs::copy(segment, &queued).unwrap();
+        queued
+    }
+
+    /// Runs the archive pipeline on the incoming queue; `put` are extra flags for
+    /// `wal-store put`. Returns wal-store's records and every stage's exit code.
+    fn archive(&self, encrypt: &[OsString], put: &[OsString]) -> Pipeline {
+        let incoming = self.incoming().into_os_string();
+        let wals = self.wals().into_os_string();
+        let mut store = vec![
+            "put".into(),
+            "--server".into(),
+            SERVER.into(),
+            "--archive".into(),
+            wals,
+        ];
+        store.extend_from_slice(put);
+        pipeline(
+            &[
+                ("wal-scan", vec!["incoming".into(), incoming]),
+                ("wal-compress", vec!["--algorithm".into(), "zstd".into()]),
+                ("wal-encrypt", encrypt.to_vec()),
+                ("wal-store", store),
+            ],
+            self.dir.path(),
+        )
+    }
+}
+
+/// What a pipeline run gave.
+struct Pipeline {
+    records: Vec<Value>,
+    codes: Vec<i32>,
+    stderr: String,
+}
+
+/// Runs `stages` as one pipe (each stage's stdout into the next one's stdin), each with
+/// a clean environment; returns the last stage's records.
+fn pipeline(stages: &[(&str, Vec<OsString>)], scratch: &Path) -> Pipeline {
+    let mut children = Vec::new();
+    let mut previous = None;
+    let mut logs = Vec::new();
+    for (index, (name, args)) in stages.iter().enumerate() {
+        let log = scratch.join(format!("stage-{index}.stderr"));
+        let mut cmd = Command::new(target_bin(name));
+        clean_command(&mut cmd);
+        cmd.args(args)
+            .stdin(previous.take().map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+        previous = child.stdout.take();
+        children.push(child);
+        logs.push(log);
+    }
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut previous.unwrap(), &mut stdout).unwrap();
+    let codes = children
+        .iter_mut()
+        .map(|child| child.wait().unwrap().code().expect("exits, not killed"))
+        .collect();
+    let stderr = logs
+        .iter()
+        .map(|log| fs::read_to_string(log).unwrap())
+        .collect();
+    Pipeline {
+        records: parse_records(stdout.as_bytes()),
+        codes,
+        stderr,
+    }
+}
+
+fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Archives the first `count` fixture segments, encrypted to `gpg`'s key; checks that
+/// each is stored, catalogued `zstd`/`gpg`, and opens with gpg and zstd.
+fn archive_segments(home: &Home, gpg: &Gpg, count: usize) -> Vec<PathBuf> {
+    let segments: Vec<PathBuf> = wal_fixture_segments().into_iter().take(count).collect();
+    assert_eq!(segments.len(), count, "WAL fixtures");
+    for segment in &segments {
+        home.deliver(segment);
+    }
+    let run = home.archive(&os(&[&"--recipient", &gpg.cert()]), &[]);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records.len(), count);
+    let catalogue = read_xlogdb(&home.wals().join(format!("{SERVER}-xlog.db")));
+    assert_eq!(catalogue.len(), count);
+    for ((segment, record), line) in segments.iter().zip(&run.records).zip(&catalogue) {
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        assert_eq!(record["name"], name);
+        assert_eq!(record["outcome"], "stored", "{record}");
+        assert_eq!(record["compression"], "zstd");
+        assert_eq!(record["encryption"], "gpg");
+        let stored = archived_path(&home.wals(), name);
+        assert_eq!(record["stored_at"], stored.to_str().unwrap());
+        assert_eq!(
+            (
+                line.name.as_str(),
+                line.compression.as_deref(),
+                line.encryption.as_deref()
+            ),
+            (name, Some("zstd"), Some("gpg"))
+        );
+        assert_eq!(line.size, fs::metadata(&stored).unwrap().len());
+        let original = fs::read(segment).unwrap();
+        let plain = zstd_decompress(&gpg.decrypt(&stored), home.dir.path());
+        assert!(plain == original, "{name} does not come back");
+    }
+    // Sources and every temporary file are gone from the queue.
+    assert_eq!(dir_names(&home.incoming()), Vec::<String>::new());
+    segments
+}
+
+#[test]
+fn an_encrypted_archive_opens_with_gpg_and_zstd() {
+    let gpg = Gpg::new();
+    let home = Home::new();
+    archive_segments(&home, &gpg, 3);
+    // What the archive holds, as listed and as rebuilt: encrypted.
+    let listing = pipeline(
+        &[(
+            "wal-scan",
+            os(&[&"archive", &home.wals(), &"--server", &SERVER]),
+        )],
+        home.dir.path(),
+    );
+    assert!(listing.records.iter().all(|r| r["encryption"] == "gpg"));
+    let rebuild = pipeline(
+        &[(
+            "wal-store",
+            os(&[
+                &"rebuild-xlogdb",
+                &"--server",
+                &SERVER,
+                &"--archive",
+                &home.wals(),
+            ]),
+        )],
+        home.dir.path(),
+    );
+    assert_eq!(rebuild.codes, [0], "{}", rebuild.stderr);
+    let catalogue = read_xlogdb(&home.wals().join(format!("{SERVER}-xlog.db")));
+    assert_eq!(catalogue.len(), 3);
+    // Barman's rebuild cannot see through the encryption either: gpg, compression None.
+    assert!(
+        catalogue
+            .iter()
+            .all(|line| line.encryption.as_deref() == Some("gpg") && line.compression.is_none())
+    );
+}
+
+#[test]
+fn a_redelivered_wal_is_a_duplicate_with_the_key_and_a_conflict_without() {
+    let gpg = Gpg::new();
+    let home = Home::new();
+    let segments = archive_segments(&home, &gpg, 2);
+    let encrypt = os(&[&"--recipient", &gpg.cert()]);
+    let with_key = os(&[&"--key", &gpg.key()]);
+    let name = |n: usize| {
+        segments[n]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // The same WAL again, wal-store holding the key: compared decrypted, a duplicate.
+    home.deliver(&segments[0]);
+    let run = home.archive(&encrypt, &with_key);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "duplicate", "{}", run.records[0]);
+    assert_eq!(dir_names(&home.incoming()), Vec::<String>::new());
+    assert_eq!(dir_names(&home.errors()), Vec::<String>::new());
+
+    // A file the client encrypted itself (gpg, no compression) before dropping it in:
+    // wal-scan says so, nothing re-compresses or re-encrypts it, and it is compared
+    // decrypted on both sides.
+    let queued = home.incoming().join(name(1));
+    gpg.run(&[
+        "--compress-level",
+        "0",
+        "--recipient",
+        "t@test.invalid",
+        "--output",
+        queued.to_str().unwrap(),
+        "--encrypt",
+        segments[1].to_str().unwrap(),
+    ]);
+    let scan = pipeline(
+        &[("wal-scan", os(&[&"incoming", &home.incoming()]))],
+        home.dir.path(),
+    );
+    assert_eq!(scan.records[0]["encryption"], "gpg");
+    assert_eq!(scan.records[0]["compression"], Value::Null);
+    let run = home.archive(&encrypt, &with_key);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "duplicate", "{}", run.records[0]);
+
+    // Without the key the encrypted copy cannot be compared: a conflict, as in Barman.
+    home.deliver(&segments[0]);
+    let run = home.archive(&encrypt, &[]);
+    assert_eq!(run.codes, [0, 0, 0, 1], "{}", run.stderr);
+    let record = &run.records[0];
+    assert_eq!(record["outcome"], "conflict", "{record}");
+    assert_eq!(record["error"]["kind"], "conflict");
+    let message = record["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no key was given"), "{message}");
+    let errors = dir_names(&home.errors());
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with(&format!("{}.", name(0))) && errors[0].ends_with(".duplicate"));
+
+    // With the key, a different WAL under an archived name is a conflict too.
+    fs::remove_file(home.errors().join(&errors[0])).unwrap();
+    fs::write(
+        home.incoming().join(name(0)),
+        walpipe_tests::synthetic_segment(7, 1 << 24),
+    )
+    .unwrap();
+    let run = home.archive(&encrypt, &with_key);
+    assert_eq!(run.codes, [0, 0, 0, 1], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "conflict");
+    let message = run.records[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("different content"), "{message}");
+    // No decrypted copy is left anywhere.
+    assert_eq!(dir_names(&home.incoming()), Vec::<String>::new());
+    assert!(
+        walk(home.dir.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".decrypted")),
+        "{:?}",
+        walk(home.dir.path())
+    );
+    // The archive still holds what the first run stored.
+    let stored = archived_path(&home.wals(), &name(0));
+    let plain = zstd_decompress(&gpg.decrypt(&stored), home.dir.path());
+    assert!(plain == fs::read(&segments[0]).unwrap());
+}
+
+#[test]
+fn a_symmetric_archive_compares_with_its_passphrase() {
+    let home = Home::new();
+    let passphrase = home.dir.path().join("passphrase");
+    fs::write(&passphrase, "walpipe archive passphrase\n").unwrap();
+    let segment = &wal_fixture_segments()[0];
+    let encrypt = os(&[&"--passphrase-file", &passphrase]);
+    home.deliver(segment);
+    let run = home.archive(&encrypt, &[]);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "stored");
+    home.deliver(segment);
+    let run = home.archive(&encrypt, &os(&[&"--passphrase-file", &passphrase]));
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "duplicate", "{}", run.records[0]);
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            paths.extend(walk(&path));
+        }
+        paths.push(path);
+    }
+    paths
+}

@@ -1,0 +1,188 @@
+//! The temporary files this stage writes: their names, and their removal when a record fails.
+//!
+//! An encrypted or decrypted copy lives under a hidden, predictable name, `.<name>.gpg`
+//! or `.<name>.decrypted`: hidden because queue listings skip
+//! dot-files (as Barman's glob does), so a copy left by a killed run is never taken for
+//! WAL; predictable because the next run then unlinks and replaces it
+//! ([`wal_core::durable::create_temp`]) instead of leaving one more behind.
+//!
+//! Predictable names can collide within one run: with `--temp-dir`, the same WAL name
+//! queued both by `pg_receivewal` and by `archive_command` gives two records whose copies
+//! would share a name, and the second would replace the first before wal-store reads it.
+//! [`TempNames`] hands each name out once per run and numbers the next ones.
+//!
+//! This is wal-compress's module with other suffixes: binaries never depend on each
+//! other, and now that two use it, it qualifies for wal-core (the admission rule).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use wal_core::WalError;
+use wal_core::durable;
+
+/// The temporary names given out during one run.
+#[derive(Debug, Default)]
+pub struct TempNames {
+    claimed: Mutex<HashSet<PathBuf>>,
+}
+
+impl TempNames {
+    /// A fresh name `<dir>/.<name>.<suffix>` (then `.<name>.1.<suffix>`, ... when this run
+    /// already gave that one out, or when it is one of `avoid`: the files the record
+    /// points at, which creating the temporary file would unlink).
+    pub fn claim(&self, dir: &Path, name: &str, suffix: &str, avoid: &[&Path]) -> PathBuf {
+        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut path = dir.join(format!(".{name}.{suffix}"));
+        let mut n = 0u64;
+        while claimed.contains(&path) || avoid.contains(&path.as_path()) {
+            n += 1;
+            path = dir.join(format!(".{name}.{n}.{suffix}"));
+        }
+        claimed.insert(path.clone());
+        path
+    }
+}
+
+/// The file name the temporary copy of a record is named after: the record's WAL name
+/// when it is a plain file name, else the last component of `path`.
+pub fn base_name(record_name: &str, path: &Path) -> String {
+    let plain = !record_name.is_empty()
+        && record_name != "."
+        && record_name != ".."
+        && !record_name.contains('/');
+    if plain {
+        return record_name.to_string();
+    }
+    path.file_name()
+        .map_or_else(|| OsString::from("wal"), ToOwned::to_owned)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The directory a temporary copy of `path` goes to: `temp_dir`, else `path`'s own
+/// directory (so the later move into the archive is a rename on the same filesystem
+/// whenever the queue is on it).
+pub fn dir_for<'a>(temp_dir: Option<&'a Path>, path: &'a Path) -> &'a Path {
+    match temp_dir {
+        Some(dir) => dir,
+        None => match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        },
+    }
+}
+
+/// A temporary file being written: removed on drop unless [`TempFile::keep`] was called,
+/// so that a failed record (or a panic) leaves nothing behind.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    /// Creates `path` fresh, mode 0600, replacing a leftover of a killed run.
+    pub fn create(path: PathBuf) -> Result<(Self, File), WalError> {
+        let file = durable::create_temp(&path)?;
+        Ok((TempFile { path, keep: false }, file))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the file (it now belongs to the record) and returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        match fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // The record fails anyway; say what is left so someone can remove it.
+            Err(e) => eprintln!(
+                "{}: cannot remove temporary file {}: {e}",
+                crate::STAGE,
+                self.path.display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_handed_out_once_per_run() {
+        let names = TempNames::default();
+        let dir = Path::new("/t");
+        let name = "000000010000000000000001";
+        assert_eq!(
+            names.claim(dir, name, "gpg", &[]),
+            Path::new("/t/.000000010000000000000001.gpg")
+        );
+        assert_eq!(
+            names.claim(dir, name, "gpg", &[]),
+            Path::new("/t/.000000010000000000000001.1.gpg")
+        );
+        assert_eq!(
+            names.claim(Path::new("/u"), name, "gpg", &[]),
+            Path::new("/u/.000000010000000000000001.gpg")
+        );
+    }
+
+    #[test]
+    fn a_name_never_replaces_the_file_it_copies() {
+        let names = TempNames::default();
+        let source = Path::new("/q/.a.gpg");
+        assert_eq!(
+            names.claim(Path::new("/q"), "a", "gpg", &[source]),
+            Path::new("/q/.a.1.gpg")
+        );
+    }
+
+    #[test]
+    fn the_base_name_is_the_wal_name_when_it_is_plain() {
+        let path = Path::new("/q/.x.decrypted");
+        assert_eq!(base_name("00000002.history", path), "00000002.history");
+        assert_eq!(base_name("", path), ".x.decrypted");
+        assert_eq!(base_name("../evil", path), ".x.decrypted");
+        assert_eq!(base_name("..", Path::new("/")), "wal");
+    }
+
+    #[test]
+    fn temps_go_next_to_the_file_by_default() {
+        assert_eq!(dir_for(None, Path::new("/q/a")), Path::new("/q"));
+        assert_eq!(dir_for(None, Path::new("a")), Path::new("."));
+        assert_eq!(
+            dir_for(Some(Path::new("/t")), Path::new("/q/a")),
+            Path::new("/t")
+        );
+    }
+
+    #[test]
+    fn an_unkept_temp_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (temp, _file) = TempFile::create(dir.path().join(".a.gpg")).unwrap();
+        let path = temp.path().to_path_buf();
+        assert!(path.exists());
+        drop(temp);
+        assert!(!path.exists());
+        let (temp, _file) = TempFile::create(dir.path().join(".b.gpg")).unwrap();
+        let kept = temp.keep();
+        assert!(kept.exists());
+    }
+}
