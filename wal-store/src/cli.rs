@@ -41,17 +41,39 @@ pub enum Command {
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]
         max_batch: usize,
+        /// How to decrypt an encrypted copy to compare it with a re-delivered WAL.
+        #[command(flatten)]
+        decryption: DecryptArgs,
     },
-    /// Copy one archived file out as stored, to PATH; print its record.
+    /// Find archived files (NAME...), or write out the files of the records on stdin.
+    ///
+    /// With NAMEs: each is looked up where Barman's `get-wal` looks (the archive, then the
+    /// incoming and streaming queues) and printed as a record pointing at the file where
+    /// it is, its compression identified by magic; with --to/--to-dir it is first copied
+    /// out as stored. Exit 66 when a NAME is not in the archive (one line each on stderr;
+    /// the others are still printed).
+    ///
+    /// Without NAMEs: the records on stdin (typically from `wal-compress --decompress`)
+    /// are written to --to PATH (one record) or into --to-dir DIR under their names, each
+    /// durably (temp in the destination directory, fsync, rename without replacing, fsync
+    /// the directory). A record's file that is one of its `temps` is moved, others are
+    /// copied; the other temps are removed. Records failed upstream pass through.
     Get {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
-        /// The WAL file name.
-        name: String,
-        /// Where to write it (must not exist).
-        #[arg(long)]
-        to: PathBuf,
+        /// WAL file names to look up; none to write out the records read on stdin.
+        names: Vec<String>,
+        /// When a segment is not found, look for its `.partial` too (Barman's
+        /// `get-wal --partial`: the end of a streamed timeline). Ignored without NAMEs.
+        #[arg(long, env = "WALPIPE_PARTIAL")]
+        partial: bool,
+        /// Write the file to PATH (must not exist).
+        #[arg(long, value_name = "PATH", conflicts_with = "to_dir")]
+        to: Option<PathBuf>,
+        /// Write each file into DIR, under its WAL name (which must not exist there).
+        #[arg(long, value_name = "DIR")]
+        to_dir: Option<PathBuf>,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
     Delete {
@@ -85,6 +107,64 @@ pub struct ArchiveArgs {
     /// The xlog.db file [default: `<archive>/<server>-xlog.db`].
     #[arg(long, env = "WALPIPE_XLOGDB")]
     pub xlogdb: Option<PathBuf>,
+}
+
+/// `put`'s flags for comparing encrypted copies (as `wal-encrypt --decrypt` takes them).
+///
+/// A duplicate whose stored copy is encrypted is compared after decryption by
+/// `wal-encrypt --decrypt` (found next to this executable); without a key or passphrase
+/// it cannot be compared and is a conflict, as in Barman.
+#[derive(Debug, ClapArgs)]
+pub struct DecryptArgs {
+    /// The secret key to decrypt encrypted copies with (`gpg --export-secret-keys` output).
+    #[arg(long, value_name = "KEY", env = "WALPIPE_KEY")]
+    pub key: Option<PathBuf>,
+    /// The passphrase of --key (or of symmetrically encrypted copies) is the first line
+    /// of FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WALPIPE_PASSPHRASE_FILE",
+        conflicts_with = "passphrase_command"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase is what CMD (run with `sh -c`) prints (Barman's
+    /// `encryption_passphrase_command`).
+    #[arg(long, value_name = "CMD", env = "WALPIPE_PASSPHRASE_COMMAND")]
+    pub passphrase_command: Option<String>,
+}
+
+/// Where a passphrase comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// The first line of this file.
+    File(PathBuf),
+    /// What this shell command prints.
+    Command(String),
+}
+
+/// How to decrypt encrypted copies, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decryption {
+    /// The secret key file.
+    pub key: Option<PathBuf>,
+    /// Its passphrase, or the passphrase of symmetric messages.
+    pub passphrase: Option<PassphraseSource>,
+}
+
+impl DecryptArgs {
+    /// `None` when neither a key nor a passphrase is given.
+    fn resolve(self) -> Option<Decryption> {
+        let passphrase = match (self.passphrase_file, self.passphrase_command) {
+            (Some(file), _) => Some(PassphraseSource::File(file)),
+            (None, Some(command)) => Some(PassphraseSource::Command(command)),
+            (None, None) => None,
+        };
+        (self.key.is_some() || passphrase.is_some()).then_some(Decryption {
+            key: self.key,
+            passphrase,
+        })
+    }
 }
 
 /// Where everything is, resolved.
@@ -139,15 +219,19 @@ pub enum Config {
         report: bool,
         /// Records per xlog.db fsync.
         max_batch: usize,
+        /// How to decrypt encrypted copies to compare them.
+        decryption: Option<Decryption>,
     },
     /// `get`.
     Get {
         /// Where from.
         target: Target,
-        /// Which file.
-        name: String,
+        /// Which files; empty: the records read on stdin.
+        names: Vec<String>,
+        /// Also look for `<segment>.partial`.
+        partial: bool,
         /// Where to.
-        to: PathBuf,
+        to: GetDestination,
     },
     /// `delete`.
     Delete {
@@ -161,6 +245,45 @@ pub enum Config {
     },
 }
 
+/// Where `get` writes the files it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetDestination {
+    /// Nowhere: print records pointing at the files where they are.
+    InPlace,
+    /// One file, at this path (`--to`).
+    File(PathBuf),
+    /// Each file into this directory, under its WAL name (`--to-dir`).
+    Dir(PathBuf),
+}
+
+impl GetDestination {
+    /// Checks that the flags of `get` make sense together.
+    fn new(
+        names: &[String],
+        to: Option<PathBuf>,
+        to_dir: Option<PathBuf>,
+    ) -> Result<Self, WalError> {
+        let destination = match (to, to_dir) {
+            (Some(path), _) => GetDestination::File(path),
+            (None, Some(dir)) => GetDestination::Dir(dir),
+            (None, None) => GetDestination::InPlace,
+        };
+        if names.is_empty() && destination == GetDestination::InPlace {
+            return Err(WalError::Usage(
+                "get: give the WAL names to look up, or --to PATH or --to-dir DIR to \
+                 write out the records read on stdin"
+                    .into(),
+            ));
+        }
+        if names.len() > 1 && matches!(destination, GetDestination::File(_)) {
+            return Err(WalError::Usage(
+                "get: --to PATH takes one name; use --to-dir DIR for several".into(),
+            ));
+        }
+        Ok(destination)
+    }
+}
+
 impl TryFrom<Args> for Config {
     type Error = WalError;
 
@@ -172,17 +295,26 @@ impl TryFrom<Args> for Config {
                 keep_source,
                 report,
                 max_batch,
+                decryption,
             } => Config::Put {
                 target: archive.try_into()?,
                 queue,
                 keep_source,
                 report,
                 max_batch: max_batch.max(1),
+                decryption: decryption.resolve(),
             },
-            Command::Get { archive, name, to } => Config::Get {
-                target: archive.try_into()?,
-                name,
+            Command::Get {
+                archive,
+                names,
+                partial,
                 to,
+                to_dir,
+            } => Config::Get {
+                to: GetDestination::new(&names, to, to_dir)?,
+                target: archive.try_into()?,
+                names,
+                partial,
             },
             Command::Delete { archive } => Config::Delete {
                 target: archive.try_into()?,

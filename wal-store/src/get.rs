@@ -1,50 +1,354 @@
-//! `wal-store get`: one archived file, copied out as stored.
+//! `wal-store get`: finds archived WAL files, and writes restored ones out durably.
 //!
-//! The restore path (`scripts/restore-wal`) decrypts and decompresses in later stages;
-//! this stage only finds the file and copies it, never leaving a partial file under the
-//! target name. Compression is identified by magic bytes (a local archive stores files
-//! without extensions), which costs one small read instead of reading xlog.db per call.
+//! It is both ends of `scripts/restore-wal`'s pipeline (PostgreSQL's `restore_command`):
+//!
+//! ```text
+//! wal-store get NAME | wal-compress --decompress --temp-dir DIR | wal-store get --to %p
+//! ```
+//!
+//! * **Look-up** (NAMEs given): each name is searched where Barman's `get-wal` searches
+//!   (spec §8.4): `wals/<hash>/NAME`, then the `incoming` and `streaming` queues (a WAL
+//!   not archived yet is still restorable), with `--partial` also `NAME.partial`, then the
+//!   archive once more (archive-wal may have moved the file meanwhile). A few `stat`s per
+//!   name, never a listing of the archive, and no read of xlog.db: a local archive stores
+//!   files under their plain names whatever Barman or walpipe compressed them with, and
+//!   the first bytes (magic) say which compression, so Barman-written archives restore as
+//!   they are. The record points at the file where it is (nothing copied; the next stage
+//!   reads it from there) or, with `--to`/`--to-dir`, at a durable copy as stored. A name
+//!   not found gives no record, one stderr line, and exit 66 ("not in the archive").
+//! * **Write-out** (no NAMEs): the records on stdin are written to `--to PATH` (one
+//!   record) or into `--to-dir DIR` under their names: temp file in the destination
+//!   directory, fsync, rename without replacing, fsync the directory, so a killed run never
+//!   leaves a partial file under the destination name. A record whose file is one of its
+//!   own `temps` (a decompressed copy, a prefetched spool file) is moved there rather than
+//!   copied; the record's other temps are removed, as `put` removes them once stored.
 
-use std::io::Write;
-use std::path::Path;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 
 use wal_core::compression::Compression;
 use wal_core::durable;
 use wal_core::error::{IoContext, Result};
-use wal_core::layout::mtime_seconds;
+use wal_core::layout::{ServerLayout, mtime_seconds};
 use wal_core::record::Outcome;
-use wal_core::stage::{RecordWriter, Summary};
-use wal_core::{WalError, WalName, WalRecord};
+use wal_core::stage::{self, RecordWriter, Summary};
+use wal_core::{WalError, WalKind, WalName, WalRecord};
 
 use crate::STAGE;
-use crate::cli::Target;
+use crate::cli::{GetDestination, Target};
 
-/// Copies `name` out of the archive to `to` and prints its record.
-pub fn run(target: &Target, name: &str, to: &Path, output: impl Write) -> Result<Summary> {
-    let wal = WalName::parse(name)?;
-    let stored = target.layout.archived_path(&wal);
-    let meta = match std::fs::metadata(&stored) {
-        Ok(meta) if meta.is_file() => meta,
-        Ok(_) => {
-            return Err(WalError::Corrupt {
-                path: stored,
-                message: "not a regular file".into(),
-            });
-        }
-        Err(e) => return Err(WalError::io("not in the archive:", &stored, e)),
-    };
-    let compression = Compression::identify_file(&stored).context("cannot read", &stored)?;
-    let size = durable::copy_durably(&stored, to)?;
-    let mut record = WalRecord::new(wal.as_str());
-    record.kind = Some(wal.kind());
-    record.path = Some(to.to_path_buf());
-    record.size = size;
-    record.time = mtime_seconds(&meta);
-    record.compression = compression;
-    record.outcome = Some(Outcome::Fetched);
-    record.stored_at = Some(stored);
+/// Runs `get`: looks up `names`, or, when there are none, writes out the records of `input`.
+pub fn run(
+    target: &Target,
+    names: &[String],
+    partial: bool,
+    to: &GetDestination,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Summary> {
+    if names.is_empty() {
+        write_out(to, input, output)
+    } else {
+        look_up(&target.layout, names, partial, to, output)
+    }
+}
+
+/// Look-up: one record per name found; exit 66 (the last missing name's error) if any
+/// name is not in the archive, after one stderr line for each of the others.
+fn look_up(
+    layout: &ServerLayout,
+    names: &[String],
+    partial: bool,
+    to: &GetDestination,
+    output: impl Write,
+) -> Result<Summary> {
     let mut writer = RecordWriter::new(STAGE, output);
-    writer.write(&record, false)?;
+    let mut missing = Vec::new();
+    for name in names {
+        let wal = WalName::parse(name)?;
+        let mut record = WalRecord::new(wal.as_str());
+        record.kind = Some(wal.kind());
+        match find(layout, &wal, partial) {
+            Ok(Some(found)) => {
+                if let Err(err) = fetch(&mut record, &found, to) {
+                    record.fail(STAGE, &err);
+                }
+            }
+            Ok(None) => {
+                missing.push(not_in_archive(layout, wal.as_str()));
+                continue;
+            }
+            Err(err) => record.fail(STAGE, &err),
+        }
+        writer.write(&record, false)?;
+    }
     writer.flush()?;
+    match missing.pop() {
+        Some(last) => {
+            for err in &missing {
+                stage::report_error(STAGE, err);
+            }
+            Err(last)
+        }
+        None => Ok(writer.summary()),
+    }
+}
+
+/// The not-found error: kind `not_found`, exit 66 (EX_NOINPUT).
+fn not_in_archive(layout: &ServerLayout, name: &str) -> WalError {
+    WalError::io(
+        "not in the archive",
+        &layout.wals,
+        io::Error::new(io::ErrorKind::NotFound, name.to_string()),
+    )
+}
+
+/// A file found for a requested name.
+#[derive(Debug)]
+struct Found {
+    /// Its name: the requested one, or `<segment>.partial`.
+    name: WalName,
+    /// Where it is.
+    path: PathBuf,
+    /// Its metadata.
+    meta: fs::Metadata,
+}
+
+/// Where Barman's `get-wal` looks for `wal`, in its order (spec §8.4).
+fn candidates(layout: &ServerLayout, wal: &WalName, partial: bool) -> Vec<(WalName, PathBuf)> {
+    let name = wal.as_str();
+    let archived = (wal.clone(), layout.archived_path(wal));
+    let mut list = vec![
+        archived.clone(),
+        (wal.clone(), layout.incoming.join(name)),
+        (wal.clone(), layout.streaming.join(name)),
+    ];
+    if partial
+        && wal.kind() == WalKind::Segment
+        && let Ok(partial) = WalName::parse(&format!("{name}.partial"))
+    {
+        list.extend([
+            (partial.clone(), layout.streaming.join(partial.as_str())),
+            (wal.clone(), layout.streaming.join(name)),
+            (partial.clone(), layout.archived_path(&partial)),
+            (partial.clone(), layout.incoming.join(partial.as_str())),
+        ]);
+    }
+    // archive-wal may have moved the file from a queue into the archive meanwhile.
+    list.push(archived);
+    list
+}
+
+/// The first candidate that exists, or `None`. A candidate that exists but is not a
+/// regular file is an error (it cannot be WAL), as is one we may not look at.
+fn find(layout: &ServerLayout, wal: &WalName, partial: bool) -> Result<Option<Found>> {
+    for (name, path) in candidates(layout, wal, partial) {
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => return Ok(Some(Found { name, path, meta })),
+            Ok(_) => {
+                return Err(WalError::Corrupt {
+                    path,
+                    message: "not a regular file".into(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io("cannot stat", &path, e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Fills `record` for `found`, copying the file as stored when a destination is given.
+fn fetch(record: &mut WalRecord, found: &Found, to: &GetDestination) -> Result<()> {
+    record.name = found.name.as_str().to_string();
+    record.kind = Some(found.name.kind());
+    record.time = mtime_seconds(&found.meta);
+    record.stored_at = Some(found.path.clone());
+    record.compression =
+        Compression::identify_file(&found.path).context("cannot read", &found.path)?;
+    let dest = match to {
+        GetDestination::InPlace => {
+            record.path = Some(found.path.clone());
+            record.size = found.meta.len();
+            return Ok(());
+        }
+        GetDestination::File(path) => path.clone(),
+        GetDestination::Dir(dir) => dir.join(found.name.as_str()),
+    };
+    record.size = durable::copy_durably(&found.path, &dest)?;
+    record.path = Some(dest);
+    record.outcome = Some(Outcome::Fetched);
+    Ok(())
+}
+
+/// Write-out: each healthy record's file to its destination; failed records pass through
+/// (their temps removed: this is the end of the pipeline). `--to PATH` with no record at
+/// all is an error of kind `not_found` (exit 66): nothing came down the pipe.
+fn write_out(
+    to: &GetDestination,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Summary> {
+    let mut writer = RecordWriter::new(STAGE, output);
+    let mut seen = 0u64;
+    stage::with_reader(STAGE, input, |reader| {
+        while let Some(mut record) = reader.next_record() {
+            seen += 1;
+            let was_failed = record.failed();
+            if !was_failed
+                && let Err(err) =
+                    destination(&record, to, seen).and_then(|dest| place(&mut record, &dest))
+            {
+                record.fail(STAGE, &err);
+            }
+            if record.failed() {
+                remove_temps(&record.temps, None);
+            }
+            writer.write(&record, was_failed)?;
+            writer.flush()?;
+        }
+        Ok(())
+    })?;
+    if let (GetDestination::File(path), 0) = (to, seen) {
+        return Err(WalError::io(
+            "nothing written to",
+            path,
+            io::Error::new(io::ErrorKind::NotFound, "no record on stdin"),
+        ));
+    }
     Ok(writer.summary())
+}
+
+/// Where the `nth` record (1-based) goes.
+fn destination(record: &WalRecord, to: &GetDestination, nth: u64) -> Result<PathBuf> {
+    match to {
+        GetDestination::File(path) if nth == 1 => Ok(path.clone()),
+        GetDestination::File(path) => Err(WalError::Usage(format!(
+            "{}: --to {} takes one record; use --to-dir DIR for several",
+            record.name,
+            path.display()
+        ))),
+        // The name becomes a file name: it must be a WAL name, never `../x`.
+        GetDestination::Dir(dir) => Ok(dir.join(WalName::parse(&record.name)?.as_str())),
+        GetDestination::InPlace => {
+            Err(WalError::Internal("write-out without a destination".into()))
+        }
+    }
+}
+
+/// Puts the record's file at `dest` durably and points the record there.
+fn place(record: &mut WalRecord, dest: &Path) -> Result<()> {
+    let src = record.require_path()?.clone();
+    let size = if record.temps.contains(&src) {
+        move_into_place(&src, dest)?
+    } else {
+        durable::copy_durably(&src, dest)?
+    };
+    remove_temps(&record.temps, Some(&src));
+    record.temps.clear();
+    record.path = Some(dest.to_path_buf());
+    record.size = size;
+    record.outcome = Some(Outcome::Fetched);
+    Ok(())
+}
+
+/// Moves a temp file of ours to `dest`: fsync it, rename without replacing (a durable
+/// copy when `dest` is on another filesystem), fsync `dest`'s directory. Returns its size.
+fn move_into_place(src: &Path, dest: &Path) -> Result<u64> {
+    durable::fsync_file(src)?;
+    match durable::rename_no_replace(src, dest) {
+        Ok(()) => {
+            durable::fsync_dir(parent_of(dest))?;
+            fs::metadata(dest)
+                .map(|meta| meta.len())
+                .context("cannot stat", dest)
+        }
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let size = durable::copy_durably(src, dest)?;
+            durable::remove_files([src])?;
+            Ok(size)
+        }
+        Err(e) => Err(WalError::io("cannot create", dest, e)),
+    }
+}
+
+/// The directory of `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes a record's temps (except `keep`), reporting but not failing on errors: the
+/// record's fate is decided already.
+fn remove_temps(temps: &[PathBuf], keep: Option<&Path>) {
+    let doomed = temps
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|t| Some(*t) != keep);
+    if let Err(err) = durable::remove_files(doomed) {
+        stage::report_error(STAGE, &err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[(WalName, PathBuf)]) -> Vec<String> {
+        list.iter()
+            .map(|(name, path)| format!("{name} {}", path.display()))
+            .collect()
+    }
+
+    #[test]
+    fn looks_where_barman_get_wal_looks() {
+        let layout = ServerLayout::barman(Path::new("/b"), "pg");
+        let seg = WalName::parse("000000010000000A00000042").unwrap();
+        assert_eq!(
+            names(&candidates(&layout, &seg, false)),
+            [
+                "000000010000000A00000042 /b/pg/wals/000000010000000A/000000010000000A00000042",
+                "000000010000000A00000042 /b/pg/incoming/000000010000000A00000042",
+                "000000010000000A00000042 /b/pg/streaming/000000010000000A00000042",
+                "000000010000000A00000042 /b/pg/wals/000000010000000A/000000010000000A00000042",
+            ]
+        );
+        let with_partial = names(&candidates(&layout, &seg, true));
+        assert_eq!(
+            with_partial[3..7],
+            [
+                "000000010000000A00000042.partial /b/pg/streaming/000000010000000A00000042.partial",
+                "000000010000000A00000042 /b/pg/streaming/000000010000000A00000042",
+                "000000010000000A00000042.partial /b/pg/wals/000000010000000A/000000010000000A00000042.partial",
+                "000000010000000A00000042.partial /b/pg/incoming/000000010000000A00000042.partial",
+            ]
+        );
+        // History files live in the archive root, and have no .partial.
+        let history = WalName::parse("00000002.history").unwrap();
+        let list = names(&candidates(&layout, &history, true));
+        assert_eq!(list.len(), 4);
+        assert_eq!(list[0], "00000002.history /b/pg/wals/00000002.history");
+    }
+
+    #[test]
+    fn write_out_names_must_be_wal_names() {
+        let mut record = WalRecord::new("../../etc/passwd");
+        record.path = Some("/tmp/x".into());
+        let to = GetDestination::Dir("/spool".into());
+        assert!(destination(&record, &to, 1).is_err());
+        record.name = "000000010000000000000001".into();
+        assert_eq!(
+            destination(&record, &to, 1).unwrap(),
+            Path::new("/spool/000000010000000000000001")
+        );
+        let one = GetDestination::File("/p".into());
+        assert!(destination(&record, &one, 1).is_ok());
+        assert_eq!(
+            destination(&record, &one, 2).unwrap_err().kind(),
+            wal_core::ErrorKind::Usage
+        );
+    }
 }

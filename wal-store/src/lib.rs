@@ -8,6 +8,7 @@
 
 pub mod cli;
 mod compare;
+mod decrypt;
 mod delete;
 mod get;
 mod put;
@@ -37,6 +38,7 @@ pub fn run(
             keep_source,
             report,
             max_batch,
+            decryption,
         } => put::run(
             &put::PutOptions {
                 target,
@@ -44,11 +46,17 @@ pub fn run(
                 keep_source: *keep_source,
                 report: *report,
                 max_batch: *max_batch,
+                decryption: decryption.as_ref(),
             },
             input,
             output,
         ),
-        Config::Get { target, name, to } => get::run(target, name, to, output),
+        Config::Get {
+            target,
+            names,
+            partial,
+            to,
+        } => get::run(target, names, *partial, to, input, output),
         Config::Delete { target } => delete::run(target, input, output),
         Config::RebuildXlogdb { target } => rebuild::run(target),
     }
