@@ -183,3 +183,24 @@ check_hooks() {
   if [ "$code" -eq 64 ]; then die 64 "hook settings: ${message#error: }"; fi
   die 70 "cannot run $BIN/wal-hooks (exit $code): $message"
 }
+
+# The encryption settings every wrapper takes, as the stages read them:
+# WALPIPE_RECIPIENT (comma-separated certificate files), WALPIPE_KEY (secret key file),
+# WALPIPE_PASSPHRASE_FILE, WALPIPE_PASSPHRASE_COMMAND. Flags collected in RECIPIENTS
+# replace the environment's list; then everything set is exported to the stages.
+export_encryption() {
+  if [ -n "${RECIPIENTS:-}" ]; then WALPIPE_RECIPIENT=$RECIPIENTS; fi
+  export WALPIPE_RECIPIENT WALPIPE_KEY WALPIPE_PASSPHRASE_FILE WALPIPE_PASSPHRASE_COMMAND
+}
+
+# encrypting: whether archiving encrypts (Barman's `encryption = gpg`): to recipients, or
+# symmetrically with a passphrase file when no --key says the passphrase is a key's.
+encrypting() {
+  [ -n "${WALPIPE_RECIPIENT:-}" ] \
+    || { [ -n "${WALPIPE_PASSPHRASE_FILE:-}" ] && [ -z "${WALPIPE_KEY:-}" ]; }
+}
+
+# decrypting: whether restoring can decrypt (a key or a passphrase is configured).
+decrypting() {
+  [ -n "${WALPIPE_KEY:-}${WALPIPE_PASSPHRASE_FILE:-}${WALPIPE_PASSPHRASE_COMMAND:-}" ]
+}

@@ -427,3 +427,75 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     paths
 }
+
+/// The wrappers end to end: archive-wal `--recipient` writes what gpg and zstd open;
+/// restore-wal `--key` gives the segments back; without a key it refuses, writing nothing.
+#[test]
+fn the_wrappers_archive_encrypted_and_restore_with_the_key() {
+    use walpipe_tests::wrappers::{self, wrapper};
+    let gpg = Gpg::new();
+    let home = Home::new();
+    let segments: Vec<PathBuf> = walpipe_tests::wal_fixture_segments()
+        .into_iter()
+        .take(3)
+        .collect();
+    for segment in &segments {
+        home.deliver(segment);
+    }
+    let home_dir = home.dir.path().to_str().unwrap().to_string();
+    let run = wrappers::run(
+        wrapper("archive-wal")
+            .args(["--home", &home_dir, "--server", SERVER, "--recipient"])
+            .arg(gpg.cert()),
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let xlogdb = fs::read_to_string(home.wals().join("pg-xlog.db")).unwrap();
+    let pg_wal = home.dir.path().join("pg_wal");
+    fs::create_dir(&pg_wal).unwrap();
+    for segment in &segments {
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        let stored = home.wals().join(&name[..16]).join(name);
+        let plain = zstd_decompress(&gpg.decrypt(&stored), home.dir.path());
+        assert!(
+            plain == fs::read(segment).unwrap(),
+            "{name}: gpg + zstd give the segment"
+        );
+        assert!(
+            xlogdb
+                .lines()
+                .any(|l| l.starts_with(name) && l.ends_with("\tzstd\tgpg")),
+            "{xlogdb}"
+        );
+        let target = pg_wal.join("RECOVERYXLOG");
+        let refused = wrappers::run(
+            wrapper("restore-wal")
+                .args(["--home", &home_dir, "--server", SERVER, name])
+                .arg(&target),
+            None,
+        );
+        assert_ne!(refused.code, 0, "no key: refused");
+        assert!(refused.stderr.contains("encrypted"), "{refused:?}");
+        assert!(
+            !target.exists(),
+            "nothing handed to PostgreSQL without the key"
+        );
+        let restored = wrappers::run(
+            wrapper("restore-wal")
+                .args(["--home", &home_dir, "--server", SERVER, "--key"])
+                .arg(gpg.key())
+                .arg(name)
+                .arg(&target),
+            None,
+        );
+        assert_eq!(restored.code, 0, "{restored:?}");
+        assert!(
+            fs::read(&target).unwrap() == fs::read(segment).unwrap(),
+            "{name} restored"
+        );
+        fs::remove_file(&target).unwrap();
+    }
+    assert!(
+        home.errors().read_dir().is_err() || home.errors().read_dir().unwrap().next().is_none()
+    );
+}

@@ -31,7 +31,7 @@ use wal_core::compression::Compression;
 use wal_core::durable;
 use wal_core::error::{IoContext, Result};
 use wal_core::layout::{ServerLayout, mtime_seconds};
-use wal_core::record::Outcome;
+use wal_core::record::{Encryption, Outcome};
 use wal_core::stage::{self, RecordWriter, Summary};
 use wal_core::{WalError, WalKind, WalName, WalRecord};
 
@@ -167,6 +167,11 @@ fn fetch(record: &mut WalRecord, found: &Found, to: &GetDestination) -> Result<(
     record.stored_at = Some(found.path.clone());
     record.compression =
         Compression::identify_file(&found.path).context("cannot read", &found.path)?;
+    if record.compression.is_none()
+        && wal_core::openpgp::is_encrypted_file(&found.path).context("cannot read", &found.path)?
+    {
+        record.encryption = Some(Encryption::Gpg);
+    }
     let dest = match to {
         GetDestination::InPlace => {
             record.path = Some(found.path.clone());
@@ -197,8 +202,9 @@ fn write_out(
             seen += 1;
             let was_failed = record.failed();
             if !was_failed
-                && let Err(err) =
-                    destination(&record, to, seen).and_then(|dest| place(&mut record, &dest))
+                && let Err(err) = still_encrypted(&record)
+                    .and_then(|()| destination(&record, to, seen))
+                    .and_then(|dest| place(&mut record, &dest))
             {
                 record.fail(STAGE, &err);
             }
@@ -218,6 +224,18 @@ fn write_out(
         ));
     }
     Ok(writer.summary())
+}
+
+/// Write-out ends a restore: what it writes must be WAL, never ciphertext handed to
+/// PostgreSQL because no key was configured.
+fn still_encrypted(record: &WalRecord) -> Result<()> {
+    match record.encryption {
+        Some(_) => Err(WalError::Usage(format!(
+            "{}: the archived file is encrypted: give restore-wal --key KEY (or a passphrase)",
+            record.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Where the `nth` record (1-based) goes.
