@@ -19,6 +19,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -594,8 +595,14 @@ impl Primary {
     /// `through_walpipe`: archive_command also runs `archive-command` into the incoming
     /// queue, and archive-wal (zstd) runs at the end. Otherwise only the reference copy.
     fn run(through_walpipe: bool) -> Self {
+        Self::run_with(through_walpipe, &WorkDir::new(), &[])
+    }
+
+    /// As [`Primary::run`], in `work`, with `archive_wal_extra` flags for archive-wal
+    /// (e.g. `--recipient CERT`).
+    fn run_with(through_walpipe: bool, work: &WorkDir, archive_wal_extra: &[&Path]) -> Self {
         let t = Instant::now();
-        let work = WorkDir::new();
+        let work = work.clone();
         let home = work.mkdir_owned("home");
         let reference = work.mkdir_owned("ref");
         let copy = format!(
@@ -643,6 +650,7 @@ impl Primary {
                 .arg("--home")
                 .arg(&home)
                 .args(["--server", SERVER])
+                .args(archive_wal_extra)
                 .output()
                 .unwrap();
             assert_success(&out, "archive-wal");
@@ -776,6 +784,84 @@ fn pitr_from_a_walpipe_archive_with_and_without_prefetch() {
     let left = spooled(&spool);
     assert!(left.len() <= 4, "the spool holds at most 4 files: {left:?}");
     eprintln!("total: {:.1?}", t.elapsed());
+}
+
+/// A key pair made by the real gpg in `work`, exported as files the postgres user can
+/// read: (certificate, secret key). The agent is stopped before returning.
+fn gpg_key_pair(work: &WorkDir) -> (PathBuf, PathBuf) {
+    let gnupg = work.join("gnupg");
+    fs::create_dir(&gnupg).unwrap();
+    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&gnupg)
+            .args([
+                "--batch",
+                "--no-tty",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+            ])
+            .args(["--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Restore <r@test.invalid>",
+        "default",
+        "default",
+        "never",
+    ]);
+    let cert = work.join("cert.asc");
+    let key = work.join("secret.gpg");
+    fs::write(&cert, gpg(&["--export", "--armor", "r@test.invalid"])).unwrap();
+    fs::write(&key, gpg(&["--export-secret-keys", "r@test.invalid"])).unwrap();
+    for file in [&cert, &key] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&gnupg)
+        .args(["--kill", "gpg-agent"])
+        .status();
+    (cert, key)
+}
+
+#[test]
+fn pitr_from_an_encrypted_walpipe_archive() {
+    let work = WorkDir::new();
+    let (cert, key) = gpg_key_pair(&work);
+    let primary = Primary::run_with(true, &work, &[Path::new("--recipient"), &cert]);
+    let wals = primary.home.join(SERVER).join("wals");
+    let xlogdb = fs::read_to_string(wals.join(format!("{SERVER}-xlog.db"))).unwrap();
+    for segment in &primary.segments {
+        assert!(
+            xlogdb
+                .lines()
+                .any(|l| l.starts_with(segment.as_str()) && l.ends_with("\tzstd\tgpg")),
+            "{segment} archived compressed and encrypted: {xlogdb}"
+        );
+    }
+    let spool = primary.work.mkdir_owned("spool");
+    let extra = format!(
+        " --key {} --prefetch 4 --spool-dir {}",
+        key.display(),
+        spool.display()
+    );
+    let command = restore_wal_command(&primary.home, &extra);
+    let mut restored = primary.recover("restore-encrypted", &command);
+    primary.assert_recovered(&restored, "restore-wal --key --prefetch 4");
+    restored.stop().unwrap();
+    wait_for_workers(&spool);
 }
 
 /// The cached virtualenv with Barman 3.19 from PyPI (and `zstandard` for its zstd
