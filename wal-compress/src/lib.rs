@@ -23,7 +23,6 @@ use wal_core::stage::{self, Summary};
 
 pub mod cli;
 pub mod config;
-mod temp;
 mod transform;
 
 pub use config::{Config, Mode};

@@ -18,7 +18,7 @@ use wal_core::names::{self, SegmentSize};
 use wal_core::{Compression, WalError, WalKind, WalRecord};
 
 use crate::config::{Config, Mode};
-use crate::temp::{self, TempFile, TempNames};
+use wal_core::temp::{self, TempFile, TempNames};
 
 /// Buffer size for reading sources and writing copies: the codecs' own chunk size, so
 /// each read or write is one system call per codec step.

@@ -17,6 +17,7 @@ pub mod names;
 pub mod openpgp;
 pub mod record;
 pub mod stage;
+pub mod temp;
 pub mod xlogdb;
 
 #[cfg(feature = "cli")]

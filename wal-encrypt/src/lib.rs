@@ -32,7 +32,6 @@ mod encrypt;
 mod framing;
 mod keys;
 mod seipd;
-mod temp;
 mod transform;
 
 pub use config::{Config, Mode, Passphrase};

@@ -22,7 +22,7 @@ use crate::decrypt::{Decryptor, Failure};
 use crate::encrypt::Encryptor;
 use crate::framing::CHUNK;
 use crate::keys;
-use crate::temp::{self, TempFile, TempNames};
+use wal_core::temp::{self, TempFile, TempNames};
 
 /// The keys of the run, loaded before the first record.
 #[derive(Debug)]

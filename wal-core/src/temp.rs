@@ -1,18 +1,16 @@
-//! The temporary files this stage writes: their names, and their removal when a record fails.
+//! The temporary files a transforming stage writes (wal-compress, wal-encrypt): their
+//! names, and their removal when a record fails.
 //!
-//! An encrypted or decrypted copy lives under a hidden, predictable name, `.<name>.gpg`
-//! or `.<name>.decrypted`: hidden because queue listings skip
+//! A transformed copy lives under a hidden, predictable name, `.<name>.<suffix>`
+//! (`.compressed`, `.decompressed`, `.gpg`, `.decrypted`): hidden because queue listings skip
 //! dot-files (as Barman's glob does), so a copy left by a killed run is never taken for
 //! WAL; predictable because the next run then unlinks and replaces it
-//! ([`wal_core::durable::create_temp`]) instead of leaving one more behind.
+//! ([`crate::durable::create_temp`]) instead of leaving one more behind.
 //!
 //! Predictable names can collide within one run: with `--temp-dir`, the same WAL name
 //! queued both by `pg_receivewal` and by `archive_command` gives two records whose copies
 //! would share a name, and the second would replace the first before wal-store reads it.
 //! [`TempNames`] hands each name out once per run and numbers the next ones.
-//!
-//! This is wal-compress's module with other suffixes: binaries never depend on each
-//! other, and now that two use it, it qualifies for wal-core (the admission rule).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -21,8 +19,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use wal_core::WalError;
-use wal_core::durable;
+use crate::WalError;
+use crate::durable;
 
 /// The temporary names given out during one run.
 #[derive(Debug, Default)]
@@ -66,6 +64,7 @@ pub fn base_name(record_name: &str, path: &Path) -> String {
 /// The directory a temporary copy of `path` goes to: `temp_dir`, else `path`'s own
 /// directory (so the later move into the archive is a rename on the same filesystem
 /// whenever the queue is on it).
+#[must_use]
 pub fn dir_for<'a>(temp_dir: Option<&'a Path>, path: &'a Path) -> &'a Path {
     match temp_dir {
         Some(dir) => dir,
@@ -92,11 +91,13 @@ impl TempFile {
     }
 
     /// The file's path.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Keeps the file (it now belongs to the record) and returns its path.
+    #[must_use]
     pub fn keep(mut self) -> PathBuf {
         self.keep = true;
         std::mem::take(&mut self.path)
@@ -113,8 +114,7 @@ impl Drop for TempFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // The record fails anyway; say what is left so someone can remove it.
             Err(e) => eprintln!(
-                "{}: cannot remove temporary file {}: {e}",
-                crate::STAGE,
+                "walpipe: cannot remove temporary file {}: {e}",
                 self.path.display()
             ),
         }
@@ -131,26 +131,26 @@ mod tests {
         let dir = Path::new("/t");
         let name = "000000010000000000000001";
         assert_eq!(
-            names.claim(dir, name, "gpg", &[]),
-            Path::new("/t/.000000010000000000000001.gpg")
+            names.claim(dir, name, "compressed", &[]),
+            Path::new("/t/.000000010000000000000001.compressed")
         );
         assert_eq!(
-            names.claim(dir, name, "gpg", &[]),
-            Path::new("/t/.000000010000000000000001.1.gpg")
+            names.claim(dir, name, "compressed", &[]),
+            Path::new("/t/.000000010000000000000001.1.compressed")
         );
         assert_eq!(
-            names.claim(Path::new("/u"), name, "gpg", &[]),
-            Path::new("/u/.000000010000000000000001.gpg")
+            names.claim(Path::new("/u"), name, "compressed", &[]),
+            Path::new("/u/.000000010000000000000001.compressed")
         );
     }
 
     #[test]
     fn a_name_never_replaces_the_file_it_copies() {
         let names = TempNames::default();
-        let source = Path::new("/q/.a.gpg");
+        let source = Path::new("/q/.a.compressed");
         assert_eq!(
-            names.claim(Path::new("/q"), "a", "gpg", &[source]),
-            Path::new("/q/.a.1.gpg")
+            names.claim(Path::new("/q"), "a", "compressed", &[source]),
+            Path::new("/q/.a.1.compressed")
         );
     }
 
@@ -176,12 +176,12 @@ mod tests {
     #[test]
     fn an_unkept_temp_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (temp, _file) = TempFile::create(dir.path().join(".a.gpg")).unwrap();
+        let (temp, _file) = TempFile::create(dir.path().join(".a.compressed")).unwrap();
         let path = temp.path().to_path_buf();
         assert!(path.exists());
         drop(temp);
         assert!(!path.exists());
-        let (temp, _file) = TempFile::create(dir.path().join(".b.gpg")).unwrap();
+        let (temp, _file) = TempFile::create(dir.path().join(".b.compressed")).unwrap();
         let kept = temp.keep();
         assert!(kept.exists());
     }
