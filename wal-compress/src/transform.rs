@@ -9,7 +9,7 @@
 //! compressed data is damaged).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
 use wal_core::codec::{self, Level};
@@ -18,6 +18,7 @@ use wal_core::names::{self, SegmentSize};
 use wal_core::{Compression, WalError, WalKind, WalRecord};
 
 use crate::config::{Config, Mode};
+use wal_core::blame::{Side, Watched, blame};
 use wal_core::temp::{self, TempFile, TempNames};
 
 /// Buffer size for reading sources and writing copies: the codecs' own chunk size, so
@@ -68,10 +69,10 @@ impl<'a> Transformer<'a> {
             return Err(match blame(&input, &output) {
                 Side::Input => WalError::io("cannot read", &path, error),
                 Side::Output => WalError::io("cannot write", temp.path(), error),
-                Side::Codec => WalError::io("cannot compress", &path, error),
+                Side::Data => WalError::io("cannot compress", &path, error),
             });
         }
-        record.size = output.bytes;
+        record.size = output.bytes();
         record.compression = Some(algorithm);
         record.path = Some(temp.keep());
         record.temps.extend(record.path.clone());
@@ -101,13 +102,13 @@ impl<'a> Transformer<'a> {
             return Err(match blame(input.get_ref(), &output) {
                 Side::Input => WalError::io("cannot read", &path, error),
                 Side::Output => WalError::io("cannot write", temp.path(), error),
-                Side::Codec => WalError::Corrupt {
+                Side::Data => WalError::Corrupt {
                     path,
                     message: error.to_string(),
                 },
             });
         }
-        let size = output.bytes;
+        let size = output.bytes();
         check_snappy_segment(record, algorithm, size, &path)?;
         record.size = size;
         record.compression = None;
@@ -163,102 +164,9 @@ fn check_snappy_segment(
     Ok(())
 }
 
-/// Which side of a copy an error came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    /// Reading the source failed (disk, permissions).
-    Input,
-    /// Writing the copy failed (disk full).
-    Output,
-    /// Neither: the codec refused the data.
-    Codec,
-}
-
-fn blame<R, W>(input: &Watched<R>, output: &Watched<W>) -> Side {
-    if input.failed {
-        Side::Input
-    } else if output.failed {
-        Side::Output
-    } else {
-        Side::Codec
-    }
-}
-
-/// A reader or writer that remembers whether it failed and counts the bytes that went
-/// through it, so a codec's error can be blamed on the right file.
-#[derive(Debug)]
-struct Watched<T> {
-    inner: T,
-    failed: bool,
-    bytes: u64,
-}
-
-impl<T> Watched<T> {
-    fn new(inner: T) -> Self {
-        Watched {
-            inner,
-            failed: false,
-            bytes: 0,
-        }
-    }
-
-    fn watch(&mut self, result: io::Result<usize>) -> io::Result<usize> {
-        match &result {
-            Ok(len) => self.bytes += *len as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => self.failed = true,
-        }
-        result
-    }
-}
-
-impl<R: Read> Read for Watched<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = self.inner.read(buf);
-        self.watch(result)
-    }
-}
-
-impl<W: Write> Write for Watched<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let result = self.inner.write(buf);
-        self.watch(result)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let result = self.inner.flush();
-        self.watch(result.map(|()| 0)).map(|_| ())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Failing;
-
-    impl Read for Failing {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::Error::other("disk on fire"))
-        }
-    }
-
-    #[test]
-    fn a_failing_reader_is_blamed() {
-        let mut input = Watched::new(Failing);
-        let mut output = Watched::new(Vec::new());
-        let error = codec::compress(Compression::Zstd, Level::Low, &mut input, &mut output);
-        assert!(error.is_err());
-        assert_eq!(blame(&input, &output), Side::Input);
-    }
-
-    #[test]
-    fn bytes_are_counted() {
-        let mut output = Watched::new(Vec::new());
-        output.write_all(b"hello").unwrap();
-        output.flush().unwrap();
-        assert_eq!((output.bytes, output.failed), (5, false));
-    }
 
     #[test]
     fn short_snappy_segments_are_corrupt() {

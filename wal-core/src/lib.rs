@@ -7,6 +7,7 @@
 //! terminals or child processes.
 #![deny(missing_docs)]
 
+pub mod blame;
 pub mod compression;
 pub mod durable;
 pub mod error;

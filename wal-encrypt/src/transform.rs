@@ -10,7 +10,7 @@
 //! `usage` (no configured key or passphrase opens it).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use wal_core::error::IoContext;
@@ -22,6 +22,7 @@ use crate::decrypt::{Decryptor, Failure};
 use crate::encrypt::Encryptor;
 use crate::framing::CHUNK;
 use crate::keys;
+use wal_core::blame::{Side, Watched, blame};
 use wal_core::temp::{self, TempFile, TempNames};
 
 /// The keys of the run, loaded before the first record.
@@ -95,7 +96,7 @@ impl<'a> Transformer<'a> {
                 Side::Data => WalError::io("cannot encrypt", &path, error),
             });
         }
-        record.size = output.bytes;
+        record.size = output.bytes();
         record.encryption = Some(Encryption::Gpg);
         record.path = Some(temp.keep());
         record.temps.extend(record.path.clone());
@@ -138,7 +139,7 @@ impl<'a> Transformer<'a> {
                 });
             }
         }
-        record.size = output.bytes;
+        record.size = output.bytes();
         record.encryption = None;
         record.path = Some(temp.keep());
         record.temps.extend(record.path.clone());
@@ -162,106 +163,5 @@ impl<'a> Transformer<'a> {
         );
         let (temp, file) = TempFile::create(temp_path)?;
         Ok((temp, Watched::new(BufWriter::with_capacity(CHUNK, file))))
-    }
-}
-
-/// Which side of a copy an error came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    /// Reading the source failed (disk, permissions).
-    Input,
-    /// Writing the copy failed (disk full).
-    Output,
-    /// Neither: the data (or the cryptography) refused.
-    Data,
-}
-
-fn blame<R, W>(input: &Watched<R>, output: &Watched<W>) -> Side {
-    if input.failed {
-        Side::Input
-    } else if output.failed {
-        Side::Output
-    } else {
-        Side::Data
-    }
-}
-
-/// A reader or writer that remembers whether it failed and counts the bytes that went
-/// through it, so an error deep in a message parser can be blamed on the right file.
-#[derive(Debug)]
-struct Watched<T> {
-    inner: T,
-    failed: bool,
-    bytes: u64,
-}
-
-impl<T> Watched<T> {
-    fn new(inner: T) -> Self {
-        Watched {
-            inner,
-            failed: false,
-            bytes: 0,
-        }
-    }
-
-    fn watch<V>(&mut self, result: io::Result<V>, len: impl Fn(&V) -> usize) -> io::Result<V> {
-        match &result {
-            Ok(value) => self.bytes += len(value) as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => self.failed = true,
-        }
-        result
-    }
-}
-
-impl<R: Read> Read for Watched<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = self.inner.read(buf);
-        self.watch(result, |len| *len)
-    }
-}
-
-impl<R: Seek> Seek for Watched<R> {
-    fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
-        let result = self.inner.seek(position);
-        self.watch(result, |_| 0)
-    }
-}
-
-impl<W: Write> Write for Watched<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let result = self.inner.write(buf);
-        self.watch(result, |len| *len)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let result = self.inner.flush();
-        self.watch(result, |()| 0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Failing;
-
-    impl Read for Failing {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::Error::other("disk on fire"))
-        }
-    }
-
-    #[test]
-    fn failures_are_blamed_on_their_side() {
-        let mut input = Watched::new(Failing);
-        let mut output = Watched::new(Vec::new());
-        assert!(input.read(&mut [0u8; 4]).is_err());
-        assert_eq!(blame(&input, &output), Side::Input);
-        let input = Watched::new(io::empty());
-        output.write_all(b"hello").unwrap();
-        output.flush().unwrap();
-        assert_eq!((output.bytes, output.failed), (5, false));
-        assert_eq!(blame(&input, &output), Side::Data);
     }
 }
