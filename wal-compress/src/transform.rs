@@ -19,7 +19,7 @@ use wal_core::{Compression, WalError, WalKind, WalRecord};
 
 use crate::config::{Config, Mode};
 use wal_core::blame::{Side, Watched, blame};
-use wal_core::temp::{self, TempFile, TempNames};
+use wal_core::temp::{TempFile, TempNames};
 
 /// Buffer size for reading sources and writing copies: the codecs' own chunk size, so
 /// each read or write is one system call per codec step.
@@ -124,15 +124,9 @@ impl<'a> Transformer<'a> {
         path: &Path,
         suffix: &str,
     ) -> Result<(TempFile, Watched<BufWriter<File>>), WalError> {
-        let mut avoid = vec![path];
-        avoid.extend(record.source.as_deref());
-        let temp_path = self.names.claim(
-            temp::dir_for(self.config.temp_dir.as_deref(), path),
-            &temp::base_name(&record.name, path),
-            suffix,
-            &avoid,
-        );
-        let (temp, file) = TempFile::create(temp_path)?;
+        let (temp, file) =
+            self.names
+                .create_for(self.config.temp_dir.as_deref(), record, path, suffix)?;
         Ok((
             temp,
             Watched::new(BufWriter::with_capacity(BUFFER_SIZE, file)),

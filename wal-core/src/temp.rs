@@ -45,6 +45,29 @@ impl TempNames {
     }
 }
 
+impl TempNames {
+    /// Creates the temporary copy of `path` (the file `record` points at) with `suffix`,
+    /// in `temp_dir` or next to `path`, under a name never equal to `path` or the
+    /// record's source.
+    pub fn create_for(
+        &self,
+        temp_dir: Option<&Path>,
+        record: &crate::WalRecord,
+        path: &Path,
+        suffix: &str,
+    ) -> Result<(TempFile, File), WalError> {
+        let mut avoid = vec![path];
+        avoid.extend(record.source.as_deref());
+        let temp_path = self.claim(
+            dir_for(temp_dir, path),
+            &base_name(&record.name, path),
+            suffix,
+            &avoid,
+        );
+        TempFile::create(temp_path)
+    }
+}
+
 /// The file name the temporary copy of a record is named after: the record's WAL name
 /// when it is a plain file name, else the last component of `path`.
 pub fn base_name(record_name: &str, path: &Path) -> String {

@@ -23,7 +23,7 @@ use crate::encrypt::Encryptor;
 use crate::framing::CHUNK;
 use crate::keys;
 use wal_core::blame::{Side, Watched, blame};
-use wal_core::temp::{self, TempFile, TempNames};
+use wal_core::temp::{TempFile, TempNames};
 
 /// The keys of the run, loaded before the first record.
 #[derive(Debug)]
@@ -153,15 +153,9 @@ impl<'a> Transformer<'a> {
         path: &Path,
         suffix: &str,
     ) -> Result<(TempFile, Watched<BufWriter<File>>), WalError> {
-        let mut avoid = vec![path];
-        avoid.extend(record.source.as_deref());
-        let temp_path = self.names.claim(
-            temp::dir_for(self.config.temp_dir.as_deref(), path),
-            &temp::base_name(&record.name, path),
-            suffix,
-            &avoid,
-        );
-        let (temp, file) = TempFile::create(temp_path)?;
+        let (temp, file) =
+            self.names
+                .create_for(self.config.temp_dir.as_deref(), record, path, suffix)?;
         Ok((temp, Watched::new(BufWriter::with_capacity(CHUNK, file))))
     }
 }
