@@ -10,7 +10,7 @@
 use std::env;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -161,6 +161,21 @@ impl SplitMix64 {
     fn below(&mut self, bound: usize) -> usize {
         (self.next_u64() % bound as u64) as usize
     }
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+// Tests often write a file only for its side effect and ignore the path.
+#[allow(clippy::must_use_candidate)]
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
+/// A timeline-1 segment name for record `n` of a test.
+#[must_use]
+pub fn segment_name(n: u32) -> String {
+    format!("00000001000000000000{n:04X}")
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ pub mod workdir;
 pub mod wrappers;
 
 pub use fixtures::{
-    SEGMENT_SIZE, synthetic_segment, wal_cache_dir, wal_fixture_segments, wal_fixtures,
+    SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_segments,
+    wal_fixtures, write_file,
 };
 pub use hermetic::clean_command;
 pub use ndjson::{ndjson, parse_records};

@@ -74,8 +74,7 @@ impl<'a> Transformer<'a> {
         }
         record.size = output.bytes();
         record.compression = Some(algorithm);
-        record.path = Some(temp.keep());
-        record.temps.extend(record.path.clone());
+        temp.hand_to(record);
         Ok(())
     }
 
@@ -112,8 +111,7 @@ impl<'a> Transformer<'a> {
         check_snappy_segment(record, algorithm, size, &path)?;
         record.size = size;
         record.compression = None;
-        record.path = Some(temp.keep());
-        record.temps.extend(record.path.clone());
+        temp.hand_to(record);
         Ok(())
     }
 

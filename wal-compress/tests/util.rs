@@ -21,17 +21,7 @@ pub fn sample(seed: u64, size: usize) -> Vec<u8> {
     walpipe_tests::synthetic_segment(seed, size)
 }
 
-/// Writes `bytes` to `dir/name` and returns the path.
-pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    path
-}
-
-/// A segment name for record `n` of a test.
-pub fn segment_name(n: u32) -> String {
-    format!("00000001000000000000{n:04X}")
-}
+pub use walpipe_tests::{segment_name, write_file};
 
 /// A record as wal-scan writes it for the file at `path` (named `name`).
 pub fn record(name: &str, path: &Path) -> Value {

@@ -119,6 +119,14 @@ impl TempFile {
         &self.path
     }
 
+    /// Hands the finished copy to `record`: it becomes the record's `path` and is listed in
+    /// its `temps`, for wal-store to remove once the record is stored.
+    pub fn hand_to(self, record: &mut crate::WalRecord) {
+        let path = self.keep();
+        record.temps.push(path.clone());
+        record.path = Some(path);
+    }
+
     /// Keeps the file (it now belongs to the record) and returns its path.
     #[must_use]
     pub fn keep(mut self) -> PathBuf {

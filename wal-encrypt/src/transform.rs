@@ -98,8 +98,7 @@ impl<'a> Transformer<'a> {
         }
         record.size = output.bytes();
         record.encryption = Some(Encryption::Gpg);
-        record.path = Some(temp.keep());
-        record.temps.extend(record.path.clone());
+        temp.hand_to(record);
         Ok(())
     }
 
@@ -141,8 +140,7 @@ impl<'a> Transformer<'a> {
         }
         record.size = output.bytes();
         record.encryption = None;
-        record.path = Some(temp.keep());
-        record.temps.extend(record.path.clone());
+        temp.hand_to(record);
         Ok(())
     }
 
