@@ -32,16 +32,22 @@ pub struct Summary {
     pub records: u64,
     /// Records this stage failed.
     pub failed: u64,
+    /// Of those, the ones that failed for a transient reason (kind `temporary`).
+    pub temporary: u64,
     /// Input lines that were not records.
     pub malformed: u64,
 }
 
 impl Summary {
-    /// 65 when the input held lines that are not records, 1 when records failed, else 0.
+    /// 65 when the input held lines that are not records; 75 when records failed, all for
+    /// transient reasons (a store that did not answer: try again later); 1 when records
+    /// failed otherwise; else 0.
     #[must_use]
     pub fn exit_code(&self) -> ExitCode {
         if self.malformed > 0 {
             ExitCode::DataErr
+        } else if self.failed > 0 && self.temporary == self.failed {
+            ExitCode::TempFail
         } else if self.failed > 0 {
             ExitCode::RecordsFailed
         } else {
@@ -79,6 +85,9 @@ impl<W: Write> RecordWriter<W> {
                 eprintln!("{}: {}", self.stage, err.message);
             } else if !was_failed {
                 self.summary.failed += 1;
+                if err.kind == ErrorKind::Temporary {
+                    self.summary.temporary += 1;
+                }
                 eprintln!("{}: {}", self.stage, err.message);
             }
         }
@@ -423,10 +432,27 @@ mod tests {
             Summary {
                 records: 4,
                 failed: 1,
+                temporary: 1,
                 malformed: 1
             }
         );
         assert_eq!(summary.exit_code(), ExitCode::DataErr);
+    }
+
+    #[test]
+    fn only_transient_failures_ask_for_a_retry() {
+        let mut summary = Summary {
+            records: 3,
+            failed: 2,
+            temporary: 2,
+            malformed: 0,
+        };
+        assert_eq!(summary.exit_code(), ExitCode::TempFail);
+        summary.temporary = 1;
+        assert_eq!(summary.exit_code(), ExitCode::RecordsFailed);
+        summary.failed = 0;
+        summary.temporary = 0;
+        assert_eq!(summary.exit_code(), ExitCode::Ok);
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //! `Args` mirrors what the user typed (clap derive, every flag also from `WALPIPE_*`);
 //! [`Config`] is what the rest of the crate sees: paths resolved, defaults applied.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use wal_core::WalError;
 use wal_core::layout::ServerLayout;
 use wal_core::xlogdb::Xlogdb;
+
+use crate::cloud::CloudTarget;
+use crate::cloud::connect::CloudOptions;
+use crate::cloud::location::CloudLocation;
 
 /// Stores WAL files into an archive, gets them back, deletes them, and keeps xlog.db.
 #[derive(Debug, Parser)]
@@ -74,6 +79,10 @@ pub enum Command {
         /// Write each file into DIR, under its WAL name (which must not exist there).
         #[arg(long, value_name = "DIR")]
         to_dir: Option<PathBuf>,
+        /// Cloud archives, without --to/--to-dir: download each object here, as a temp
+        /// file the record lists in `temps` [default: the system's temp directory].
+        #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
+        temp_dir: Option<PathBuf>,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
     Delete {
@@ -87,14 +96,22 @@ pub enum Command {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// Print one record per archived file (name order), as `wal-scan archive` does.
+    List {
+        /// Where the archive is.
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
 }
 
 /// Flags shared by every subcommand: where the archive and its companions are.
 #[derive(Debug, ClapArgs)]
 pub struct ArchiveArgs {
-    /// The archive directory (Barman's `wals_directory`).
+    /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/SERVER/wals/…`, as
+    /// barman-cloud names them).
     #[arg(long, env = "WALPIPE_ARCHIVE")]
-    pub archive: PathBuf,
+    pub archive: String,
     /// Server name (names xlog.db `<server>-xlog.db` and the lock files).
     #[arg(long, env = "WALPIPE_SERVER")]
     pub server: String,
@@ -104,9 +121,88 @@ pub struct ArchiveArgs {
     /// Where lock files go [default: Barman's home when the archive is `<home>/<server>/wals`, else the archive].
     #[arg(long, env = "WALPIPE_LOCK_DIR")]
     pub lock_dir: Option<PathBuf>,
-    /// The xlog.db file [default: `<archive>/<server>-xlog.db`].
+    /// The xlog.db file [default: `<archive>/<server>-xlog.db`; none for a cloud archive].
     #[arg(long, env = "WALPIPE_XLOGDB")]
     pub xlogdb: Option<PathBuf>,
+    /// How to reach a cloud archive.
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+/// Flags for cloud archives (ignored for a directory). Credentials come from where each
+/// cloud's tools read them: `AWS_*` and `~/.aws`, `AZURE_STORAGE_CONNECTION_STRING` or
+/// `AZURE_STORAGE_*`, `GOOGLE_APPLICATION_CREDENTIALS`.
+#[derive(Debug, ClapArgs)]
+pub struct CloudArgs {
+    /// An S3-compatible server (`http://127.0.0.1:3900`), or an Azure blob endpoint
+    /// [default: `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the connection string's].
+    #[arg(long, value_name = "URL", env = "WALPIPE_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The AWS profile to read from `~/.aws/credentials` and `~/.aws/config`
+    /// [default: `AWS_PROFILE`, else `default`].
+    #[arg(long, env = "WALPIPE_PROFILE")]
+    pub profile: Option<String>,
+    /// The S3 region [default: `AWS_REGION`, the profile's].
+    #[arg(long, env = "WALPIPE_REGION")]
+    pub region: Option<String>,
+    /// Most seconds one record may take, retries included; then it fails as
+    /// `temporary` (exit 75).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WALPIPE_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    pub timeout: f64,
+    /// Most seconds one request may take.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WALPIPE_REQUEST_TIMEOUT",
+        default_value_t = 30.0
+    )]
+    pub request_timeout: f64,
+    /// Records uploaded, downloaded or deleted at once.
+    #[arg(long, env = "WALPIPE_JOBS", default_value_t = 8)]
+    pub jobs: usize,
+    /// Objects up to this many MiB go up in one create-only request; larger ones in parts
+    /// of this size (memory: about jobs × part size).
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "WALPIPE_PART_SIZE",
+        default_value_t = 64
+    )]
+    pub part_size: usize,
+}
+
+impl CloudArgs {
+    fn resolve(self) -> Result<CloudOptions, WalError> {
+        let duration = |flag: &str, secs: f64| {
+            if secs.is_finite() && secs > 0.0 {
+                Ok(Duration::from_secs_f64(secs))
+            } else {
+                Err(WalError::Usage(format!(
+                    "--{flag} {secs}: a positive number of seconds"
+                )))
+            }
+        };
+        if self.part_size < 5 || self.part_size > 4096 {
+            return Err(WalError::Usage(format!(
+                "--part-size {}: between 5 and 4096 MiB (S3's part limits)",
+                self.part_size
+            )));
+        }
+        Ok(CloudOptions {
+            endpoint_url: self.endpoint_url,
+            profile: self.profile,
+            region: self.region,
+            request_timeout: duration("request-timeout", self.request_timeout)?,
+            deadline: duration("timeout", self.timeout)?,
+            jobs: self.jobs.max(1),
+            part_size: self.part_size << 20,
+        })
+    }
 }
 
 /// `put`'s flags for comparing encrypted copies (as `wal-encrypt --decrypt` takes them).
@@ -167,9 +263,47 @@ impl DecryptArgs {
     }
 }
 
-/// Where everything is, resolved.
+/// Where everything is, resolved: a local archive or a cloud one.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub enum Target {
+    /// A directory in Barman's layout.
+    Local(LocalTarget),
+    /// A bucket or container.
+    Cloud(CloudTarget),
+}
+
+impl Target {
+    /// The server name.
+    #[must_use]
+    pub fn server(&self) -> &str {
+        match self {
+            Target::Local(local) => &local.layout.server,
+            Target::Cloud(cloud) => &cloud.server,
+        }
+    }
+
+    /// Where conflicting and unknown sources go, if anywhere.
+    #[must_use]
+    pub fn errors_dir(&self) -> Option<&Path> {
+        match self {
+            Target::Local(local) => Some(&local.layout.errors),
+            Target::Cloud(cloud) => cloud.errors.as_deref(),
+        }
+    }
+
+    /// The catalogue, if any.
+    #[must_use]
+    pub fn xlogdb(&self) -> Option<&Xlogdb> {
+        match self {
+            Target::Local(local) => Some(&local.xlogdb),
+            Target::Cloud(cloud) => cloud.xlogdb.as_ref(),
+        }
+    }
+}
+
+/// A local archive, resolved.
+#[derive(Debug, Clone)]
+pub struct LocalTarget {
     /// The server's directories.
     pub layout: ServerLayout,
     /// The catalogue.
@@ -186,7 +320,26 @@ impl TryFrom<ArchiveArgs> for Target {
                 args.server
             )));
         }
-        let mut layout = ServerLayout::from_archive(&args.archive, &args.server);
+        if let Some(location) = CloudLocation::parse(&args.archive)? {
+            let lock_dir = args.lock_dir;
+            let xlogdb = args.xlogdb.map(|path| {
+                let dir = lock_dir.clone().unwrap_or_else(|| {
+                    path.parent()
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                });
+                let lock = wal_core::lock::xlogdb_lock_path(&dir, &args.server);
+                Xlogdb::at(path, lock)
+            });
+            return Ok(Target::Cloud(CloudTarget {
+                location,
+                server: args.server,
+                options: args.cloud.resolve()?,
+                xlogdb,
+                errors: args.errors_dir,
+            }));
+        }
+        let archive = PathBuf::from(&args.archive);
+        let mut layout = ServerLayout::from_archive(&archive, &args.server);
         if let Some(errors) = args.errors_dir {
             layout.errors = errors;
         }
@@ -200,7 +353,7 @@ impl TryFrom<ArchiveArgs> for Target {
             ),
             None => layout.xlogdb(),
         };
-        Ok(Target { layout, xlogdb })
+        Ok(Target::Local(LocalTarget { layout, xlogdb }))
     }
 }
 
@@ -232,6 +385,8 @@ pub enum Config {
         partial: bool,
         /// Where to.
         to: GetDestination,
+        /// Where cloud downloads go without a destination.
+        temp_dir: PathBuf,
     },
     /// `delete`.
     Delete {
@@ -240,6 +395,11 @@ pub enum Config {
     },
     /// `rebuild-xlogdb`.
     RebuildXlogdb {
+        /// Which archive.
+        target: Target,
+    },
+    /// `list`.
+    List {
         /// Which archive.
         target: Target,
     },
@@ -310,8 +470,10 @@ impl TryFrom<Args> for Config {
                 partial,
                 to,
                 to_dir,
+                temp_dir,
             } => Config::Get {
                 to: GetDestination::new(&names, to, to_dir)?,
+                temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
                 target: archive.try_into()?,
                 names,
                 partial,
@@ -320,6 +482,9 @@ impl TryFrom<Args> for Config {
                 target: archive.try_into()?,
             },
             Command::RebuildXlogdb { archive } => Config::RebuildXlogdb {
+                target: archive.try_into()?,
+            },
+            Command::List { archive } => Config::List {
                 target: archive.try_into()?,
             },
         })

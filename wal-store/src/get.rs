@@ -22,6 +22,12 @@
 //!   leaves a partial file under the destination name. A record whose file is one of its
 //!   own `temps` (a decompressed copy, a prefetched spool file) is moved there rather than
 //!   copied; the record's other temps are removed, as `put` removes them once stored.
+//!
+//! In a cloud archive a look-up is one listing per name (`…/wals/<hash>/<name>`: the
+//! object under whatever extension it was stored with, as barman-cloud-wal-restore
+//! looks), names fetched `--jobs` at a time. The object is downloaded to `--to`/`--to-dir`
+//! durably, or, without them, to a temp file in `--temp-dir` that the record lists in
+//! its `temps`, so the rest of the pipeline treats it as any stage's copy.
 
 use std::fs;
 use std::io::{self, BufRead, Write};
@@ -35,8 +41,11 @@ use wal_core::record::{Encryption, Outcome};
 use wal_core::stage::{self, RecordWriter, Summary};
 use wal_core::{WalError, WalKind, WalName, WalRecord};
 
+use futures::StreamExt;
+
 use crate::STAGE;
 use crate::cli::{GetDestination, Target};
+use crate::cloud::{Bucket, StoredObject};
 
 /// Runs `get`: looks up `names`, or, when there are none, writes out the records of `input`.
 pub fn run(
@@ -44,44 +53,165 @@ pub fn run(
     names: &[String],
     partial: bool,
     to: &GetDestination,
+    temp_dir: &Path,
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary> {
     if names.is_empty() {
-        write_out(to, input, output)
-    } else {
-        look_up(&target.layout, names, partial, to, output)
+        return write_out(to, input, output);
     }
+    let wals = names
+        .iter()
+        .map(|name| WalName::parse(name))
+        .collect::<Result<Vec<_>>>()?;
+    let (archive, looked_up) = match target {
+        Target::Local(local) => (
+            local.layout.wals.display().to_string(),
+            wals.iter()
+                .map(|wal| look_up_local(&local.layout, wal, partial, to))
+                .collect(),
+        ),
+        Target::Cloud(cloud) => {
+            let bucket = Bucket::open(cloud)?;
+            let wals_dir = cloud.location.wals_dir(&cloud.server);
+            (
+                bucket.url(&wals_dir),
+                look_up_cloud(&bucket, &wals, partial, to, temp_dir),
+            )
+        }
+    };
+    report_looked_up(&archive, looked_up, output)
 }
 
-/// Look-up: one record per name found; exit 66 (the last missing name's error) if any
-/// name is not in the archive, after one stderr line for each of the others.
-fn look_up(
+/// Look-up of one name in a local archive: its record, or `None` when it is not there.
+fn look_up_local(
     layout: &ServerLayout,
-    names: &[String],
+    wal: &WalName,
     partial: bool,
     to: &GetDestination,
+) -> (WalName, Option<WalRecord>) {
+    let mut record = WalRecord::new(wal.as_str());
+    record.kind = Some(wal.kind());
+    match find(layout, wal, partial) {
+        Ok(Some(found)) => {
+            if let Err(err) = fetch(&mut record, &found, to) {
+                record.fail(STAGE, &err);
+            }
+        }
+        Ok(None) => return (wal.clone(), None),
+        Err(err) => record.fail(STAGE, &err),
+    }
+    (wal.clone(), Some(record))
+}
+
+/// Look-up in a cloud archive, `--jobs` names at a time, in the order asked.
+fn look_up_cloud(
+    bucket: &Bucket<'_>,
+    wals: &[WalName],
+    partial: bool,
+    to: &GetDestination,
+    temp_dir: &Path,
+) -> Vec<(WalName, Option<WalRecord>)> {
+    let work = wals.iter().map(|wal| async move {
+        let mut record = WalRecord::new(wal.as_str());
+        record.kind = Some(wal.kind());
+        let url = bucket.url(wal.as_str());
+        let fetched = bucket
+            .bounded(
+                &url,
+                fetch_object(bucket, &mut record, wal, partial, to, temp_dir),
+            )
+            .await;
+        match fetched {
+            Ok(true) => (wal.clone(), Some(record)),
+            Ok(false) => (wal.clone(), None),
+            Err(err) => {
+                record.fail(STAGE, &err);
+                (wal.clone(), Some(record))
+            }
+        }
+    });
+    bucket.block_on(
+        futures::stream::iter(work)
+            .buffered(bucket.jobs())
+            .collect(),
+    )
+}
+
+/// Finds `wal`'s object (or, with `partial`, its `.partial`'s) and downloads it;
+/// `false` when there is none.
+async fn fetch_object(
+    bucket: &Bucket<'_>,
+    record: &mut WalRecord,
+    wal: &WalName,
+    partial: bool,
+    to: &GetDestination,
+    temp_dir: &Path,
+) -> Result<bool> {
+    let found = bucket.find_with_partial(wal, partial).await?;
+    let Some(object) = pick(&found, wal) else {
+        return Ok(false);
+    };
+    let name = object.info.name.clone();
+    record.name = name.as_str().to_string();
+    record.kind = Some(name.kind());
+    record.time = object.time;
+    record.stored_at = Some(PathBuf::from(bucket.url(&object.key)));
+    let dest = match to {
+        GetDestination::InPlace => {
+            let temp = temp_dir.join(format!(".{name}.download"));
+            record.size = bucket.download(&object.key, &temp).await?;
+            record.temps.push(temp.clone());
+            record.path = Some(temp);
+            identify(record)?;
+            return Ok(true);
+        }
+        GetDestination::File(path) => path.clone(),
+        GetDestination::Dir(dir) => dir.join(name.as_str()),
+    };
+    record.size = bucket.download_durably(&object.key, &dest).await?;
+    record.path = Some(dest);
+    record.outcome = Some(Outcome::Fetched);
+    identify(record)?;
+    Ok(true)
+}
+
+/// The object to restore for `wal`: the WAL itself before its `.partial` (as
+/// barman-cloud-wal-restore prefers), and among several extensions the first by key.
+fn pick<'o>(found: &'o [StoredObject], wal: &WalName) -> Option<&'o StoredObject> {
+    found
+        .iter()
+        .find(|object| object.info.name.as_str() == wal.as_str())
+        .or_else(|| found.first())
+}
+
+/// Sets the record's compression and encryption from the file's first bytes.
+fn identify(record: &mut WalRecord) -> Result<()> {
+    let path = record.require_path()?.clone();
+    record.compression = Compression::identify_file(&path).context("cannot read", &path)?;
+    record.encryption = None;
+    if record.compression.is_none()
+        && wal_core::openpgp::is_encrypted_file(&path).context("cannot read", &path)?
+    {
+        record.encryption = Some(Encryption::Gpg);
+    }
+    Ok(())
+}
+
+/// Writes the records looked up; exit 66 (the last missing name's error) if any name is
+/// not in the archive, after one stderr line for each of the others.
+fn report_looked_up(
+    archive: &str,
+    looked_up: Vec<(WalName, Option<WalRecord>)>,
     output: impl Write,
 ) -> Result<Summary> {
     let mut writer = RecordWriter::new(STAGE, output);
     let mut missing = Vec::new();
-    for name in names {
-        let wal = WalName::parse(name)?;
-        let mut record = WalRecord::new(wal.as_str());
-        record.kind = Some(wal.kind());
-        match find(layout, &wal, partial) {
-            Ok(Some(found)) => {
-                if let Err(err) = fetch(&mut record, &found, to) {
-                    record.fail(STAGE, &err);
-                }
-            }
-            Ok(None) => {
-                missing.push(not_in_archive(layout, wal.as_str()));
-                continue;
-            }
-            Err(err) => record.fail(STAGE, &err),
+    for (wal, record) in looked_up {
+        match record {
+            Some(record) => writer.write(&record, false)?,
+            None => missing.push(not_in_archive(archive, wal.as_str())),
         }
-        writer.write(&record, false)?;
     }
     writer.flush()?;
     match missing.pop() {
@@ -96,10 +226,10 @@ fn look_up(
 }
 
 /// The not-found error: kind `not_found`, exit 66 (EX_NOINPUT).
-fn not_in_archive(layout: &ServerLayout, name: &str) -> WalError {
+fn not_in_archive(archive: &str, name: &str) -> WalError {
     WalError::io(
         "not in the archive",
-        &layout.wals,
+        archive,
         io::Error::new(io::ErrorKind::NotFound, name.to_string()),
     )
 }
@@ -165,16 +295,10 @@ fn fetch(record: &mut WalRecord, found: &Found, to: &GetDestination) -> Result<(
     record.kind = Some(found.name.kind());
     record.time = mtime_seconds(&found.meta);
     record.stored_at = Some(found.path.clone());
-    record.compression =
-        Compression::identify_file(&found.path).context("cannot read", &found.path)?;
-    if record.compression.is_none()
-        && wal_core::openpgp::is_encrypted_file(&found.path).context("cannot read", &found.path)?
-    {
-        record.encryption = Some(Encryption::Gpg);
-    }
+    record.path = Some(found.path.clone());
+    identify(record)?;
     let dest = match to {
         GetDestination::InPlace => {
-            record.path = Some(found.path.clone());
             record.size = found.meta.len();
             return Ok(());
         }

@@ -3,14 +3,17 @@
 //! `put` follows walpipe's durability order (architecture.md, "Durability"): bring the
 //! bytes into the archive without ever replacing a file, fsync, catalogue in xlog.db (one
 //! fsync per batch), and only then remove the source. A kill at any moment leaves a state
-//! that the next run completes. `get`, `delete` and `rebuild-xlogdb` serve restore,
-//! retention and repair.
+//! that the next run completes. `get`, `delete`, `rebuild-xlogdb` and `list` serve
+//! restore, retention and repair. Each works on a local archive or a cloud one
+//! ([`cloud`]: S3, Azure Blob Storage, GCS).
 
 pub mod cli;
+pub mod cloud;
 mod compare;
 mod decrypt;
 mod delete;
 mod get;
+mod list;
 mod put;
 mod rebuild;
 mod report;
@@ -56,8 +59,10 @@ pub fn run(
             names,
             partial,
             to,
-        } => get::run(target, names, *partial, to, input, output),
+            temp_dir,
+        } => get::run(target, names, *partial, to, temp_dir, input, output),
         Config::Delete { target } => delete::run(target, input, output),
         Config::RebuildXlogdb { target } => rebuild::run(target),
+        Config::List { target } => list::run(target, output),
     }
 }

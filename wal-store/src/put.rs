@@ -14,6 +14,12 @@
 //! A kill between any two steps leaves the source in its queue; the next run finds the
 //! identical archived copy and, if xlog.db lacks it, catalogues it then (outcome `stored`),
 //! so nothing is lost, nothing is catalogued twice, and no false duplicate reaches errors/.
+//!
+//! A cloud archive ([`crate::cloud`]) changes step 1 only: each record's WAL name is
+//! looked up by one listing (an object under any extension takes the name), then uploaded
+//! create-only, several records at a time (`--jobs`); a taken name is downloaded beside
+//! the source and compared the same way. There are no directories to fsync, and xlog.db
+//! is the local `--xlogdb`, when given.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -29,8 +35,11 @@ use wal_core::stage::{self, Summary};
 use wal_core::xlogdb::XlogLine;
 use wal_core::{WalError, WalName, WalRecord};
 
+use futures::StreamExt;
+
 use crate::STAGE;
 use crate::cli::{Decryption, Target};
+use crate::cloud::{Bucket, Upload};
 use crate::compare::{Comparison, compare};
 use crate::report::Report;
 
@@ -57,10 +66,15 @@ pub fn run(
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary> {
+    let bucket = match options.target {
+        Target::Local(_) => None,
+        Target::Cloud(cloud) => Some(Bucket::open(cloud)?),
+    };
     let mut store = Store {
         options,
+        bucket: bucket.as_ref(),
         catalogued: None,
-        report: Report::new(options.report, &options.target.layout.server),
+        report: Report::new(options.report, options.target.server()),
     };
     let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
         store.put_batch(batch);
@@ -72,15 +86,30 @@ pub fn run(
 
 struct Store<'a> {
     options: &'a PutOptions<'a>,
+    /// The connected cloud archive, when the target is one.
+    bucket: Option<&'a Bucket<'a>>,
     /// Names in xlog.db, read when first needed (only to resume an interrupted store).
     catalogued: Option<HashSet<String>>,
     report: Report,
 }
 
+/// What step 1 found for a record, before any comparison.
+enum Found {
+    /// Stored now, at this place, with this size.
+    New(PathBuf, u64),
+    /// The name is taken by the file or object at `stored_at`; `copy` is a local file
+    /// with its bytes (the file itself, or a download that `downloaded` says to remove).
+    Taken {
+        stored_at: PathBuf,
+        copy: PathBuf,
+        downloaded: bool,
+    },
+}
+
 /// Where a record stands after step 1.
 enum Placed {
     /// Newly in the archive (or found there from an interrupted run): needs cataloguing.
-    New(PathBuf),
+    New(PathBuf, u64),
     /// Identical copy already stored and catalogued.
     Duplicate(PathBuf),
     /// Handled: the source went to errors/ (the record carries the error).
@@ -91,16 +120,27 @@ impl Store<'_> {
     fn put_batch(&mut self, batch: &mut [WalRecord]) {
         let mut to_catalogue = Vec::new();
         let mut settled = Vec::new();
-        for (index, record) in batch.iter_mut().enumerate() {
-            if record.failed() {
-                self.quarantine_unknown(record);
-                continue;
-            }
-            match self.place(record) {
-                Ok(Placed::New(dest)) => {
+        let mut sizes = Vec::new();
+        for record in batch.iter_mut().filter(|r| r.failed()) {
+            self.quarantine_unknown(record);
+        }
+        let found = match self.bucket {
+            Some(bucket) => upload_all(bucket, batch),
+            None => batch
+                .iter()
+                .enumerate()
+                .filter(|(_, record)| !record.failed())
+                .map(|(index, record)| (index, self.place(record)))
+                .collect(),
+        };
+        for (index, found) in found {
+            let record = &mut batch[index];
+            match found.and_then(|found| self.settle(record, found)) {
+                Ok(Placed::New(dest, size)) => {
                     record.outcome = Some(Outcome::Stored);
                     record.stored_at = Some(dest);
                     to_catalogue.push(index);
+                    sizes.push(size);
                 }
                 Ok(Placed::Duplicate(dest)) => {
                     record.outcome = Some(Outcome::Duplicate);
@@ -111,7 +151,7 @@ impl Store<'_> {
                 Err(err) => record.fail(STAGE, &err),
             }
         }
-        match self.make_durable(batch, &to_catalogue) {
+        match self.make_durable(batch, &to_catalogue, &sizes) {
             Ok(()) => settled.extend(to_catalogue),
             Err(err) => {
                 // The files may be in the archive, but not durably catalogued: keep the
@@ -129,11 +169,16 @@ impl Store<'_> {
         }
     }
 
-    /// Step 1 for one record.
-    fn place(&mut self, record: &mut WalRecord) -> Result<Placed> {
+    /// Step 1 for one record, in a local archive.
+    fn place(&self, record: &WalRecord) -> Result<Found> {
+        let Target::Local(target) = self.options.target else {
+            return Err(WalError::Internal(
+                "local placement for a cloud archive".into(),
+            ));
+        };
         let name = WalName::parse(&record.name)?;
         let path = record.require_path()?.clone();
-        let layout = &self.options.target.layout;
+        let layout = &target.layout;
         let dest = if self.options.queue {
             layout.wals.join(name.as_str())
         } else {
@@ -146,9 +191,14 @@ impl Store<'_> {
             // Barman gives the archived file the source's mode and mtime (copystat).
             copy_stat(record.source.as_deref(), &path, record.time)?;
         }
+        let taken = |dest: PathBuf| Found::Taken {
+            copy: dest.clone(),
+            stored_at: dest,
+            downloaded: false,
+        };
         if std::fs::symlink_metadata(&dest).is_ok() {
             // Cheap early answer; the no-replace placement below stays the real guard.
-            return self.already_stored(record, &name, &path, dest);
+            return Ok(taken(dest));
         }
         // A source we do not own (pg_wal, with --keep-source) is never hard-linked:
         // PostgreSQL recycles segments by renaming and overwriting them in place, which
@@ -161,11 +211,36 @@ impl Store<'_> {
             durable::place(&path, &dest).map(|_| ())
         };
         match placed {
-            Ok(()) => Ok(Placed::New(dest)),
+            Ok(()) => {
+                let size = std::fs::metadata(&dest)
+                    .context("cannot stat", &dest)?
+                    .len();
+                Ok(Found::New(dest, size))
+            }
             Err(WalError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
-                self.already_stored(record, &name, &path, dest)
+                Ok(taken(dest))
             }
             Err(err) => Err(err),
+        }
+    }
+
+    /// What a record's step 1 amounts to: a taken name is the same WAL, or a conflict.
+    fn settle(&mut self, record: &mut WalRecord, found: Found) -> Result<Placed> {
+        match found {
+            Found::New(dest, size) => Ok(Placed::New(dest, size)),
+            Found::Taken {
+                stored_at,
+                copy,
+                downloaded,
+            } => {
+                let name = WalName::parse(&record.name)?;
+                let path = record.require_path()?.clone();
+                let settled = self.already_stored(record, &name, &path, &copy, stored_at);
+                if downloaded {
+                    remove_quietly([copy.as_path()], false);
+                }
+                settled
+            }
         }
     }
 
@@ -175,6 +250,7 @@ impl Store<'_> {
         record: &mut WalRecord,
         name: &WalName,
         path: &Path,
+        stored_copy: &Path,
         dest: PathBuf,
     ) -> Result<Placed> {
         // Compare with the original when we still have it: that is what was handed to us.
@@ -183,7 +259,12 @@ impl Store<'_> {
             .clone()
             .filter(|source| source.exists())
             .unwrap_or_else(|| path.to_path_buf());
-        let why = match compare(&dest, &original, name.as_str(), self.options.decryption)? {
+        let why = match compare(
+            stored_copy,
+            &original,
+            name.as_str(),
+            self.options.decryption,
+        )? {
             Comparison::Same(stored) => {
                 if self.options.queue || self.is_catalogued(name.as_str())? {
                     return Ok(Placed::Duplicate(dest));
@@ -192,29 +273,29 @@ impl Store<'_> {
                 // what is actually stored, not what this run would have stored.
                 record.compression = stored.compression;
                 record.encryption = stored.encryption;
-                return Ok(Placed::New(dest));
+                let size = std::fs::metadata(stored_copy)
+                    .context("cannot stat", stored_copy)?
+                    .len();
+                return Ok(Placed::New(dest, size));
             }
             Comparison::Different => "different content".to_string(),
             Comparison::Undecodable(why) | Comparison::Encrypted(why) => why,
         };
         // Our temps are of no further use either way.
         remove_quietly(record.temps.iter().map(PathBuf::as_path), false);
-        if self.options.queue || self.options.keep_source {
-            // The source is not ours to move (pg_wal): fail, and let the caller retry
-            // after a human looked at the stored copy.
-            return Err(WalError::Conflict {
-                name: name.to_string(),
-                existing: dest,
-            });
-        }
-        let layout = &self.options.target.layout;
-        let moved_to = errors_path(
-            &layout.errors,
-            name.as_str(),
-            "duplicate",
-            SystemTime::now(),
-        );
-        durable::create_dir_durably(&layout.errors)?;
+        let errors = match self.options.target.errors_dir() {
+            Some(errors) if !self.options.queue && !self.options.keep_source => errors,
+            // The source is not ours to move (pg_wal), or there is no errors directory:
+            // fail, and let the caller retry after a human looked at the stored copy.
+            _ => {
+                return Err(WalError::Conflict {
+                    name: name.to_string(),
+                    existing: dest,
+                });
+            }
+        };
+        let moved_to = errors_path(errors, name.as_str(), "duplicate", SystemTime::now());
+        durable::create_dir_durably(errors)?;
         durable::move_durably(&original, &moved_to)?;
         record.outcome = Some(Outcome::Conflict);
         record.error = Some(RecordError {
@@ -222,7 +303,7 @@ impl Store<'_> {
             kind: ErrorKind::Conflict,
             message: format!(
                 "{name} is already present in server {} ({why}); moved to {}",
-                layout.server,
+                self.options.target.server(),
                 moved_to.display()
             ),
         });
@@ -239,17 +320,29 @@ impl Store<'_> {
             return Ok(true);
         }
         // Not in what we read (or nothing read yet): re-read, another process may have
-        // catalogued it meanwhile.
-        let names = self.options.target.xlogdb.names()?;
+        // catalogued it meanwhile. Without a catalogue, what is stored is all there is.
+        let Some(xlogdb) = self.options.target.xlogdb() else {
+            return Ok(true);
+        };
+        let names = xlogdb.names()?;
         let found = names.contains(name);
         self.catalogued = Some(names);
         Ok(found)
     }
 
     /// Steps 2 and 3: fsync the directories that gained names, then catalogue the batch.
-    fn make_durable(&mut self, batch: &[WalRecord], indices: &[usize]) -> Result<()> {
+    fn make_durable(
+        &mut self,
+        batch: &[WalRecord],
+        indices: &[usize],
+        sizes: &[u64],
+    ) -> Result<()> {
         if indices.is_empty() {
             return Ok(());
+        }
+        if self.bucket.is_some() {
+            // An object is durable once the store acknowledged it.
+            return self.catalogue(batch, indices, sizes);
         }
         let dirs: BTreeSet<&Path> = indices
             .iter()
@@ -261,22 +354,29 @@ impl Store<'_> {
         if self.options.queue {
             return Ok(());
         }
-        let mut lines = Vec::with_capacity(indices.len());
-        for &index in indices {
-            let record = &batch[index];
-            let stored = record.stored_at.as_deref().unwrap_or(Path::new(""));
-            let size = std::fs::metadata(stored)
-                .context("cannot stat", stored)?
-                .len();
-            lines.push(XlogLine {
-                name: record.name.clone(),
-                size,
-                time: record.time,
-                compression: record.compression.map(|c| c.name().to_string()),
-                encryption: record.encryption.map(|e| e.name().to_string()),
-            });
-        }
-        self.options.target.xlogdb.append(&lines)?;
+        self.catalogue(batch, indices, sizes)
+    }
+
+    /// Step 3: one xlog.db line per stored record, appended with one fsync.
+    fn catalogue(&mut self, batch: &[WalRecord], indices: &[usize], sizes: &[u64]) -> Result<()> {
+        let Some(xlogdb) = self.options.target.xlogdb() else {
+            return Ok(());
+        };
+        let lines: Vec<XlogLine> = indices
+            .iter()
+            .zip(sizes)
+            .map(|(&index, &size)| {
+                let record = &batch[index];
+                XlogLine {
+                    name: record.name.clone(),
+                    size,
+                    time: record.time,
+                    compression: record.compression.map(|c| c.name().to_string()),
+                    encryption: record.encryption.map(|e| e.name().to_string()),
+                }
+            })
+            .collect();
+        xlogdb.append(&lines)?;
         if let Some(names) = &mut self.catalogued {
             names.extend(lines.into_iter().map(|line| line.name));
         }
@@ -308,6 +408,9 @@ impl Store<'_> {
             .error
             .as_ref()
             .is_some_and(|e| e.kind == ErrorKind::Unknown);
+        let Some(errors) = self.options.target.errors_dir() else {
+            return;
+        };
         if !is_unknown || self.options.queue || self.options.keep_source {
             return;
         }
@@ -317,7 +420,6 @@ impl Store<'_> {
         if std::fs::symlink_metadata(&source).is_err() {
             return;
         }
-        let errors = &self.options.target.layout.errors;
         let base = source
             .file_name()
             .map_or_else(|| record.name.clone(), |n| n.to_string_lossy().into_owned());
@@ -332,6 +434,67 @@ impl Store<'_> {
             Err(err) => stage::report_error(STAGE, &err),
         }
     }
+}
+
+/// Cloud step 1 for every healthy record of the batch, `--jobs` at a time.
+fn upload_all(bucket: &Bucket<'_>, batch: &[WalRecord]) -> Vec<(usize, Result<Found>)> {
+    let work = batch
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| !record.failed())
+        .map(|(index, record)| async move {
+            let what = bucket.url(&record.name);
+            let found = bucket.bounded(&what, upload_one(bucket, record)).await;
+            (index, found)
+        });
+    let mut found: Vec<_> = bucket.block_on(
+        futures::stream::iter(work)
+            .buffer_unordered(bucket.jobs())
+            .collect(),
+    );
+    found.sort_by_key(|(index, _)| *index);
+    found
+}
+
+/// Uploads one record's file unless its WAL name is taken by an object under any
+/// extension; a taken name is downloaded beside the file, to be compared.
+async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
+    let name = WalName::parse(&record.name)?;
+    let path = record.require_path()?;
+    let key = bucket.key_for(record, &name);
+    let mut existing = bucket.find(&name).await?;
+    if existing.is_empty() {
+        match bucket.upload(path, &key).await? {
+            Upload::Created => {
+                let size = std::fs::metadata(path).context("cannot stat", path)?.len();
+                return Ok(Found::New(PathBuf::from(bucket.url(&key)), size));
+            }
+            // Someone stored it between our listing and our upload.
+            Upload::Exists => existing = bucket.find(&name).await?,
+        }
+    }
+    // Prefer the object under our own key when there are several.
+    let Some(object) = existing
+        .iter()
+        .find(|object| object.key == key)
+        .or_else(|| existing.first())
+    else {
+        return Err(WalError::Temporary(format!(
+            "{}: the store refused to create it, yet does not list it",
+            bucket.url(&key)
+        )));
+    };
+    let copy = wal_core::temp::dir_for(None, path).join(format!(
+        ".{}.stored.{}",
+        name,
+        std::process::id()
+    ));
+    bucket.download(&object.key, &copy).await?;
+    Ok(Found::Taken {
+        stored_at: PathBuf::from(bucket.url(&object.key)),
+        copy,
+        downloaded: true,
+    })
 }
 
 /// Gives `path` the source's permissions (when the source is still there) and `time` as

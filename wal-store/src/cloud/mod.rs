@@ -1,0 +1,390 @@
+//! Cloud archives: S3 (and S3-compatible servers), Azure Blob Storage, Google Cloud
+//! Storage, through object_store on a current-thread tokio runtime that lives only here.
+//!
+//! wal-store's subcommands keep their local behaviour and records; this module gives them
+//! the few operations a cloud archive needs, each bounded in time: find the objects of a
+//! WAL name (one raw-prefix listing, whatever extension Barman or walpipe gave them),
+//! upload without replacing, download to a file, delete, list the whole archive.
+//!
+//! Every failure of the store is `temporary` (exit 75: PostgreSQL, or the operator, will
+//! retry), except an object that is not there. A missing bucket is a failure, never an
+//! empty archive: a restore must not read "bucket gone" as "no more WAL".
+
+pub mod connect;
+pub mod location;
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::list::PaginatedListOptions;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
+use wal_core::durable;
+use wal_core::error::{IoContext, Result};
+use wal_core::xlogdb::Xlogdb;
+use wal_core::{WalError, WalName};
+
+use self::connect::{CloudOptions, Connection};
+use self::location::{CloudLocation, KeyInfo, parse_key};
+
+/// A cloud archive and what goes with it locally.
+#[derive(Debug, Clone)]
+pub struct CloudTarget {
+    /// Bucket and prefix.
+    pub location: CloudLocation,
+    /// Server name (the key component after the prefix).
+    pub server: String,
+    /// Client settings.
+    pub options: CloudOptions,
+    /// The local catalogue (`--xlogdb`), if any: Barman keeps a cloud archive's in the
+    /// server's meta directory.
+    pub xlogdb: Option<Xlogdb>,
+    /// Where a conflicting source goes (`--errors-dir`); without it a conflict fails the
+    /// record and leaves the source where it is.
+    pub errors: Option<PathBuf>,
+}
+
+/// One stored object.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its last-modified time, seconds since the epoch.
+    pub time: f64,
+    /// What its key says.
+    pub info: KeyInfo,
+}
+
+/// How an upload went.
+#[derive(Debug)]
+pub enum Upload {
+    /// The object is new.
+    Created,
+    /// An object with that key was already there (nothing was replaced).
+    Exists,
+}
+
+/// A connected cloud archive.
+pub struct Bucket<'a> {
+    /// What it is.
+    pub target: &'a CloudTarget,
+    connection: Connection,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Bucket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bucket({})", self.target.location)
+    }
+}
+
+impl<'a> Bucket<'a> {
+    /// Builds the client (no request is made yet).
+    pub fn open(target: &'a CloudTarget) -> Result<Bucket<'a>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| WalError::Internal(format!("cannot start the I/O runtime: {e}")))?;
+        // reqwest's client must be built inside the runtime it will run on.
+        let connection = {
+            let _guard = runtime.enter();
+            connect::connect(&target.location, &target.options)?
+        };
+        Ok(Bucket {
+            target,
+            connection,
+            runtime,
+        })
+    }
+
+    /// Runs `future` to completion on this archive's runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Records in flight at once.
+    #[must_use]
+    pub fn jobs(&self) -> usize {
+        self.target.options.jobs.max(1)
+    }
+
+    /// `s3://bucket/key`, for records and messages.
+    #[must_use]
+    pub fn url(&self, key: &str) -> String {
+        self.target.location.url_of(key)
+    }
+
+    /// The key `name` gets, stored as the record says.
+    #[must_use]
+    pub fn key_for(&self, record: &wal_core::WalRecord, name: &WalName) -> String {
+        self.target.location.key(
+            &self.target.server,
+            name,
+            record.compression,
+            record.encryption,
+        )
+    }
+
+    /// Runs `work` within the per-record deadline; running out of time is `temporary`.
+    pub async fn bounded<T>(&self, what: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.target.options.deadline;
+        match tokio::time::timeout(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(WalError::Temporary(format!(
+                "{what}: no answer from the store within {}",
+                seconds(deadline)
+            ))),
+        }
+    }
+
+    /// The objects of `name` (any extension), in key order.
+    pub async fn find(&self, name: &WalName) -> Result<Vec<StoredObject>> {
+        self.find_with_partial(name, false).await
+    }
+
+    /// The objects of `wal`, and with `partial` those of `<wal>.partial` too (the same
+    /// listing: the partial's keys share the segment's prefix).
+    pub async fn find_with_partial(
+        &self,
+        wal: &WalName,
+        partial: bool,
+    ) -> Result<Vec<StoredObject>> {
+        let mut prefix = self.target.location.name_prefix(&self.target.server, wal);
+        // One character short: object_store's Azure lister drops a blob whose name
+        // equals the prefix (an uncompressed WAL's key); the siblings this lets in are
+        // filtered out by name below.
+        prefix.pop();
+        let partial_name = format!("{wal}.partial");
+        let mut found = self.list_prefix(&prefix).await?;
+        found.retain(|object| {
+            let name = object.info.name.as_str();
+            name == wal.as_str() || (partial && name == partial_name)
+        });
+        Ok(found)
+    }
+
+    /// Every WAL object of the archive, in name order; keys under `wals/` that are not
+    /// WAL are returned apart.
+    pub async fn list_wals(&self) -> Result<(Vec<StoredObject>, Vec<String>)> {
+        let prefix = format!("{}/", self.target.location.wals_dir(&self.target.server));
+        let (mut wals, others) = self.list_raw(&prefix).await?;
+        wals.sort_by(|a, b| {
+            a.info
+                .name
+                .as_str()
+                .cmp(b.info.name.as_str())
+                .then(a.key.cmp(&b.key))
+        });
+        Ok((wals, others))
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        Ok(self.list_raw(prefix).await?.0)
+    }
+
+    /// Lists keys starting with `prefix` (no delimiter), page by page.
+    async fn list_raw(&self, prefix: &str) -> Result<(Vec<StoredObject>, Vec<String>)> {
+        let mut wals = Vec::new();
+        let mut others = Vec::new();
+        let mut page_token = None;
+        loop {
+            let options = PaginatedListOptions {
+                page_token: page_token.take(),
+                ..PaginatedListOptions::default()
+            };
+            let page = self
+                .connection
+                .lister
+                .list_paginated(Some(prefix), options)
+                .await
+                .map_err(|e| self.list_error(prefix, &e))?;
+            for meta in page.result.objects {
+                let key = meta.location.to_string();
+                match parse_key(&key) {
+                    Some(info) => wals.push(StoredObject {
+                        time: meta.last_modified.timestamp_micros() as f64 / 1e6,
+                        size: meta.size,
+                        key,
+                        info,
+                    }),
+                    None => others.push(key),
+                }
+            }
+            match page.page_token {
+                Some(token) => page_token = Some(token),
+                None => break,
+            }
+        }
+        Ok((wals, others))
+    }
+
+    /// A listing that fails, even with "not found", is a store failure: S3 and Azure
+    /// answer 404 to a listing only when the bucket or container does not exist.
+    fn list_error(&self, prefix: &str, err: &object_store::Error) -> WalError {
+        let what = self.url(prefix);
+        match err {
+            object_store::Error::NotFound { .. } => WalError::Temporary(format!(
+                "cannot list {what}: the bucket or container {} does not exist ({})",
+                self.target.location.bucket,
+                one_line(err)
+            )),
+            _ => WalError::Temporary(format!("cannot list {what}: {}", one_line(err))),
+        }
+    }
+
+    /// Uploads the file at `path` as `key`, never replacing an object.
+    ///
+    /// Up to the part size, one create-only PUT (S3 `If-None-Match: *`, Azure and GCS
+    /// preconditions). Larger files go up in parts, which no service can make
+    /// create-only: the caller has listed the name first, so only a concurrent writer of
+    /// the same WAL could slip in between.
+    pub async fn upload(&self, path: &Path, key: &str) -> Result<Upload> {
+        let part_size = self.target.options.part_size.max(5 << 20);
+        let location = ObjectPath::from(key);
+        let size = std::fs::metadata(path).context("cannot stat", path)?.len();
+        let store = &self.connection.store;
+        let result = if size <= part_size as u64 {
+            let body = read_file(path).await?;
+            store
+                .put_opts(
+                    &location,
+                    PutPayload::from(body),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await
+                .map(|_| ())
+        } else {
+            let upload = store
+                .put_multipart_opts(&location, PutMultipartOptions::default())
+                .await
+                .map_err(|e| self.store_error("cannot upload to", key, &e))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
+            let mut file = File::open(path).context("cannot open", path)?;
+            let mut buffer = vec![0u8; part_size.min(8 << 20)];
+            loop {
+                // Bounds memory: at most a few parts in flight.
+                writer
+                    .wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.store_error("cannot upload to", key, &e))?;
+                let read = file.read(&mut buffer).context("cannot read", path)?;
+                if read == 0 {
+                    break;
+                }
+                writer.write(&buffer[..read]);
+            }
+            writer.finish().await.map(|_| ())
+        };
+        match result {
+            Ok(()) => Ok(Upload::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Upload::Exists),
+            Err(e) => Err(self.store_error("cannot upload to", key, &e)),
+        }
+    }
+
+    /// Downloads `key` into the new file `dest` (created here, mode 0600); returns the
+    /// byte count. The file is not fsynced: callers that keep it do.
+    pub async fn download(&self, key: &str, dest: &Path) -> Result<u64> {
+        let result = self
+            .connection
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.store_error("cannot download", key, &e))?;
+        let mut file = durable::create_temp(dest)?;
+        let mut stream = result.into_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.store_error("cannot download", key, &e))?;
+            file.write_all(&chunk).context("cannot write", dest)?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// Downloads `key` to `dest` durably: a temp file beside it, fsync, rename without
+    /// replacing, fsync the directory; nothing under `dest` if anything fails.
+    pub async fn download_durably(&self, key: &str, dest: &Path) -> Result<u64> {
+        let temp = durable::temp_name_for(dest);
+        let result = async {
+            let size = self.download(key, &temp).await?;
+            durable::fsync_file(&temp)?;
+            durable::rename_no_replace(&temp, dest).context("cannot create", dest)?;
+            durable::fsync_dir(parent_of(dest))?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Deletes `key`; an object already gone counts as deleted (Azure answers 404 where
+    /// S3 answers 204).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.connection.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_error("cannot delete", key, &e)),
+        }
+    }
+
+    /// A store failure on `key`: `temporary`, or `not_found` for a missing object.
+    fn store_error(&self, action: &'static str, key: &str, err: &object_store::Error) -> WalError {
+        let url = self.url(key);
+        match err {
+            object_store::Error::NotFound { .. } => WalError::io(
+                action,
+                url,
+                io::Error::new(io::ErrorKind::NotFound, "no such object"),
+            ),
+            _ => WalError::Temporary(format!("{action} {url}: {}", one_line(err))),
+        }
+    }
+}
+
+/// Reads a whole file (up to one part) off the runtime's thread.
+async fn read_file(path: &Path) -> Result<Bytes> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::read(&owned))
+        .await
+        .map_err(|e| WalError::Internal(format!("reader thread failed: {e}")))?
+        .map(Bytes::from)
+        .context("cannot read", path)
+}
+
+/// The directory of `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// An error and its causes on one line, as walpipe's messages are.
+pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
