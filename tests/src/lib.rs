@@ -11,11 +11,14 @@
 //! * [`clean_command`]: hermetic child processes (no inherited `WALPIPE_*`/`PG*`);
 //! * [`ndjson`]: records to feed a stage and records read back from it;
 //! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
-//!   the archive they fill (hash directories, xlog.db, zstd).
+//!   the archive they fill (hash directories, xlog.db, zstd);
+//! * [`cloud`]: real object-storage servers on loopback ([`Garage`], [`GarageCluster`]
+//!   for S3, [`Azurite`] for Azure Blob) and independent readers of what they hold.
 //!
 //! It is not a place for walpipe logic: it depends on no walpipe crate but `wal-core`,
 //! and nothing outside `dev-dependencies` may depend on it.
 
+pub mod cloud;
 pub mod fixtures;
 pub mod hermetic;
 pub mod ndjson;
@@ -24,6 +27,7 @@ pub mod pg;
 pub mod workdir;
 pub mod wrappers;
 
+pub use cloud::{Azurite, Garage, GarageCluster};
 pub use fixtures::{
     SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_segments,
     wal_fixtures, write_file,
