@@ -81,22 +81,107 @@ need_value() {
 # directory overridable on its own. Without a home, the queues and errors/ sit beside the
 # archive (<dir>/{wals,incoming,streaming,errors}, as wal-store places errors/), never
 # under /NAME at the filesystem root.
+# A cloud archive (WALPIPE_ARCHIVE is s3://, az:// or gs://...: CLOUD=1) keeps everything
+# else local, under the home when there is one: the queues, errors/, the locks, and
+# xlog.db, which Barman keeps in the server's meta directory for a cloud archive
+# (<home>/<server>/meta/<server>-xlog.db). Without a home those are empty unless named
+# (--incoming, --errors-dir, --lock-dir, --xlogdb): no queue, conflicts fail the record,
+# nothing catalogued (as barman-cloud-wal-archive). XLOGDB is empty for a local archive
+# unless --xlogdb names one (wal-store's default is <archive>/<server>-xlog.db).
 resolve_layout() {
   [ -n "${WALPIPE_SERVER:-}" ] || die 64 "--server NAME is required (or WALPIPE_SERVER)"
-  local base
+  local base=""
+  CLOUD=0
+  if [[ ${WALPIPE_ARCHIVE:-} == *://* ]]; then CLOUD=1; fi
   if [ -n "${WALPIPE_HOME:-}" ]; then
     base="$WALPIPE_HOME/$WALPIPE_SERVER"
+  elif [ "$CLOUD" = 1 ]; then
+    :
   elif [ -n "${WALPIPE_ARCHIVE:-}" ]; then
     base=$(dirname -- "$WALPIPE_ARCHIVE")
   else
-    die 64 "--home DIR or --archive DIR is required (or WALPIPE_HOME)"
+    die 64 "--home DIR or --archive DIR|URL is required (or WALPIPE_HOME)"
   fi
-  ARCHIVE=${WALPIPE_ARCHIVE:-$base/wals}
-  INCOMING=${WALPIPE_INCOMING:-$base/incoming}
-  STREAMING=${WALPIPE_STREAMING:-$base/streaming}
-  ERRORS=${WALPIPE_ERRORS_DIR:-$base/errors}
-  LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-$ARCHIVE}}
   SERVER=$WALPIPE_SERVER
+  ARCHIVE=${WALPIPE_ARCHIVE:-$base/wals}
+  INCOMING=${WALPIPE_INCOMING:-${base:+$base/incoming}}
+  STREAMING=${WALPIPE_STREAMING:-${base:+$base/streaming}}
+  ERRORS=${WALPIPE_ERRORS_DIR:-${base:+$base/errors}}
+  if [ "$CLOUD" = 1 ]; then
+    LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-}}
+    XLOGDB=${WALPIPE_XLOGDB:-${base:+$base/meta/$SERVER-xlog.db}}
+  else
+    LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-$ARCHIVE}}
+    XLOGDB=${WALPIPE_XLOGDB:-}
+  fi
+}
+
+# store_args: sets STORE_ARGS to wal-store's flags for where things are (archive, server,
+# and errors/, lock dir and xlog.db when there are any). Needs resolve_layout.
+store_args() {
+  STORE_ARGS=(--server "$SERVER" --archive "$ARCHIVE")
+  if [ -n "$ERRORS" ]; then STORE_ARGS+=(--errors-dir "$ERRORS"); fi
+  if [ -n "$LOCK_DIR" ]; then STORE_ARGS+=(--lock-dir "$LOCK_DIR"); fi
+  if [ -n "$XLOGDB" ]; then STORE_ARGS+=(--xlogdb "$XLOGDB"); fi
+}
+
+# cloud_setting FLAG VALUE: one of the cloud flags every wrapper takes (--endpoint-url,
+# --profile, --region, --timeout, --request-timeout, --jobs) as the variable the stages
+# read (WALPIPE_ENDPOINT_URL, ...), exported: flags win over the environment and the file.
+cloud_setting() {
+  local var=${1#--}
+  var=WALPIPE_${var//-/_}
+  var=${var^^}
+  printf -v "$var" '%s' "$2"
+  export "${var?}"
+}
+
+# CLOUD_USAGE: the cloud part of the wrappers' usage texts.
+# shellcheck disable=SC2034 # printed by the wrappers
+CLOUD_USAGE='Cloud archives (--archive s3://BUCKET/PREFIX, az://CONTAINER/PREFIX, gs://BUCKET/PREFIX;
+credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATION_CREDENTIALS):
+  --endpoint-url URL    S3-compatible server or Azure blob endpoint [AWS_ENDPOINT_URL] (WALPIPE_ENDPOINT_URL)
+  --profile NAME        AWS profile                                              (WALPIPE_PROFILE)
+  --region REGION       S3 region                                                (WALPIPE_REGION)
+  --timeout SECS        most seconds per WAL file, retries included [60]         (WALPIPE_TIMEOUT)
+  --request-timeout SECS  most seconds per request [30]                          (WALPIPE_REQUEST_TIMEOUT)
+  --xlogdb PATH         the catalogue [HOME/NAME/meta/NAME-xlog.db with --home, else none]
+                                                                                 (WALPIPE_XLOGDB)
+A store that does not answer exits 75 (PostgreSQL retries).'
+
+# fnv1a STRING: sets HASH to the 32-bit FNV-1a hash of STRING, in hex (no fork).
+fnv1a() {
+  local s=$1 i c h=2166136261
+  for ((i = 0; i < ${#s}; i++)); do
+    printf -v c '%d' "'${s:i:1}"
+    h=$(((h ^ (c & 0xFF)) * 16777619 & 0xFFFFFFFF))
+  done
+  printf -v HASH '%08x' "$h"
+}
+
+# private_temp_dir: sets TEMP_DIR to $WALPIPE_TEMP_DIR (created if missing), else to
+# <server>-<hash of the endpoint and archive URL> in walpipe-<uid> under $TMPDIR or /tmp,
+# created 0700 and checked to be ours. Temp names are predictable (a killed run's
+# leftover is replaced by the retry), so they must not sit where another user could plant
+# one, nor be shared by two clusters archiving the same WAL name to two archives.
+private_temp_dir() {
+  local parent
+  if [ -n "${WALPIPE_TEMP_DIR:-}" ]; then
+    TEMP_DIR=$WALPIPE_TEMP_DIR
+    [ -d "$TEMP_DIR" ] || mkdir -p -- "$TEMP_DIR" || die 73 "cannot create the temp directory $TEMP_DIR"
+    return 0
+  fi
+  parent=${TMPDIR:-/tmp}/walpipe-$UID
+  fnv1a "${WALPIPE_ENDPOINT_URL:-${AWS_ENDPOINT_URL:-}} $ARCHIVE"
+  TEMP_DIR=$parent/$SERVER-$HASH
+  if [ ! -d "$TEMP_DIR" ]; then
+    [ -d "$parent" ] || mkdir -m 700 -- "$parent" 2>/dev/null || [ -d "$parent" ] \
+      || die 73 "cannot create the temp directory $parent"
+    if [ ! -O "$parent" ] || [ -L "$parent" ]; then die 73 "$parent: not a directory of ours"; fi
+    mkdir -m 700 -- "$TEMP_DIR" 2>/dev/null || [ -d "$TEMP_DIR" ] \
+      || die 73 "cannot create the temp directory $TEMP_DIR"
+  fi
+  if [ ! -O "$TEMP_DIR" ] || [ -L "$TEMP_DIR" ]; then die 73 "$TEMP_DIR: not a directory of ours"; fi
 }
 
 # check_compression_name ALG: refuses an unknown algorithm without running anything
@@ -149,7 +234,7 @@ first_failure() {
 # Returns the first non-zero exit code of its stages. The hooks get neither the run lock
 # (fd 9) nor the wrappers' report descriptors (3, 4): a background job started by a
 # script must not keep archive-wal's lock after the run.
-# Needs BIN, SERVER, ARCHIVE and CONFIG_FILE.
+# Needs BIN, SERVER, ARCHIVE, CLOUD and CONFIG_FILE.
 hook_chain() {
   local phase=$1 event=$2
   shift 2
@@ -160,7 +245,10 @@ hook_chain() {
   local spec=$1
   shift
   local -a cmd=("$BIN/wal-hooks" --phase "$phase" --event "$event" --script "${spec#*:}"
-    --server "$SERVER" --archive "$ARCHIVE")
+    --server "$SERVER")
+  # A cloud archive is no directory to join names to: BARMAN_FILE is then the object URL
+  # the records carry (stored_at).
+  if [ "${CLOUD:-0}" = 0 ]; then cmd+=(--archive "$ARCHIVE"); fi
   case $spec in retry:*) cmd+=(--retry) ;; esac
   if [ -n "${CONFIG_FILE:-}" ]; then cmd+=(--configuration "$CONFIG_FILE"); fi
   if [ $# -eq 0 ]; then

@@ -34,7 +34,11 @@ pub enum Command {
     Streaming(QueueArgs),
     /// Records for the given files (archive_command's `%p`).
     File(FileArgs),
-    /// What a local archive holds, one record per archived file in name order.
+    /// What an archive holds, one record per archived file in name order.
+    ///
+    /// A directory is read here; a cloud archive (`s3://`, `az://`, `gs://`) is listed by
+    /// the `wal-store list` installed next to wal-scan, with the cloud flags below and the
+    /// cloud's own credentials from the environment.
     Archive(ArchiveArgs),
 }
 
@@ -67,12 +71,43 @@ pub struct FileArgs {
 /// Arguments of `wal-scan archive`.
 #[derive(Debug, ClapArgs)]
 pub struct ArchiveArgs {
-    /// The archive directory (Barman's `wals_directory`).
+    /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/NAME/wals/…`).
+    #[arg(value_name = "DIR|URL")]
     pub dir: PathBuf,
-    /// Server name: the catalogue is `DIR/NAME-xlog.db` (required unless --xlogdb is given).
+    /// Server name: the catalogue is `DIR/NAME-xlog.db` (required unless --xlogdb is given;
+    /// always required for a cloud archive).
     #[arg(long, value_name = "NAME", env = "WALPIPE_SERVER")]
     pub server: Option<String>,
-    /// The xlog.db catalogue to take compression and encryption from.
+    /// The xlog.db catalogue to take compression and encryption from (local archives: a
+    /// cloud archive's keys say how each file is stored).
     #[arg(long, value_name = "PATH", env = "WALPIPE_XLOGDB")]
     pub xlogdb: Option<PathBuf>,
+    /// How to reach a cloud archive.
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+/// Flags for a cloud archive (ignored for a directory), passed on to `wal-store list`.
+/// Credentials come from where each cloud's tools read them: `AWS_*` and `~/.aws`,
+/// `AZURE_STORAGE_CONNECTION_STRING` or `AZURE_STORAGE_*`, `GOOGLE_APPLICATION_CREDENTIALS`.
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct CloudArgs {
+    /// An S3-compatible server (`http://127.0.0.1:3900`), or an Azure blob endpoint
+    /// [default: `AWS_ENDPOINT_URL`, the profile's, the connection string's].
+    #[arg(long, value_name = "URL", env = "WALPIPE_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The AWS profile to read from `~/.aws` [default: `AWS_PROFILE`, else `default`].
+    #[arg(long, value_name = "NAME", env = "WALPIPE_PROFILE")]
+    pub profile: Option<String>,
+    /// The S3 region [default: `AWS_REGION`, the profile's].
+    #[arg(long, value_name = "REGION", env = "WALPIPE_REGION")]
+    pub region: Option<String>,
+    /// Most seconds the listing may take, retries included; then it fails as `temporary`
+    /// (exit 75) [default: wal-store's, 60].
+    #[arg(long, value_name = "SECS", env = "WALPIPE_TIMEOUT")]
+    pub timeout: Option<f64>,
+    /// Most seconds one request may take [default: wal-store's, 30].
+    #[arg(long, value_name = "SECS", env = "WALPIPE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<f64>,
 }

@@ -3,7 +3,8 @@
 //! [`crate::cli::Args`] mirrors the command line; this is what the logic sees. Defaults
 //! that need thought live here, once: the server name of a queue (Barman's layout is
 //! `<home>/<server>/incoming`, so it is the queue's parent directory) and the xlog.db of an
-//! archive together with the lock that guards it.
+//! archive together with the lock that guards it. A cloud archive (a URL) is resolved to
+//! what `wal-store list` needs: the URL, the server and the cloud flags to pass on.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use wal_core::layout::ServerLayout;
 use wal_core::lock::xlogdb_lock_path;
 use wal_core::xlogdb::Xlogdb;
 
-use crate::cli::{ArchiveArgs, Args, Command, QueueArgs};
+use crate::cli::{ArchiveArgs, Args, CloudArgs, Command, QueueArgs};
 
 /// Suffix of Barman's catalogue file name (`XLOGDB_NAME = "{server}-xlog.db"`).
 const XLOGDB_SUFFIX: &str = "-xlog.db";
@@ -33,6 +34,8 @@ pub enum Scan {
     Files(Vec<PathBuf>),
     /// A local archive.
     Archive(ArchiveConfig),
+    /// A cloud archive.
+    Cloud(CloudConfig),
 }
 
 /// Which queue, and so which of Barman's archivers this scan stands in for.
@@ -80,6 +83,17 @@ pub struct ArchiveConfig {
     pub xlogdb_required: bool,
 }
 
+/// A cloud archive, listed by `wal-store list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudConfig {
+    /// The archive URL as given (`s3://BUCKET/PREFIX`); wal-store parses it.
+    pub url: String,
+    /// The server: the key component after the prefix.
+    pub server: String,
+    /// The cloud flags to pass on, in order, as (flag, value).
+    pub flags: Vec<(&'static str, String)>,
+}
+
 /// How to read the archive's xlog.db.
 #[derive(Debug, Clone)]
 pub enum Catalogue {
@@ -97,6 +111,9 @@ impl Config {
             Command::Incoming(queue) => Scan::Queue(queue_config(QueueKind::Incoming, queue)?),
             Command::Streaming(queue) => Scan::Queue(queue_config(QueueKind::Streaming, queue)?),
             Command::File(files) => Scan::Files(files.paths),
+            Command::Archive(archive) if is_cloud_url(&archive.dir) => {
+                Scan::Cloud(cloud_config(archive)?)
+            }
             Command::Archive(archive) => Scan::Archive(archive_config(archive)?),
         };
         Ok(Config { scan })
@@ -173,6 +190,61 @@ fn archive_config(args: ArchiveArgs) -> Result<ArchiveConfig, WalError> {
         catalogue,
         xlogdb_required,
     })
+}
+
+/// Whether `dir` names a cloud archive: anything with a `scheme://`, as wal-store reads
+/// `--archive` (it refuses schemes it does not know, so the list of them lives there).
+fn is_cloud_url(dir: &Path) -> bool {
+    dir.to_str().is_some_and(|text| text.contains("://"))
+}
+
+fn cloud_config(args: ArchiveArgs) -> Result<CloudConfig, WalError> {
+    let url = args
+        .dir
+        .to_str()
+        .expect("is_cloud_url saw UTF-8")
+        .to_owned();
+    let Some(server) = args.server else {
+        return Err(WalError::Usage(format!(
+            "archive {url}: give --server NAME (the keys are PREFIX/NAME/wals/...)"
+        )));
+    };
+    let server = non_empty_server(server)?;
+    if args.xlogdb.is_some() {
+        return Err(WalError::Usage(format!(
+            "archive {url}: --xlogdb is for local archives (a cloud archive's keys say how \
+             each file is stored)"
+        )));
+    }
+    Ok(CloudConfig {
+        url,
+        server,
+        flags: cloud_flags(args.cloud),
+    })
+}
+
+/// The flags given, for `wal-store list` (which validates their values).
+fn cloud_flags(args: CloudArgs) -> Vec<(&'static str, String)> {
+    let CloudArgs {
+        endpoint_url,
+        profile,
+        region,
+        timeout,
+        request_timeout,
+    } = args;
+    [
+        ("--endpoint-url", endpoint_url),
+        ("--profile", profile),
+        ("--region", region),
+        ("--timeout", timeout.map(|secs| secs.to_string())),
+        (
+            "--request-timeout",
+            request_timeout.map(|secs| secs.to_string()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| value.map(|value| (flag, value)))
+    .collect()
 }
 
 /// The catalogue at `path`, locked as wal-store and Barman lock the server's xlog.db.
@@ -254,5 +326,72 @@ mod tests {
 
         let err = config(&["archive", "/a"]).unwrap_err();
         assert_eq!(err.kind(), wal_core::ErrorKind::Usage);
+    }
+
+    #[test]
+    fn a_cloud_archive_is_listed_with_the_flags_given() {
+        let Scan::Cloud(cloud) = config(&[
+            "archive",
+            "s3://wals/prod",
+            "--server",
+            "pg",
+            "--endpoint-url",
+            "http://127.0.0.1:3900",
+            "--timeout",
+            "5",
+            "--request-timeout",
+            "2.5",
+        ])
+        .unwrap()
+        .scan
+        else {
+            panic!("not a cloud scan");
+        };
+        assert_eq!(
+            cloud,
+            CloudConfig {
+                url: "s3://wals/prod".into(),
+                server: "pg".into(),
+                flags: vec![
+                    ("--endpoint-url", "http://127.0.0.1:3900".into()),
+                    ("--timeout", "5".into()),
+                    ("--request-timeout", "2.5".into()),
+                ],
+            }
+        );
+        let Scan::Cloud(cloud) = config(&["archive", "az://c", "--server", "pg", "--profile", "p"])
+            .unwrap()
+            .scan
+        else {
+            panic!("not a cloud scan");
+        };
+        assert_eq!(cloud.flags, vec![("--profile", "p".to_owned())]);
+        // Any scheme goes to wal-store, which names the ones it knows.
+        assert!(matches!(
+            config(&["archive", "ftp://x", "--server", "pg"])
+                .unwrap()
+                .scan,
+            Scan::Cloud(_)
+        ));
+        // A directory ignores the cloud flags.
+        assert!(matches!(
+            config(&["archive", "/a", "--server", "pg", "--region", "r"])
+                .unwrap()
+                .scan,
+            Scan::Archive(_)
+        ));
+    }
+
+    #[test]
+    fn a_cloud_archive_needs_a_server_and_no_xlogdb() {
+        for argv in [
+            &["archive", "s3://wals"][..],
+            &["archive", "s3://wals", "--server", ""],
+            &["archive", "s3://wals", "--xlogdb", "/x/pg-xlog.db"],
+            &["archive", "s3://wals", "--server", "pg", "--xlogdb", "/x"],
+        ] {
+            let err = config(argv).unwrap_err();
+            assert_eq!(err.kind(), wal_core::ErrorKind::Usage, "{argv:?}");
+        }
     }
 }

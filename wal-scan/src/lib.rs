@@ -3,8 +3,10 @@
 //! It turns a place that holds WAL files into records, one JSON object per line on stdout
 //! (the wire format is documented on [`wal_core::record`]): Barman's two queues (the
 //! archive_command drop queue `incoming` and pg_receivewal's `streaming` directory), files
-//! named on the command line (archive_command's `%p`), or a local archive (what delete,
-//! verify and restore start from). It reads no records and changes no file: compressing,
+//! named on the command line (archive_command's `%p`), or an archive, local or in the cloud
+//! (what delete, verify and restore start from; a cloud archive is listed by the
+//! `wal-store list` beside this binary, so no object-store client is linked here). It
+//! reads no records and changes no file: compressing,
 //! storing and moving are later stages' jobs (an unknown queue entry becomes an error
 //! record of kind `unknown`, which wal-store moves to errors/).
 
@@ -12,6 +14,7 @@ pub mod cli;
 pub mod config;
 
 mod archive;
+mod cloud;
 mod entry;
 mod files;
 mod output;
@@ -37,6 +40,7 @@ pub fn run(config: &Config, output: impl Write) -> Result<Summary, WalError> {
         Scan::Queue(queue) => queue::scan(queue, &mut records)?,
         Scan::Files(paths) => files::scan(paths, &mut records)?,
         Scan::Archive(archive) => archive::scan(archive, &mut records)?,
+        Scan::Cloud(cloud) => cloud::scan(cloud, &mut records)?,
     }
     records.finish()
 }

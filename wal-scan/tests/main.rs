@@ -3,6 +3,7 @@
 
 mod archive;
 mod cli;
+mod cloud;
 mod file;
 mod incoming;
 mod scale;

@@ -1,0 +1,1085 @@
+//! The wrappers on cloud archives, against real servers: Garage (S3) and Azurite (Azure
+//! Blob), each test starting its own in a fresh work directory (nothing is skipped: a
+//! missing server fails, naming `scripts/install-test-deps`).
+//!
+//! * `archive-wal` with `--archive s3://…` archives real WAL (zstd; zstd + gpg) from the
+//!   local queues: every key is Barman's (`PREFIX/SERVER/wals/<hash>/<name>.zst`), each
+//!   object opens with the real `zstd -d` (and `gpg --decrypt`) to the original bytes, and
+//!   xlog.db is in Barman's meta directory; `restore-wal` brings every segment back byte
+//!   for byte, with and without `--prefetch`, and misses quietly (66);
+//! * `wal-scan archive URL` lists the bucket; `delete-wal` deletes from it;
+//! * `archive-command --direct` uploads into Azurite without a home;
+//! * faults through the wrappers (wrong credentials, missing bucket, server stopped):
+//!   75 within the timeout, one line naming the bucket, the source kept, no secret shown;
+//! * point-in-time recovery of a real PostgreSQL 15 archived by `archive-command --direct`
+//!   into a Garage bucket, restored by `restore-wal --prefetch 4` from it.
+//!
+//! What the servers hold is read with clients independent of walpipe (the kit's `aws` CLI
+//! and azblob.py), objects are opened with the real `zstd` and `gpg`. Needs
+//! `cargo build --workspace --bins` first.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use walpipe_tests::wrappers::{Run, bin_dir, dir_names, read_xlogdb, run, wrapper};
+use walpipe_tests::{
+    Azurite, Garage, PgCluster, WorkDir, as_postgres, script, target_bin, wal_fixture_segments,
+};
+
+const SERVER: &str = "pg";
+const HISTORY: &str = "00000002.history";
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// Removes every cloud variable the test process may have (`AWS_*`, `AZURE_*`,
+/// `GOOGLE_*`), so a command sees only the server's; `~/.aws` is kept out too.
+fn without_cloud_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if ["AWS_", "AZURE_", "GOOGLE_"]
+            .iter()
+            .any(|prefix| key_text.starts_with(prefix))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// `scripts/<name>` (hermetic, [`wrapper`]) with only `env` for clouds.
+fn cloud_wrapper(name: &str, env: &[(String, String)]) -> Command {
+    let mut cmd = wrapper(name);
+    without_cloud_env(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// A built binary (hermetic) with only `env` for clouds.
+fn cloud_bin(name: &str, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(target_bin(name));
+    walpipe_tests::clean_command(&mut cmd);
+    without_cloud_env(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn assert_ok(run: &Run, what: &str) {
+    assert_eq!(run.code, 0, "{what}: {run:?}");
+}
+
+/// The first `count` real segments of the cached set: (name, bytes).
+fn real_segments(count: usize) -> Vec<(String, Vec<u8>)> {
+    let segments = wal_fixture_segments();
+    assert!(segments.len() >= count, "the WAL set is too small");
+    segments[..count]
+        .iter()
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(path).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Barman's key for `name` under `prefix` (server `pg`), before extensions.
+fn barman_key(prefix: &str, name: &str) -> String {
+    let base = if prefix.is_empty() {
+        format!("{SERVER}/wals")
+    } else {
+        format!("{prefix}/{SERVER}/wals")
+    };
+    if name.ends_with(".history") {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{}/{name}", &name[..16])
+    }
+}
+
+/// Whether an object key ends in Barman's zstd extension (exactly `.zst`).
+fn is_zst(key: &str) -> bool {
+    key.rsplit_once('.').is_some_and(|(_, ext)| ext == "zst")
+}
+
+/// `bytes` decompressed by the real `zstd` CLI.
+fn zstd_d(bytes: &[u8]) -> Vec<u8> {
+    pipe_through(Command::new("zstd").arg("-qdc"), bytes, "zstd -d")
+}
+
+/// `bytes` fed to `cmd`, its stdout; panics unless it succeeds.
+fn pipe_through(cmd: &mut Command, bytes: &[u8], what: &str) -> Vec<u8> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps)"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    assert!(
+        out.status.success(),
+        "{what}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The records of an NDJSON text.
+fn records(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect()
+}
+
+/// A Garage server and a Barman home beside it, in one work directory.
+struct S3Home {
+    work: WorkDir,
+    garage: Garage,
+    home: PathBuf,
+}
+
+impl S3Home {
+    fn start() -> Self {
+        let work = WorkDir::new();
+        let garage = Garage::start(work.path());
+        let home = work.mkdir_owned("home");
+        for queue in ["incoming", "streaming"] {
+            fs::create_dir_all(home.join(SERVER).join(queue)).unwrap();
+        }
+        S3Home { work, garage, home }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        self.garage.env()
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.garage.bucket())
+    }
+
+    fn incoming(&self) -> PathBuf {
+        self.home.join(SERVER).join("incoming")
+    }
+
+    fn xlogdb(&self) -> PathBuf {
+        self.home
+            .join(SERVER)
+            .join("meta")
+            .join(format!("{SERVER}-xlog.db"))
+    }
+
+    /// Every key under `prefix/pg/wals/` (`pg/wals/` for no prefix), with its size.
+    fn keys(&self, prefix: &str) -> Vec<(String, u64)> {
+        let dir = barman_key(prefix, HISTORY);
+        let dir = dir.strip_suffix(HISTORY).unwrap();
+        self.garage.list_keys(self.garage.bucket(), dir)
+    }
+
+    fn object(&self, key: &str) -> Vec<u8> {
+        self.garage.get_object(self.garage.bucket(), key)
+    }
+
+    /// Queues `files` and runs `archive-wal --home H --server pg --archive URL EXTRA…`.
+    fn archive_wal(&self, prefix: &str, files: &[(String, Vec<u8>)], extra: &[&str]) -> Run {
+        for (name, bytes) in files {
+            fs::write(self.incoming().join(name), bytes).unwrap();
+        }
+        run(
+            cloud_wrapper("archive-wal", &self.env())
+                .arg("--home")
+                .arg(&self.home)
+                .args(["--server", SERVER, "--archive", &self.url(prefix)])
+                .args(extra),
+            None,
+        )
+    }
+
+    /// `restore-wal --archive URL --server pg EXTRA… NAME DEST` (no home).
+    fn restore(&self, prefix: &str, extra: &[&str], name: &str, dest: &Path) -> Run {
+        run(
+            cloud_wrapper("restore-wal", &self.env())
+                .args(["--server", SERVER, "--archive", &self.url(prefix)])
+                .args(extra)
+                .arg(name)
+                .arg(dest),
+            None,
+        )
+    }
+}
+
+/// Restores every one of `files` from the archive into a fresh directory, in order, as
+/// PostgreSQL asks for them, with `extra` flags; each must come back byte for byte and
+/// leave nothing else in the directory. Then the name after the last one and a history
+/// file probe: 66, silently.
+fn restore_all(s3: &S3Home, prefix: &str, files: &[(String, Vec<u8>)], extra: &[&str], tag: &str) {
+    let pg_wal = s3.work.mkdir_owned(format!("pg_wal-{tag}"));
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let t = Instant::now();
+    let flag = |name: &str| {
+        extra
+            .iter()
+            .position(|arg| *arg == name)
+            .map(|i| extra[i + 1])
+    };
+    let prefetch: usize = flag("--prefetch").map_or(0, |n| n.parse().unwrap());
+    for (index, (name, bytes)) in files.iter().enumerate() {
+        let run = s3.restore(prefix, extra, name, &dest);
+        assert_ok(&run, &format!("restore-wal {name} ({tag})"));
+        assert!(run.stderr.is_empty(), "{tag}: {}", run.stderr);
+        let restored = fs::read(&dest).unwrap();
+        assert!(restored == *bytes, "{tag}: {name} restored byte for byte");
+        fs::remove_file(&dest).unwrap();
+        assert_eq!(
+            dir_names(&pg_wal),
+            Vec::<String>::new(),
+            "{tag}: no temp left"
+        );
+        if index == 0 && prefetch > 0 {
+            // The first call started a worker on the window: the next N segments are
+            // spooled, complete, and nothing else is.
+            let spool = Path::new(flag("--spool-dir").unwrap());
+            wait_for_workers(spool);
+            let want: Vec<&String> = files[1..].iter().take(prefetch).map(|(n, _)| n).collect();
+            let spooled: Vec<String> = dir_names(spool)
+                .into_iter()
+                .filter(|n| n.len() == 24)
+                .collect();
+            assert_eq!(spooled.iter().collect::<Vec<_>>(), want, "{tag}: the spool");
+            // Besides them only the spool's own files: claims, the lock, the tick fifo.
+            let is_claim = |n: &str| Path::new(n).extension().is_some_and(|e| e == "claim");
+            assert!(
+                dir_names(spool).iter().all(|n| n.len() == 24
+                    || is_claim(n)
+                    || [".tick", ".lock", ".segment-size"].contains(&n.as_str())),
+                "{tag}: no temp left in the spool: {:?}",
+                dir_names(spool)
+            );
+        }
+    }
+    eprintln!(
+        "{tag}: {} files restored in {:.2?}",
+        files.len(),
+        t.elapsed()
+    );
+    let last = &files.last().unwrap().0;
+    let after = format!(
+        "{}{:08X}",
+        &last[..16],
+        u32::from_str_radix(&last[16..], 16).unwrap() + 1
+    );
+    for missing in [after.as_str(), "0000000A.history"] {
+        let run = s3.restore(prefix, extra, missing, &dest);
+        assert_eq!(run.code, 66, "{tag}: {missing} is not archived: {run:?}");
+        assert!(
+            run.stderr.is_empty(),
+            "{tag}: a miss is silent: {}",
+            run.stderr
+        );
+        assert!(!dest.exists());
+    }
+}
+
+/// Waits (10 s at most) until no prefetch worker holds a live claim in `spool`.
+fn wait_for_workers(spool: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let busy = dir_names(spool).iter().any(|name| {
+            Path::new(name)
+                .extension()
+                .is_some_and(|ext| ext == "claim")
+                && fs::read_to_string(spool.join(name))
+                    .ok()
+                    .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+                    .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        });
+        if !busy {
+            return;
+        }
+        assert!(Instant::now() < deadline, "prefetch workers still busy");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A key pair made by the real gpg in `work`: (certificate, secret key, gpg home).
+fn gpg_key_pair(work: &WorkDir) -> (PathBuf, PathBuf, PathBuf) {
+    let gnupg = work.join("gnupg");
+    fs::create_dir(&gnupg).unwrap();
+    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&gnupg)
+            .args([
+                "--batch",
+                "--no-tty",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+            ])
+            .args(["--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Cloud <c@test.invalid>",
+        "default",
+        "default",
+        "never",
+    ]);
+    let cert = work.join("cert.asc");
+    let key = work.join("secret.gpg");
+    fs::write(&cert, gpg(&["--export", "--armor", "c@test.invalid"])).unwrap();
+    fs::write(&key, gpg(&["--export-secret-keys", "c@test.invalid"])).unwrap();
+    for file in [&cert, &key] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    (cert, key, gnupg)
+}
+
+/// `bytes` decrypted by the real gpg with the key in `gnupg`.
+fn gpg_decrypt(gnupg: &Path, bytes: &[u8]) -> Vec<u8> {
+    pipe_through(
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(gnupg)
+            .args([
+                "--batch",
+                "--no-tty",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+            ])
+            .args(["--passphrase", "", "--decrypt"]),
+        bytes,
+        "gpg --decrypt",
+    )
+}
+
+fn stop_gpg_agent(gnupg: &Path) {
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(gnupg)
+        .args(["--kill", "gpg-agent"])
+        .status();
+}
+
+// ---------------------------------------------------------------------------------------
+// Archiving and restoring
+
+#[test]
+fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
+    let s3 = S3Home::start();
+    let mut files = real_segments(5);
+    let history = (
+        HISTORY.to_owned(),
+        b"1\t0/3000000\tno recovery target specified\n".to_vec(),
+    );
+    let run = s3.archive_wal("prod", &files, &["--compression", "zstd"]);
+    assert_ok(&run, "archive-wal");
+    for (name, _) in &files {
+        assert!(
+            run.stdout.contains(&format!("\t{name}\n")),
+            "{}",
+            run.stdout
+        );
+    }
+    // A history file later, in a second run.
+    let run = s3.archive_wal("prod", std::slice::from_ref(&history), &[]);
+    assert_ok(&run, "archive-wal (history)");
+    files.push(history);
+    let keys = assert_archived_zstd(&s3, "prod", &files);
+
+    // Archiving the same files again: duplicates, exit 0, nothing new.
+    let run = s3.archive_wal("prod", &files[..2], &[]);
+    assert_ok(&run, "archive-wal of duplicates");
+    assert_eq!(s3.keys("prod"), keys);
+    assert_eq!(read_xlogdb(&s3.xlogdb()).len(), files.len());
+
+    // wal-scan lists the bucket as wal-store sees it.
+    let listing = run_listing(&s3, "prod");
+    assert_eq!(
+        listing
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+    for record in &listing {
+        assert_eq!(record["compression"], "zstd");
+        let url = record["stored_at"].as_str().unwrap();
+        assert!(
+            url.starts_with("s3://wals/prod/pg/wals/") && is_zst(url),
+            "{url}"
+        );
+    }
+
+    let segments: Vec<_> = files
+        .iter()
+        .filter(|(name, _)| name.len() == 24)
+        .cloned()
+        .collect();
+    restore_all(&s3, "prod", &segments, &[], "plain");
+    // Made by restore-wal itself, ours (0700).
+    let spool = s3.work.join("spool");
+    let spool_flag = spool.to_str().unwrap();
+    restore_all(
+        &s3,
+        "prod",
+        &segments,
+        &["--prefetch", "4", "--spool-dir", spool_flag],
+        "prefetch",
+    );
+    wait_for_workers(&spool);
+    let left: Vec<String> = dir_names(&spool)
+        .into_iter()
+        .filter(|n| n.len() == 24)
+        .collect();
+    assert!(left.len() <= 4, "the spool stays bounded: {left:?}");
+    // The history file restores too.
+    let dest = s3.work.join("history-restored");
+    let run = s3.restore("prod", &[], HISTORY, &dest);
+    assert_ok(&run, "restore-wal of a history file");
+    assert_eq!(fs::read(&dest).unwrap(), files.last().unwrap().1);
+}
+
+/// The bucket holds exactly `files` under `prefix`, each at Barman's key with `.zst`,
+/// each opening with the real zstd to its bytes; the queue and errors/ are empty, there
+/// is no local archive, and xlog.db (in the meta directory) lists each once, zstd, with
+/// the stored size. Returns the keys with their sizes.
+fn assert_archived_zstd(
+    s3: &S3Home,
+    prefix: &str,
+    files: &[(String, Vec<u8>)],
+) -> Vec<(String, u64)> {
+    let keys = s3.keys(prefix);
+    let expected: Vec<String> = files
+        .iter()
+        .map(|(name, _)| format!("{}.zst", barman_key(prefix, name)))
+        .collect();
+    let mut sorted = expected.clone();
+    sorted.sort();
+    assert_eq!(
+        keys.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
+        sorted
+    );
+    for ((name, bytes), key) in files.iter().zip(&expected) {
+        let object = s3.object(key);
+        assert!(zstd_d(&object) == *bytes, "{key} decompresses to {name}");
+    }
+    assert_eq!(dir_names(&s3.incoming()), Vec::<String>::new());
+    let server_dir = s3.home.join(SERVER);
+    assert_eq!(dir_names(&server_dir.join("errors")), Vec::<String>::new());
+    assert!(!server_dir.join("wals").exists(), "no local archive");
+    let catalogue = read_xlogdb(&s3.xlogdb());
+    assert_eq!(
+        catalogue
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+    for (entry, key) in catalogue.iter().zip(&expected) {
+        let size = keys.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(entry.compression.as_deref(), Some("zstd"), "{key}");
+        assert_eq!(entry.encryption, None);
+        assert_eq!(entry.size, size, "xlog.db records the stored size of {key}");
+    }
+    keys
+}
+
+/// `wal-scan archive s3://… --server pg` against the server: its records.
+fn run_listing(s3: &S3Home, prefix: &str) -> Vec<Value> {
+    let out = cloud_bin("wal-scan", &s3.env())
+        .args(["archive", &s3.url(prefix), "--server", SERVER])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wal-scan archive: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    records(&String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn archive_wal_compressed_and_encrypted_into_garage_restores_with_the_key() {
+    let s3 = S3Home::start();
+    let (cert, key, gnupg) = gpg_key_pair(&s3.work);
+    let files = real_segments(3);
+    let cert_flag = cert.to_str().unwrap();
+    let run = s3.archive_wal("enc", &files, &["--recipient", cert_flag]);
+    assert_ok(&run, "archive-wal --recipient");
+    let keys = s3.keys("enc");
+    let expected: Vec<String> = files
+        .iter()
+        .map(|(name, _)| format!("{}.zst.gpg", barman_key("enc", name)))
+        .collect();
+    assert_eq!(
+        keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    for ((name, bytes), key) in files.iter().zip(&expected) {
+        let object = s3.object(key);
+        let plain = zstd_d(&gpg_decrypt(&gnupg, &object));
+        assert!(
+            plain == *bytes,
+            "gpg --decrypt | zstd -d of {key} gives {name}"
+        );
+    }
+    stop_gpg_agent(&gnupg);
+    for entry in read_xlogdb(&s3.xlogdb()) {
+        assert_eq!(
+            (entry.compression.as_deref(), entry.encryption.as_deref()),
+            (Some("zstd"), Some("gpg"))
+        );
+    }
+    let listing = run_listing(&s3, "enc");
+    assert!(
+        listing.iter().all(|r| r["encryption"] == "gpg"),
+        "{listing:?}"
+    );
+
+    // Without a key nothing is written to %p.
+    let pg_wal = s3.work.mkdir_owned("pg_wal-nokey");
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let run = s3.restore("enc", &[], &files[0].0, &dest);
+    assert_ne!(run.code, 0, "an encrypted file is refused without a key");
+    assert_ne!(run.code, 66);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(dir_names(&pg_wal), Vec::<String>::new());
+
+    let key_flag = key.to_str().unwrap();
+    restore_all(&s3, "enc", &files, &["--key", key_flag], "key");
+    // Made by restore-wal itself, ours (0700).
+    let spool = s3.work.join("spool");
+    restore_all(
+        &s3,
+        "enc",
+        &files,
+        &[
+            "--key",
+            key_flag,
+            "--prefetch",
+            "2",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+        "key-prefetch",
+    );
+    wait_for_workers(&spool);
+}
+
+#[test]
+fn archive_command_direct_uploads_into_azurite_without_a_home() {
+    let work = WorkDir::new();
+    let azurite = Azurite::start(work.path());
+    let env = azurite.env();
+    let url = format!("az://{}/cluster1", azurite.container());
+    let pg_wal = work.mkdir_owned("pg_wal");
+    let temps = work.mkdir_owned("temps");
+    let files = real_segments(2);
+    let archive_command = |path: &Path| {
+        run(
+            cloud_wrapper("archive-command", &env)
+                .args(["--direct", "--server", SERVER, "--archive", &url])
+                .arg("--temp-dir")
+                .arg(&temps)
+                .arg(path),
+            None,
+        )
+    };
+    for (name, bytes) in &files {
+        let path = pg_wal.join(name);
+        fs::write(&path, bytes).unwrap();
+        let run = archive_command(&path);
+        assert_ok(&run, "archive-command --direct");
+        assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+        assert_eq!(fs::read(&path).unwrap(), *bytes, "pg_wal is never touched");
+    }
+    assert_eq!(dir_names(&temps), Vec::<String>::new(), "no temp left");
+    let blobs = azurite.list_blobs(azurite.container(), "cluster1/");
+    let expected: Vec<String> = files
+        .iter()
+        .map(|(name, _)| format!("{}.zst", barman_key("cluster1", name)))
+        .collect();
+    assert_eq!(
+        blobs.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    for ((name, bytes), blob) in files.iter().zip(&expected) {
+        let stored = azurite.get_blob(azurite.container(), blob);
+        assert!(zstd_d(&stored) == *bytes, "{blob} is {name}");
+    }
+
+    // PostgreSQL re-delivers a WAL whose success it did not record: still 0.
+    let first = pg_wal.join(&files[0].0);
+    let run = archive_command(&first);
+    assert_ok(&run, "an identical re-delivery");
+    // A different file under an archived name is refused, pg_wal untouched.
+    let mut other = files[0].1.clone();
+    other[4096] ^= 0xff;
+    fs::write(&first, &other).unwrap();
+    let run = archive_command(&first);
+    assert_eq!(run.code, 1, "a conflict fails: {run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&files[0].0), "{}", run.stderr);
+    assert_eq!(fs::read(&first).unwrap(), other);
+    assert_eq!(azurite.list_blobs(azurite.container(), "cluster1/"), blobs);
+    assert_eq!(dir_names(&temps), Vec::<String>::new(), "no temp left");
+
+    // And restore-wal reads it back from Azure.
+    let dest = work.join("restored");
+    let run = run_restore_az(&env, &url, &files[1].0, &dest);
+    assert_ok(&run, "restore-wal from Azurite");
+    assert!(fs::read(&dest).unwrap() == files[1].1);
+}
+
+fn run_restore_az(env: &[(String, String)], url: &str, name: &str, dest: &Path) -> Run {
+    run(
+        cloud_wrapper("restore-wal", env)
+            .args(["--server", SERVER, "--archive", url, name])
+            .arg(dest),
+        None,
+    )
+}
+
+#[test]
+fn delete_wal_deletes_from_a_cloud_archive_and_its_catalogue() {
+    let s3 = S3Home::start();
+    let files = real_segments(4);
+    assert_ok(&s3.archive_wal("", &files, &[]), "archive-wal");
+    assert_eq!(s3.keys("").len(), 4);
+    let keep_from = &files[2].0;
+    let listing = run_listing(&s3, "");
+    let doomed: String = listing
+        .iter()
+        .filter(|r| r["name"].as_str().unwrap() < keep_from.as_str())
+        .fold(String::new(), |mut text, r| {
+            let _ = writeln!(text, "{r}");
+            text
+        });
+    let log = s3.work.join("hook.log");
+    let hook = format!(
+        "echo \"$BARMAN_PHASE $BARMAN_SEGMENT $BARMAN_FILE\" >> {}",
+        log.display()
+    );
+    let out = run(
+        cloud_wrapper("delete-wal", &s3.env())
+            .arg("--home")
+            .arg(&s3.home)
+            .args(["--server", SERVER, "--archive", &s3.url("")])
+            .args(["--post-wal-delete-script", &hook]),
+        Some(&doomed),
+    );
+    assert_ok(&out, "delete-wal");
+    let deleted = records(&out.stdout);
+    assert_eq!(deleted.len(), 2);
+    assert!(
+        deleted.iter().all(|r| r["outcome"] == "deleted"),
+        "{deleted:?}"
+    );
+    let left: Vec<String> = s3.keys("").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        left,
+        files[2..]
+            .iter()
+            .map(|(n, _)| format!("{}.zst", barman_key("", n)))
+            .collect::<Vec<_>>()
+    );
+    let catalogue: Vec<String> = read_xlogdb(&s3.xlogdb())
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        catalogue,
+        files[2..]
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    );
+    // The hooks name the objects by URL.
+    let hooks = fs::read_to_string(&log).unwrap();
+    for (name, _) in &files[..2] {
+        let url = format!("s3://wals/{}.zst", barman_key("", name));
+        assert!(hooks.contains(&format!("post {name} {url}\n")), "{hooks}");
+    }
+    // Deleting again: already gone counts as deleted.
+    let again = run(
+        cloud_wrapper("delete-wal", &s3.env()).args(["--server", SERVER, "--archive", &s3.url("")]),
+        Some(&doomed),
+    );
+    assert_ok(&again, "delete-wal again, without a home");
+    assert_eq!(run_listing(&s3, "").len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+/// What every store failure of archive-command must look like: 75 within `limit`, one
+/// line naming `bucket`, no secret, the source untouched, no temp left.
+fn assert_store_failure(
+    run: &Run,
+    took: Duration,
+    bucket: &str,
+    secret: &str,
+    source: (&Path, &[u8]),
+    temps: &Path,
+) {
+    assert_eq!(run.code, 75, "a store failure is temporary: {run:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
+    assert!(
+        run.stderr.contains(bucket),
+        "the line names the bucket: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(secret),
+        "no secret shown: {}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains(secret));
+    assert_eq!(fs::read(source.0).unwrap(), source.1, "the source is kept");
+    assert_eq!(dir_names(temps), Vec::<String>::new(), "no temp left");
+}
+
+#[test]
+fn archive_command_store_failures_exit_75_quickly_and_say_which_bucket() {
+    let work = WorkDir::new();
+    let mut garage = Garage::start(work.path());
+    let secret = garage.secret_access_key().to_owned();
+    let (name, bytes) = real_segments(1).remove(0);
+    let pg_wal = work.mkdir_owned("pg_wal");
+    let temps = work.mkdir_owned("temps");
+    let source = pg_wal.join(&name);
+    fs::write(&source, &bytes).unwrap();
+    let attempt = |env: &[(String, String)], bucket: &str| {
+        let t = Instant::now();
+        let run = run(
+            cloud_wrapper("archive-command", env)
+                .args(["--direct", "--server", SERVER, "--timeout", "5"])
+                .args(["--archive", &format!("s3://{bucket}/p")])
+                .arg("--temp-dir")
+                .arg(&temps)
+                .arg(&source),
+            None,
+        );
+        (run, t.elapsed())
+    };
+
+    // Wrong credentials.
+    let mut wrong = garage.env();
+    let wrong_secret = format!("{}0", &secret[..secret.len() - 1]);
+    for (key, value) in &mut wrong {
+        if key == "AWS_SECRET_ACCESS_KEY" {
+            value.clone_from(&wrong_secret);
+        }
+    }
+    let (out, took) = attempt(&wrong, "wals");
+    assert_store_failure(&out, took, "wals", &wrong_secret, (&source, &bytes), &temps);
+    assert!(!out.stderr.contains(&secret));
+
+    // A bucket that does not exist.
+    let (out, took) = attempt(&garage.env(), "no-such-bucket");
+    assert_store_failure(
+        &out,
+        took,
+        "no-such-bucket",
+        &secret,
+        (&source, &bytes),
+        &temps,
+    );
+
+    // Nothing was stored by either.
+    assert_eq!(garage.list_keys("wals", ""), Vec::<(String, u64)>::new());
+
+    // The server stopped.
+    let env = garage.env();
+    garage.stop();
+    let (out, took) = attempt(&env, "wals");
+    assert_store_failure(&out, took, "wals", &secret, (&source, &bytes), &temps);
+
+    // restore-wal and wal-scan say 75 too, never "not found".
+    let dest = work.join("RECOVERYXLOG");
+    let t = Instant::now();
+    let restore = run(
+        cloud_wrapper("restore-wal", &env)
+            .args([
+                "--server",
+                SERVER,
+                "--archive",
+                "s3://wals/p",
+                "--timeout",
+                "5",
+            ])
+            .arg(&name)
+            .arg(&dest),
+        None,
+    );
+    assert_eq!(restore.code, 75, "{restore:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(restore.stderr.lines().count(), 1, "{}", restore.stderr);
+    assert!(!dest.exists());
+    let scan = cloud_bin("wal-scan", &env)
+        .args([
+            "archive",
+            "s3://wals/p",
+            "--server",
+            SERVER,
+            "--timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(75));
+    let stderr = String::from_utf8(scan.stderr).unwrap();
+    assert!(
+        stderr.starts_with("wal-scan: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn restore_wal_from_a_missing_bucket_is_a_failure_not_the_end_of_the_archive() {
+    let work = WorkDir::new();
+    let garage = Garage::start(work.path());
+    let dest = work.join("RECOVERYXLOG");
+    let out = run(
+        cloud_wrapper("restore-wal", &garage.env())
+            .args(["--server", SERVER, "--archive", "s3://no-such-bucket/p"])
+            .args(["000000010000000000000001"])
+            .arg(&dest),
+        None,
+    );
+    assert_eq!(out.code, 75, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-bucket"), "{}", out.stderr);
+    assert!(!dest.exists());
+}
+
+#[test]
+fn cloud_archives_need_a_home_only_for_local_parts() {
+    // archive-wal has queues to read: no home, no run.
+    let out = run(
+        wrapper("archive-wal").args(["--server", SERVER, "--archive", "s3://wals/p"]),
+        None,
+    );
+    assert_eq!(out.code, 64);
+    assert!(out.stderr.contains("--home"), "{}", out.stderr);
+    // archive-command without --direct hands over to the local incoming queue.
+    let out = run(
+        wrapper("archive-command").args([
+            "--server",
+            SERVER,
+            "--archive",
+            "s3://wals/p",
+            "/etc/hostname",
+        ]),
+        None,
+    );
+    assert_eq!(out.code, 64);
+    assert!(out.stderr.contains("--home"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Point-in-time recovery of a real PostgreSQL 15 from a Garage bucket
+
+/// What PITR must bring back: balances, row counts and a digest of the history table.
+const STATE_SQL: &str = "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+        (SELECT sum(bbalance) FROM pgbench_branches),
+        (SELECT sum(tbalance) FROM pgbench_tellers),
+        (SELECT count(*) FROM pgbench_accounts),
+        (SELECT count(*) FROM pgbench_history),
+        (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)";
+const RESTORE_POINT: &str = "rp";
+const LOAD_ROUNDS: usize = 4;
+
+/// `VAR=value …` for a shell command line (the values here need no quoting).
+fn env_prefix(env: &[(String, String)]) -> String {
+    env.iter().fold(String::new(), |mut text, (k, v)| {
+        assert!(
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/:.-_".contains(&b)),
+            "{k} needs quoting"
+        );
+        let _ = write!(text, "{k}={v} ");
+        text
+    })
+}
+
+/// A primary archiving into `url` through `archive-command --direct` (zstd, no home):
+/// pgbench, a base backup, restore point `rp`, more load; stopped with everything
+/// archived. Returns the base backup and the state at the restore point.
+fn run_primary(work: &WorkDir, garage: &Garage, url: &str, cloud: &str) -> (PathBuf, String) {
+    let archive_command = format!(
+        "{cloud} {script} --direct --compression zstd --server {SERVER} --archive {url} %p",
+        script = script("archive-command").display(),
+    );
+    let conf = format!("archive_mode = on\narchive_command = '{archive_command}'\n");
+    let mut pg = PgCluster::init(work, &conf).expect("initdb");
+    pg.start().expect("start");
+    pg.pgbench(["-i", "-q", "-s", "1"]).expect("pgbench -i");
+    let backup = pg
+        .base_backup("backup", ["-X", "none"])
+        .expect("pg_basebackup");
+    for _ in 0..LOAD_ROUNDS {
+        pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
+        pg.switch_wal().expect("pg_switch_wal");
+    }
+    pg.psql(&format!(
+        "SELECT pg_create_restore_point('{RESTORE_POINT}')"
+    ))
+    .expect("restore point");
+    let state = pg.psql(STATE_SQL).expect("state");
+    // Written after the restore point: must not come back.
+    pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
+    assert_ne!(
+        pg.psql(STATE_SQL).unwrap(),
+        state,
+        "the load changed the state"
+    );
+    let last = pg.switch_wal().expect("pg_switch_wal");
+    pg.wait_archived(&last, Duration::from_secs(120))
+        .expect("archived");
+    let failed = pg
+        .psql("SELECT failed_count FROM pg_stat_archiver")
+        .unwrap();
+    assert_eq!(
+        failed,
+        "0",
+        "archive_command never failed:\n{}",
+        pg.log_tail(30)
+    );
+    pg.stop().expect("stop");
+    let keys = garage.list_keys(garage.bucket(), "pitr/pg/wals/");
+    assert!(
+        keys.len() > LOAD_ROUNDS && keys.iter().all(|(k, _)| is_zst(k)),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|(k, _)| k == &format!("pitr/pg/wals/{}/{last}.zst", &last[..16])),
+        "{last} archived in Barman's layout: {keys:?}"
+    );
+    eprintln!("primary: {} objects archived, state {state}", keys.len());
+    (backup, state)
+}
+
+/// Recovers a copy of `backup` into `<work>/restored` with `restore_command`, to the
+/// restore point, and promotes it.
+fn recover(work: &WorkDir, backup: &Path, restore_command: &str) -> PgCluster {
+    let data = work.join("restored");
+    let out = as_postgres("cp")
+        .arg("-a")
+        .arg(backup)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cp -a: {out:?}");
+    let conf = format!(
+        "archive_mode = off\n\
+         restore_command = '{restore_command}'\n\
+         recovery_target_name = '{RESTORE_POINT}'\n\
+         recovery_target_action = 'promote'\n"
+    );
+    let mut restored = PgCluster::adopt(work, &data, &conf).expect("adopt");
+    let out: Output = as_postgres("touch")
+        .arg(data.join("recovery.signal"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    restored.start().expect("start the restored cluster");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restored.psql("SELECT pg_is_in_recovery()").ok().as_deref() != Some("f") {
+        assert!(
+            Instant::now() < deadline,
+            "not promoted:\n{}",
+            restored.log_tail(40)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    restored
+}
+
+#[test]
+fn pitr_of_postgres_15_from_a_garage_bucket_with_prefetch() {
+    let t = Instant::now();
+    let work = WorkDir::new();
+    let garage = Garage::start(work.path());
+    let url = format!("s3://{}/pitr", garage.bucket());
+    // PostgreSQL runs the commands as its own user, with its own environment: the
+    // credentials go on the command line (a test's; a real one reads ~/.aws).
+    let cloud = format!(
+        "{}AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
+         WALPIPE_BIN_DIR={}",
+        env_prefix(&garage.env()),
+        bin_dir().display()
+    );
+    let (backup, state) = run_primary(&work, &garage, &url, &cloud);
+    eprintln!("primary: {:.1?}", t.elapsed());
+
+    let spool = work.mkdir_owned("spool");
+    let restore_command = format!(
+        "{cloud} {script} --server {SERVER} --archive {url} --prefetch 4 --spool-dir {spool} %f %p",
+        script = script("restore-wal").display(),
+        spool = spool.display(),
+    );
+    let mut restored = recover(&work, &backup, &restore_command);
+    assert_eq!(
+        restored.psql(STATE_SQL).unwrap(),
+        state,
+        "the state at the restore point"
+    );
+    assert_eq!(
+        restored
+            .psql("SELECT timeline_id FROM pg_control_checkpoint()")
+            .unwrap(),
+        "2",
+        "promoted to a new timeline"
+    );
+    let log = fs::read_to_string(restored.log_path()).unwrap();
+    assert!(
+        log.contains(&format!(
+            "recovery stopping at restore point \"{RESTORE_POINT}\""
+        )),
+        "{log}"
+    );
+    let fetched = log.matches("restored log file").count();
+    assert!(fetched >= LOAD_ROUNDS, "{fetched} files restored:\n{log}");
+    for noise in ["restore-wal:", "wal-store:", "wal-compress:"] {
+        assert!(!log.contains(noise), "{noise} in the log:\n{log}");
+    }
+    restored.stop().unwrap();
+    wait_for_workers(&spool);
+    let left: Vec<String> = dir_names(&spool)
+        .into_iter()
+        .filter(|n| n.len() == 24)
+        .collect();
+    assert!(left.len() <= 4, "the spool holds at most 4 files: {left:?}");
+    eprintln!("total: {:.1?}", t.elapsed());
+}
