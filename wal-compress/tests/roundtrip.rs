@@ -45,6 +45,7 @@ fn round_trip(algorithm: Compression, level: Level) {
     let expected = Summary {
         records: SIZES.len() as u64,
         failed: 0,
+        temporary: 0,
         malformed: 0,
     };
 
