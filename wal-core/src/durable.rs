@@ -55,8 +55,9 @@ pub fn fsync_parents<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<()
     Ok(())
 }
 
-/// The directory of `path` (`.` for a bare name).
-fn parent_of(path: &Path) -> &Path {
+/// The directory of `path` (`.` for a bare name): the one to fsync after naming `path`.
+#[must_use]
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

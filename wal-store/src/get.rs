@@ -33,11 +33,10 @@ use std::fs;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use wal_core::compression::Compression;
 use wal_core::durable;
 use wal_core::error::{IoContext, Result};
 use wal_core::layout::{ServerLayout, mtime_seconds};
-use wal_core::record::{Encryption, Outcome};
+use wal_core::record::Outcome;
 use wal_core::stage::{self, RecordWriter, Summary};
 use wal_core::{WalError, WalKind, WalName, WalRecord};
 
@@ -187,14 +186,10 @@ fn pick<'o>(found: &'o [StoredObject], wal: &WalName) -> Option<&'o StoredObject
 
 /// Sets the record's compression and encryption from the file's first bytes.
 fn identify(record: &mut WalRecord) -> Result<()> {
-    let path = record.require_path()?.clone();
-    record.compression = Compression::identify_file(&path).context("cannot read", &path)?;
-    record.encryption = None;
-    if record.compression.is_none()
-        && wal_core::openpgp::is_encrypted_file(&path).context("cannot read", &path)?
-    {
-        record.encryption = Some(Encryption::Gpg);
-    }
+    let path = record.require_path()?;
+    let (compression, encryption) = crate::list::identify(path).context("cannot read", path)?;
+    record.compression = compression;
+    record.encryption = encryption;
     Ok(())
 }
 
@@ -401,7 +396,7 @@ fn move_into_place(src: &Path, dest: &Path) -> Result<u64> {
     durable::fsync_file(src)?;
     match durable::rename_no_replace(src, dest) {
         Ok(()) => {
-            durable::fsync_dir(parent_of(dest))?;
+            durable::fsync_dir(durable::parent_of(dest))?;
             fs::metadata(dest)
                 .map(|meta| meta.len())
                 .context("cannot stat", dest)
@@ -412,14 +407,6 @@ fn move_into_place(src: &Path, dest: &Path) -> Result<u64> {
             Ok(size)
         }
         Err(e) => Err(WalError::io("cannot create", dest, e)),
-    }
-}
-
-/// The directory of `path` (`.` for a bare name).
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
     }
 }
 

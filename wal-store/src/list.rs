@@ -116,8 +116,9 @@ pub fn run(target: &Target, output: impl Write) -> Result<Summary> {
     Ok(writer.summary())
 }
 
-/// How a stored file is stored, by its first bytes: encrypted, else compressed or not.
-fn identify(path: &Path) -> io::Result<(Option<Compression>, Option<Encryption>)> {
+/// How a stored file is stored, by its first bytes (one read): encrypted, else compressed
+/// or not.
+pub(crate) fn identify(path: &Path) -> io::Result<(Option<Compression>, Option<Encryption>)> {
     let length = MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH);
     let mut head = Vec::with_capacity(length);
     File::open(path)?

@@ -465,10 +465,7 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
     let mut existing = bucket.find(&name).await?;
     if existing.is_empty() {
         match bucket.upload(path, &key).await? {
-            Upload::Created => {
-                let size = std::fs::metadata(path).context("cannot stat", path)?.len();
-                return Ok(Found::New(PathBuf::from(bucket.url(&key)), size));
-            }
+            Upload::Created(size) => return Ok(Found::New(PathBuf::from(bucket.url(&key)), size)),
             // Someone stored it between our listing and our upload.
             Upload::Exists => existing = bucket.find(&name).await?,
         }

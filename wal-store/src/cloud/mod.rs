@@ -67,8 +67,8 @@ pub struct StoredObject {
 /// How an upload went.
 #[derive(Debug)]
 pub enum Upload {
-    /// The object is new.
-    Created,
+    /// The object is new, of this many bytes.
+    Created(u64),
     /// An object with that key was already there (nothing was replaced).
     Exists,
 }
@@ -285,7 +285,7 @@ impl<'a> Bucket<'a> {
             writer.finish().await.map(|_| ())
         };
         match result {
-            Ok(()) => Ok(Upload::Created),
+            Ok(()) => Ok(Upload::Created(size)),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Upload::Exists),
             Err(e) => Err(self.store_error("cannot upload to", key, &e)),
         }
@@ -319,7 +319,7 @@ impl<'a> Bucket<'a> {
             let size = self.download(key, &temp).await?;
             durable::fsync_file(&temp)?;
             durable::rename_no_replace(&temp, dest).context("cannot create", dest)?;
-            durable::fsync_dir(parent_of(dest))?;
+            durable::fsync_dir(durable::parent_of(dest))?;
             Ok(size)
         }
         .await;
@@ -360,14 +360,6 @@ async fn read_file(path: &Path) -> Result<Bytes> {
         .map_err(|e| WalError::Internal(format!("reader thread failed: {e}")))?
         .map(Bytes::from)
         .context("cannot read", path)
-}
-
-/// The directory of `path` (`.` for a bare name).
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
 }
 
 /// An error and its causes on one line, as walpipe's messages are.
