@@ -51,7 +51,7 @@ fn delete_cloud_batch(bucket: &Bucket<'_>, batch: &mut [WalRecord]) {
         .enumerate()
         .filter(|(_, record)| !record.failed())
         .map(|(index, record)| async move {
-            let url = bucket.url(&record.name);
+            let url = bucket.name_url(&record.name);
             (
                 index,
                 bucket

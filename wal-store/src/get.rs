@@ -114,7 +114,7 @@ fn look_up_cloud(
     let work = wals.iter().map(|wal| async move {
         let mut record = WalRecord::new(wal.as_str());
         record.kind = Some(wal.kind());
-        let url = bucket.url(wal.as_str());
+        let url = bucket.name_url(wal.as_str());
         let fetched = bucket
             .bounded(
                 &url,

@@ -443,7 +443,7 @@ fn upload_all(bucket: &Bucket<'_>, batch: &[WalRecord]) -> Vec<(usize, Result<Fo
         .enumerate()
         .filter(|(_, record)| !record.failed())
         .map(|(index, record)| async move {
-            let what = bucket.url(&record.name);
+            let what = bucket.name_url(&record.name);
             let found = bucket.bounded(&what, upload_one(bucket, record)).await;
             (index, found)
         });

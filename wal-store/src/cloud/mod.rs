@@ -123,6 +123,16 @@ impl<'a> Bucket<'a> {
         self.target.location.url_of(key)
     }
 
+    /// Where a WAL name lives in the archive (`s3://bucket/prefix/server/wals/hash/name`),
+    /// for messages about it; the bare name when it is not a WAL name.
+    #[must_use]
+    pub fn name_url(&self, name: &str) -> String {
+        match WalName::parse(name) {
+            Ok(wal) => self.url(&self.target.location.name_prefix(&self.target.server, &wal)),
+            Err(_) => self.url(name),
+        }
+    }
+
     /// The key `name` gets, stored as the record says.
     #[must_use]
     pub fn key_for(&self, record: &wal_core::WalRecord, name: &WalName) -> String {
@@ -158,13 +168,13 @@ impl<'a> Bucket<'a> {
         wal: &WalName,
         partial: bool,
     ) -> Result<Vec<StoredObject>> {
-        let mut prefix = self.target.location.name_prefix(&self.target.server, wal);
+        let whole = self.target.location.name_prefix(&self.target.server, wal);
         // One character short: object_store's Azure lister drops a blob whose name
         // equals the prefix (an uncompressed WAL's key); the siblings this lets in are
-        // filtered out by name below.
-        prefix.pop();
+        // filtered out by name below. Messages name the WAL's own prefix.
+        let prefix = &whole[..whole.len() - 1];
         let partial_name = format!("{wal}.partial");
-        let mut found = self.list_prefix(&prefix).await?;
+        let (mut found, _) = self.list_raw(prefix, &whole).await?;
         found.retain(|object| {
             let name = object.info.name.as_str();
             name == wal.as_str() || (partial && name == partial_name)
@@ -176,7 +186,7 @@ impl<'a> Bucket<'a> {
     /// WAL are returned apart.
     pub async fn list_wals(&self) -> Result<(Vec<StoredObject>, Vec<String>)> {
         let prefix = format!("{}/", self.target.location.wals_dir(&self.target.server));
-        let (mut wals, others) = self.list_raw(&prefix).await?;
+        let (mut wals, others) = self.list_raw(&prefix, &prefix).await?;
         wals.sort_by(|a, b| {
             a.info
                 .name
@@ -187,12 +197,13 @@ impl<'a> Bucket<'a> {
         Ok((wals, others))
     }
 
-    async fn list_prefix(&self, prefix: &str) -> Result<Vec<StoredObject>> {
-        Ok(self.list_raw(prefix).await?.0)
-    }
-
-    /// Lists keys starting with `prefix` (no delimiter), page by page.
-    async fn list_raw(&self, prefix: &str) -> Result<(Vec<StoredObject>, Vec<String>)> {
+    /// Lists keys starting with `prefix` (no delimiter), page by page; a failure names
+    /// `shown`, the place the caller is looking for.
+    async fn list_raw(
+        &self,
+        prefix: &str,
+        shown: &str,
+    ) -> Result<(Vec<StoredObject>, Vec<String>)> {
         let mut wals = Vec::new();
         let mut others = Vec::new();
         let mut page_token = None;
@@ -206,7 +217,7 @@ impl<'a> Bucket<'a> {
                 .lister
                 .list_paginated(Some(prefix), options)
                 .await
-                .map_err(|e| self.list_error(prefix, &e))?;
+                .map_err(|e| self.list_error(shown, &e))?;
             for meta in page.result.objects {
                 let key = meta.location.to_string();
                 match parse_key(&key) {
