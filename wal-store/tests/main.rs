@@ -1,5 +1,6 @@
 //! wal-store's integration tests: the binary over real files and NDJSON streams.
 
+mod cloud;
 mod common;
 mod delete;
 mod get;

@@ -1,0 +1,1587 @@
+//! wal-store against real object stores on loopback: a Garage node (S3) and Azurite
+//! (Azure Blob), each test with its own server in its own directory (walpipe_tests::cloud).
+//!
+//! What matters to a DBA is checked with clients independent of walpipe (the `aws` CLI,
+//! the kit's Azure client): the keys are exactly Barman's (spec §5.2), the objects are
+//! byte for byte what wal-compress wrote, a name already taken under any extension is
+//! never uploaded again, and what comes back restores the original segment. Failures of
+//! the store (wrong credentials, no bucket, a server down or hung) must end as `temporary`
+//! (exit 75) within bounded time, say which URL failed without printing a secret, and
+//! leave every source where it was.
+//!
+//! Needs `cargo build --workspace --bins` (wal-compress, wal-encrypt), garage, Azurite,
+//! the `aws` CLI, gzip and gpg (scripts/install-test-deps).
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use walpipe_tests::wrappers::{XlogdbEntry, read_xlogdb};
+use walpipe_tests::{
+    Azurite, Garage, WorkDir, clean_command, ndjson, parse_records, synthetic_segment, target_bin,
+    wal_fixture_segments,
+};
+
+const SERVER: &str = "pg";
+const PREFIX: &str = "backups/prod";
+/// The mtime given to every queue file, and so the `time` of every record.
+const MTIME: u64 = 1_700_000_000;
+/// A command that runs longer than this is hung: killed, and the test fails.
+const WATCHDOG: Duration = Duration::from_secs(180);
+
+// ---------------------------------------------------------------------------------------
+// The servers
+// ---------------------------------------------------------------------------------------
+
+/// A real object store: S3 (Garage) or Azure Blob (Azurite).
+enum Server {
+    S3(Garage),
+    Azure(Azurite),
+}
+
+impl Server {
+    fn s3(work: &WorkDir) -> Server {
+        Server::S3(Garage::start(work.path()))
+    }
+
+    fn azure(work: &WorkDir) -> Server {
+        Server::Azure(Azurite::start(work.path()))
+    }
+
+    /// The archive URL for `prefix` in the server's bucket or container.
+    fn url(&self, prefix: &str) -> String {
+        match self {
+            Server::S3(garage) => format!("s3://{}/{prefix}", garage.bucket()),
+            Server::Azure(azurite) => format!("az://{}/{prefix}", azurite.container()),
+        }
+    }
+
+    /// The URL wal-store shows for `key`.
+    fn object_url(&self, key: &str) -> String {
+        self.url(key)
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Server::S3(garage) => garage.env(),
+            Server::Azure(azurite) => azurite.env(),
+        }
+    }
+
+    /// The keys under `prefix`, with their sizes, sorted.
+    fn objects(&self, prefix: &str) -> Vec<(String, u64)> {
+        match self {
+            Server::S3(garage) => garage.list_keys(garage.bucket(), prefix),
+            Server::Azure(azurite) => azurite.list_blobs(azurite.container(), prefix),
+        }
+    }
+
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        self.objects(prefix)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    fn get(&self, key: &str) -> Vec<u8> {
+        match self {
+            Server::S3(garage) => garage.get_object(garage.bucket(), key),
+            Server::Azure(azurite) => azurite.get_blob(azurite.container(), key),
+        }
+    }
+
+    fn put(&self, key: &str, data: &[u8]) {
+        match self {
+            Server::S3(garage) => garage.put_object(garage.bucket(), key, data),
+            Server::Azure(azurite) => azurite.put_blob(azurite.container(), key, data),
+        }
+    }
+}
+
+/// Barman's key for `name` stored with extension `ext` under [`PREFIX`] (spec §5.2).
+fn barman_key(name: &str, ext: &str) -> String {
+    if name.ends_with(".history") {
+        format!("{PREFIX}/{SERVER}/wals/{name}{ext}")
+    } else {
+        format!("{PREFIX}/{SERVER}/wals/{}/{name}{ext}", &name[..16])
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the stages
+// ---------------------------------------------------------------------------------------
+
+/// What a stage run gave.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    records: Vec<Value>,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Out {
+    fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// `cmd` without any inherited setting that could change what it does: `WALPIPE_*`,
+/// `PG*`, and the clouds' own (`AWS_*`, `AZURE_*`, `GOOGLE_*`); the user's `~/.aws` is
+/// hidden.
+fn hermetic(cmd: &mut Command, scratch: &Path) {
+    clean_command(cmd);
+    for (key, _) in std::env::vars_os() {
+        let text = key.to_string_lossy();
+        if ["AWS_", "AZURE_", "GOOGLE_"]
+            .iter()
+            .any(|p| text.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            scratch.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// A built binary of the workspace (`WALPIPE_BIN_DIR`, else this build's), hermetic.
+fn stage(name: &str, scratch: &Path) -> Command {
+    let mut cmd = Command::new(target_bin(name));
+    hermetic(&mut cmd, scratch);
+    cmd
+}
+
+/// Runs `cmd` with `stdin`, killing it (and failing the test) after [`WATCHDOG`].
+fn run(mut cmd: Command, stdin: &str) -> Out {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (cargo build --workspace --bins)"));
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_owned();
+    let writer = thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {WATCHDOG:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let _ = writer.join();
+    let stdout = reader.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{cmd:?} killed by a signal: {status}\n{stderr}"));
+    let out = Out {
+        code,
+        records: parse_records(&stdout),
+        stderr,
+        elapsed,
+    };
+    eprintln!(
+        "{:?} -> {} in {:.2?}\n{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        out.code,
+        out.elapsed,
+        out.stderr
+    );
+    out
+}
+
+/// A test's world: a work directory, a server, a queue.
+struct World {
+    work: WorkDir,
+    server: Server,
+    queue: PathBuf,
+}
+
+impl World {
+    fn s3() -> World {
+        let work = WorkDir::new();
+        let server = Server::s3(&work);
+        World::around(work, server)
+    }
+
+    fn azure() -> World {
+        let work = WorkDir::new();
+        let server = Server::azure(&work);
+        World::around(work, server)
+    }
+
+    fn around(work: WorkDir, server: Server) -> World {
+        let queue = work.join("incoming");
+        fs::create_dir_all(&queue).unwrap();
+        World {
+            work,
+            server,
+            queue,
+        }
+    }
+
+    fn scratch(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The archive under [`PREFIX`].
+    fn archive(&self) -> String {
+        self.server.url(PREFIX)
+    }
+
+    /// `wal-store SUBCOMMAND --server pg --archive <archive> ARGS` with the server's
+    /// credentials.
+    fn wal_store<S: AsRef<OsStr>>(&self, subcommand: &str, args: &[S]) -> Command {
+        self.wal_store_at(&self.archive(), subcommand, args)
+    }
+
+    fn wal_store_at<S: AsRef<OsStr>>(
+        &self,
+        archive: &str,
+        subcommand: &str,
+        args: &[S],
+    ) -> Command {
+        let mut cmd = stage("wal-store", self.scratch());
+        cmd.envs(self.server.env())
+            .args([subcommand, "--server", SERVER, "--archive", archive])
+            .args(args);
+        cmd
+    }
+
+    /// `wal-store put` of `records`.
+    fn put<S: AsRef<OsStr>>(&self, args: &[S], records: &[Value]) -> Out {
+        run(self.wal_store("put", args), &ndjson(records))
+    }
+
+    /// Writes `bytes` as queue file `name` (mtime [`MTIME`]); its raw record.
+    fn deliver(&self, name: &str, bytes: &[u8]) -> Value {
+        let path = self.queue.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(MTIME))
+            .unwrap();
+        raw_record(&path)
+    }
+
+    /// Copies a fixture segment into the queue; its raw record.
+    fn deliver_segment(&self, segment: &Path) -> Value {
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        self.deliver(name, &fs::read(segment).unwrap())
+    }
+
+    /// `wal-compress --algorithm ALG` of `records` (exit 0 required).
+    fn compress(&self, algorithm: &str, records: &[Value]) -> Vec<Value> {
+        let mut cmd = stage("wal-compress", self.scratch());
+        cmd.args(["--algorithm", algorithm]);
+        let out = run(cmd, &ndjson(records));
+        assert_eq!(out.code, 0, "wal-compress: {}", out.stderr);
+        out.records
+    }
+
+    /// `get NAME... [ARGS]`.
+    fn get<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
+        run(self.wal_store("get", args), "")
+    }
+
+    /// `get NAME --temp-dir T | wal-compress --decompress | get --to DEST`: the restored
+    /// bytes.
+    fn restore(&self, name: &str) -> Vec<u8> {
+        let temps = self.work.join("restore-temps");
+        fs::create_dir_all(&temps).unwrap();
+        let found = self.get(&[
+            OsStr::new(name),
+            OsStr::new("--temp-dir"),
+            temps.as_os_str(),
+        ]);
+        assert_eq!(found.code, 0, "get {name}: {}", found.stderr);
+        let mut decompress = stage("wal-compress", self.scratch());
+        decompress.args([
+            OsStr::new("--decompress"),
+            OsStr::new("--temp-dir"),
+            temps.as_os_str(),
+        ]);
+        let plain = run(decompress, &ndjson(&found.records));
+        assert_eq!(plain.code, 0, "wal-compress --decompress: {}", plain.stderr);
+        let dest = self.work.join(format!("restored-{name}"));
+        let _ = fs::remove_file(&dest);
+        let written = run(
+            self.wal_store("get", &[OsStr::new("--to"), dest.as_os_str()]),
+            &ndjson(&plain.records),
+        );
+        assert_eq!(written.code, 0, "get --to: {}", written.stderr);
+        assert_eq!(written.records[0]["outcome"], "fetched");
+        assert_eq!(dir_names(&temps), Vec::<String>::new(), "temps left behind");
+        let bytes = fs::read(&dest).unwrap();
+        fs::remove_file(&dest).unwrap();
+        bytes
+    }
+}
+
+/// The record wal-scan emits for a queue file.
+fn raw_record(path: &Path) -> Value {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let kind = if name.ends_with(".history") {
+        "history"
+    } else if name.ends_with(".backup") {
+        "backup"
+    } else if name.ends_with(".partial") {
+        "partial"
+    } else {
+        "segment"
+    };
+    json!({
+        "name": name, "kind": kind, "path": path, "source": path,
+        "size": fs::metadata(path).unwrap().len(), "time": MTIME as f64,
+        "compression": null, "encryption": null,
+    })
+}
+
+fn path_of(record: &Value) -> PathBuf {
+    PathBuf::from(record["path"].as_str().expect("a path"))
+}
+
+fn name_of(record: &Value) -> String {
+    record["name"].as_str().unwrap().to_owned()
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    walpipe_tests::wrappers::dir_names(dir)
+}
+
+/// The first `n` real WAL segments of the fixture set.
+fn segments(n: usize) -> Vec<PathBuf> {
+    let all = wal_fixture_segments();
+    assert!(
+        all.len() >= n,
+        "the WAL fixture set has {} segments",
+        all.len()
+    );
+    all.into_iter().take(n).collect()
+}
+
+/// `bytes` gzipped by the real CLI, as Barman stores a `.gz`.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the gzip CLI");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let writer = thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The failed records' error kinds.
+fn error_kinds(records: &[Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["error"]["kind"].as_str().unwrap_or("none"))
+        .collect()
+}
+
+/// Without the time: what a listing can know of an xlog.db line.
+fn without_time(lines: &[XlogdbEntry]) -> Vec<(String, u64, Option<String>, Option<String>)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l.name.clone(),
+                l.size,
+                l.compression.clone(),
+                l.encryption.clone(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Storing
+// ---------------------------------------------------------------------------------------
+
+/// Real WAL, compressed by wal-compress, uploaded: Barman's keys, the compressed bytes,
+/// catalogued in --xlogdb; `list` and `rebuild-xlogdb` read the same back.
+fn put_list_rebuild(world: &World) {
+    let segs = segments(3);
+    let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    let compressed = world.compress("zstd", &raw);
+    let bytes: Vec<Vec<u8>> = compressed
+        .iter()
+        .map(|r| fs::read(path_of(r)).unwrap())
+        .collect();
+    let xlogdb = world.work.join("meta/pg-xlog.db");
+    fs::create_dir_all(xlogdb.parent().unwrap()).unwrap();
+    let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "", "nothing to say on success");
+    let names: Vec<String> = raw.iter().map(name_of).collect();
+    let expected: Vec<String> = names.iter().map(|n| barman_key(n, ".zst")).collect();
+    assert_eq!(world.server.keys(PREFIX), expected);
+    for ((record, key), data) in out.records.iter().zip(&expected).zip(&bytes) {
+        assert_eq!(record["outcome"], "stored", "{record}");
+        assert_eq!(record["stored_at"], world.server.object_url(key));
+        assert!(
+            world.server.get(key) == *data,
+            "{key} differs from what wal-compress wrote"
+        );
+    }
+    // Sources and temps are gone once stored.
+    assert_eq!(dir_names(&world.queue), Vec::<String>::new());
+    let catalogue = read_xlogdb(&xlogdb);
+    let expected_lines: Vec<XlogdbEntry> = names
+        .iter()
+        .zip(&bytes)
+        .map(|(name, data)| XlogdbEntry {
+            name: name.clone(),
+            size: data.len() as u64,
+            time: MTIME as f64,
+            compression: Some("zstd".into()),
+            encryption: None,
+        })
+        .collect();
+    assert_eq!(catalogue, expected_lines);
+
+    // `list`: one record per object, name order, from the keys alone.
+    let listed = run(world.wal_store("list", &[] as &[&str]), "");
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let summary: Vec<(String, u64, String)> = listed
+        .records
+        .iter()
+        .map(|r| {
+            (
+                name_of(r),
+                r["size"].as_u64().unwrap(),
+                r["compression"].as_str().unwrap_or("none").to_owned(),
+            )
+        })
+        .collect();
+    let expected_summary: Vec<(String, u64, String)> = names
+        .iter()
+        .zip(&bytes)
+        .map(|(n, d)| (n.clone(), d.len() as u64, "zstd".to_owned()))
+        .collect();
+    assert_eq!(summary, expected_summary);
+    for (record, key) in listed.records.iter().zip(&expected) {
+        assert_eq!(record["stored_at"], world.server.object_url(key));
+        assert_eq!(record["kind"], "segment");
+    }
+
+    // rebuild-xlogdb: the catalogue put wrote, from the bucket.
+    let rebuilt = world.work.join("meta/rebuilt-xlog.db");
+    let out = run(
+        world.wal_store(
+            "rebuild-xlogdb",
+            &[OsStr::new("--xlogdb"), rebuilt.as_os_str()],
+        ),
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rebuilt = read_xlogdb(&rebuilt);
+    assert_eq!(without_time(&rebuilt), without_time(&catalogue));
+    // A listing carries no mtime: a rebuilt line has the object's last-modified time (the
+    // README says so), the same time `list` reports, and a recent one.
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (line, record) in rebuilt.iter().zip(&listed.records) {
+        assert_eq!(Some(line.time), record["time"].as_f64(), "{}", line.name);
+        assert!(
+            (now - 3600.0..=now + 60.0).contains(&line.time),
+            "{}: rebuilt time {} is not an upload time",
+            line.name,
+            line.time
+        );
+    }
+}
+
+#[test]
+fn s3_put_uses_barmans_keys_and_list_and_rebuild_read_them_back() {
+    put_list_rebuild(&World::s3());
+}
+
+#[test]
+fn azure_put_uses_barmans_keys_and_list_and_rebuild_read_them_back() {
+    put_list_rebuild(&World::azure());
+}
+
+/// Re-delivery of the same WAL: a duplicate; of different content: a conflict.
+fn duplicates_and_conflicts(world: &World) {
+    let seg = &segments(1)[0];
+    let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
+    let key = barman_key(&name, ".zst");
+    let first = world.compress("zstd", &[world.deliver_segment(seg)]);
+    let stored = fs::read(path_of(&first[0])).unwrap();
+    assert_eq!(world.put(&[] as &[&str], &first).code, 0);
+
+    // The same WAL again (even uncompressed): a duplicate, the source dropped.
+    let again = world.deliver_segment(seg);
+    let out = world.put(&[] as &[&str], &[again]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "duplicate", "{}", out.records[0]);
+    assert_eq!(out.records[0]["stored_at"], world.server.object_url(&key));
+    assert_eq!(dir_names(&world.queue), Vec::<String>::new());
+    assert_eq!(world.server.keys(PREFIX), std::slice::from_ref(&key));
+
+    // Different content, no --errors-dir: the record fails, the source stays.
+    let other = synthetic_segment(7, 1 << 24);
+    let records = world.compress("zstd", &[world.deliver(&name, &other)]);
+    let out = world.put(&[] as &[&str], &records);
+    assert_eq!(out.code, 1, "a conflict needs a human: {}", out.stderr);
+    assert_eq!(error_kinds(&out.records), ["conflict"]);
+    assert_eq!(
+        fs::read(world.queue.join(&name)).unwrap(),
+        other,
+        "source kept"
+    );
+    assert_eq!(world.server.keys(PREFIX), std::slice::from_ref(&key));
+    assert!(
+        world.server.get(&key) == stored,
+        "the archived WAL is untouched"
+    );
+    assert_eq!(out.stderr_lines().len(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&name), "{}", out.stderr);
+
+    // With --errors-dir: the source goes there.
+    let errors = world.work.join("errors");
+    let records = world.compress("zstd", &[raw_record(&world.queue.join(&name))]);
+    let out = world.put(&[OsStr::new("--errors-dir"), errors.as_os_str()], &records);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "conflict", "{}", out.records[0]);
+    assert_eq!(error_kinds(&out.records), ["conflict"]);
+    let moved = dir_names(&errors);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(
+        moved[0].starts_with(&format!("{name}.")) && moved[0].ends_with("Z.duplicate"),
+        "{moved:?}"
+    );
+    assert_eq!(fs::read(errors.join(&moved[0])).unwrap(), other);
+    assert_eq!(out.records[0]["stored_at"], json!(errors.join(&moved[0])));
+    assert_eq!(
+        dir_names(&world.queue),
+        Vec::<String>::new(),
+        "source and temp gone"
+    );
+    assert!(world.server.get(&key) == stored);
+}
+
+#[test]
+fn s3_redelivery_is_a_duplicate_and_different_content_a_conflict() {
+    duplicates_and_conflicts(&World::s3());
+}
+
+#[test]
+fn azure_redelivery_is_a_duplicate_and_different_content_a_conflict() {
+    duplicates_and_conflicts(&World::azure());
+}
+
+#[test]
+fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
+    let world = World::s3();
+    let segs = segments(2);
+    let name = segs[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let gz_key = barman_key(&name, ".gz");
+    world
+        .server
+        .put(&gz_key, &gzipped(&fs::read(&segs[0]).unwrap()));
+    let records = world.compress(
+        "zstd",
+        &[
+            world.deliver_segment(&segs[0]),
+            world.deliver_segment(&segs[1]),
+        ],
+    );
+    let out = world.put(&[] as &[&str], &records);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "duplicate", "{}", out.records[0]);
+    assert_eq!(
+        out.records[0]["stored_at"],
+        world.server.object_url(&gz_key)
+    );
+    assert_eq!(out.records[1]["outcome"], "stored");
+    let name2 = name_of(&out.records[1]);
+    assert_eq!(
+        world.server.keys(PREFIX),
+        [gz_key.clone(), barman_key(&name2, ".zst")]
+    );
+    assert_eq!(dir_names(&world.queue), Vec::<String>::new());
+    // A .gz of different content is a conflict: compared decompressed, not by name.
+    let other = synthetic_segment(3, 1 << 24);
+    let records = world.compress("zstd", &[world.deliver(&name, &other)]);
+    let out = world.put(&[] as &[&str], &records);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(error_kinds(&out.records), ["conflict"]);
+    assert!(world.queue.join(&name).exists());
+    // And `get` finds the .gz and restores it.
+    assert!(world.restore(&name) == fs::read(&segs[0]).unwrap());
+}
+
+#[test]
+fn s3_history_backup_and_partial_files_get_barmans_keys() {
+    let world = World::s3();
+    let seg = &segments(1)[0];
+    let history = "00000002.history";
+    let backup = "000000010000000000000002.00000028.backup";
+    let partial = "000000010000000000000003.partial";
+    let history_bytes = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+    let backup_bytes = b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n".to_vec();
+    let partial_bytes = fs::read(seg).unwrap();
+    let raw = vec![
+        world.deliver(history, &history_bytes),
+        world.deliver(backup, &backup_bytes),
+        world.deliver(partial, &partial_bytes),
+    ];
+    // Uncompressed: no extension at all.
+    let out = world.put(&[] as &[&str], &raw);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut expected = vec![
+        barman_key(backup, ""),
+        barman_key(partial, ""),
+        barman_key(history, ""),
+    ];
+    expected.sort();
+    assert_eq!(world.server.keys(PREFIX), expected);
+    assert_eq!(expected[2], format!("{PREFIX}/{SERVER}/wals/{history}"));
+    assert!(world.server.get(&barman_key(history, "")) == history_bytes);
+    assert!(world.server.get(&barman_key(backup, "")) == backup_bytes);
+    assert!(world.server.get(&barman_key(partial, "")) == partial_bytes);
+    let kinds: Vec<&str> = out
+        .records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["history", "backup", "partial"]);
+
+    // A history file compressed: `.history.zst` in wals/ itself.
+    let history3 = "00000003.history";
+    let compressed = world.compress("zstd", &[world.deliver(history3, &history_bytes)]);
+    assert_eq!(world.put(&[] as &[&str], &compressed).code, 0);
+    assert!(
+        world
+            .server
+            .keys(PREFIX)
+            .contains(&format!("{PREFIX}/{SERVER}/wals/{history3}.zst"))
+    );
+
+    // Each comes back by name.
+    let dir = world.work.join("out");
+    fs::create_dir_all(&dir).unwrap();
+    let out = world.get(&[
+        OsStr::new(history),
+        OsStr::new(backup),
+        OsStr::new(history3),
+        OsStr::new("--to-dir"),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs::read(dir.join(history)).unwrap(), history_bytes);
+    assert_eq!(fs::read(dir.join(backup)).unwrap(), backup_bytes);
+    assert_eq!(out.records[2]["compression"], "zstd");
+    assert_eq!(world.restore(history3), history_bytes);
+}
+
+// ---------------------------------------------------------------------------------------
+// Getting
+// ---------------------------------------------------------------------------------------
+
+/// `get` downloads to temps that the restore pipeline consumes, copies out as stored,
+/// and says 66 for a name not archived.
+fn gets(world: &World) {
+    let segs = segments(2);
+    let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    let compressed = world.compress("zstd", &raw);
+    let bytes: Vec<Vec<u8>> = compressed
+        .iter()
+        .map(|r| fs::read(path_of(r)).unwrap())
+        .collect();
+    assert_eq!(world.put(&[] as &[&str], &compressed).code, 0);
+    let names: Vec<String> = raw.iter().map(name_of).collect();
+
+    // NAME: a record pointing at a downloaded temp, its compression by magic.
+    let temps = world.work.join("temps");
+    fs::create_dir_all(&temps).unwrap();
+    let out = world.get(&[
+        OsStr::new(&names[0]),
+        OsStr::new("--temp-dir"),
+        temps.as_os_str(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let record = &out.records[0];
+    assert_eq!(record["name"], names[0].as_str());
+    assert_eq!(record["kind"], "segment");
+    assert_eq!(record["compression"], "zstd");
+    assert_eq!(record["size"], bytes[0].len());
+    assert_eq!(
+        record["stored_at"],
+        world.server.object_url(&barman_key(&names[0], ".zst"))
+    );
+    let temp = path_of(record);
+    assert_eq!(temp.parent(), Some(temps.as_path()));
+    assert_eq!(record["temps"], json!([temp]));
+    assert!(fs::read(&temp).unwrap() == bytes[0]);
+    fs::remove_file(&temp).unwrap();
+
+    // The restore pipeline gives the original back, leaving no temp.
+    for (name, seg) in names.iter().zip(&segs) {
+        assert!(
+            world.restore(name) == fs::read(seg).unwrap(),
+            "{name} does not restore"
+        );
+    }
+
+    // --to-dir: copies as stored, several names in the order asked.
+    let dir = world.work.join("out");
+    fs::create_dir_all(&dir).unwrap();
+    let out = world.get(&[
+        OsStr::new(&names[1]),
+        OsStr::new(&names[0]),
+        OsStr::new("--to-dir"),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.records.iter().map(name_of).collect::<Vec<_>>(),
+        [names[1].clone(), names[0].clone()]
+    );
+    for (record, (name, data)) in out
+        .records
+        .iter()
+        .zip([(&names[1], &bytes[1]), (&names[0], &bytes[0])])
+    {
+        assert_eq!(record["outcome"], "fetched");
+        assert_eq!(path_of(record), dir.join(name));
+        assert!(fs::read(dir.join(name)).unwrap() == *data);
+    }
+
+    // A name not archived: 66, no record, one line naming it.
+    let missing = "0000000100000000000000F0";
+    let out = world.get(&[missing]);
+    assert_eq!(out.code, 66, "{}", out.stderr);
+    assert!(out.records.is_empty());
+    assert_eq!(out.stderr_lines().len(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(missing), "{}", out.stderr);
+    // With one that is: its record, and still 66.
+    let out = world.get(&[
+        OsStr::new(&names[0]),
+        OsStr::new(missing),
+        OsStr::new("--temp-dir"),
+        temps.as_os_str(),
+    ]);
+    assert_eq!(out.code, 66, "{}", out.stderr);
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.records[0]["name"], names[0].as_str());
+    fs::remove_file(path_of(&out.records[0])).unwrap();
+}
+
+#[test]
+fn s3_get_restores_byte_identical_and_says_66_for_a_missing_name() {
+    gets(&World::s3());
+}
+
+#[test]
+fn azure_get_restores_byte_identical_and_says_66_for_a_missing_name() {
+    gets(&World::azure());
+}
+
+#[test]
+fn s3_get_partial_finds_the_partial_segment() {
+    let world = World::s3();
+    let seg = &segments(1)[0];
+    let segment = "000000010000000000000007";
+    let partial = format!("{segment}.partial");
+    let data = fs::read(seg).unwrap();
+    let records = world.compress("zstd", &[world.deliver(&partial, &data)]);
+    assert_eq!(world.put(&[] as &[&str], &records).code, 0);
+    assert_eq!(world.server.keys(PREFIX), [barman_key(&partial, ".zst")]);
+
+    // Without --partial the segment is not there.
+    assert_eq!(world.get(&[segment]).code, 66);
+    // With it, the partial stands in, under its own name.
+    let dir = world.work.join("out");
+    fs::create_dir_all(&dir).unwrap();
+    let out = world.get(&[
+        OsStr::new(segment),
+        OsStr::new("--partial"),
+        OsStr::new("--to-dir"),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["name"], partial.as_str());
+    assert_eq!(out.records[0]["kind"], "partial");
+    assert_eq!(out.records[0]["compression"], "zstd");
+    assert!(
+        fs::read(dir.join(&partial)).unwrap() == world.server.get(&barman_key(&partial, ".zst"))
+    );
+
+    // Once the complete segment is archived too, it wins.
+    let full = world.compress("zstd", &[world.deliver(segment, &data)]);
+    assert_eq!(world.put(&[] as &[&str], &full).code, 0);
+    let temps = world.work.join("temps");
+    fs::create_dir_all(&temps).unwrap();
+    let out = world.get(&[
+        OsStr::new(segment),
+        OsStr::new("--partial"),
+        OsStr::new("--temp-dir"),
+        temps.as_os_str(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["name"], segment);
+    fs::remove_file(path_of(&out.records[0])).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Deleting
+// ---------------------------------------------------------------------------------------
+
+fn deletes(world: &World) {
+    let segs = segments(2);
+    let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    let names: Vec<String> = raw.iter().map(name_of).collect();
+    let xlogdb = world.work.join("pg-xlog.db");
+    let compressed = world.compress("zstd", &raw);
+    let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The first WAL under a second extension too (as if Barman had stored it once more).
+    let gz = barman_key(&names[0], ".gz");
+    world
+        .server
+        .put(&gz, &gzipped(&fs::read(&segs[0]).unwrap()));
+    assert_eq!(world.server.keys(PREFIX).len(), 3);
+
+    let request = [json!({"name": names[0]})];
+    let delete = || {
+        run(
+            world.wal_store("delete", &[OsStr::new("--xlogdb"), xlogdb.as_os_str()]),
+            &ndjson(&request),
+        )
+    };
+    let out = delete();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "deleted", "{}", out.records[0]);
+    assert_eq!(world.server.keys(PREFIX), [barman_key(&names[1], ".zst")]);
+    let left: Vec<String> = read_xlogdb(&xlogdb).into_iter().map(|l| l.name).collect();
+    assert_eq!(left, [names[1].clone()]);
+    // Deleting what is already gone succeeds (Azure answers 404 there, S3 204).
+    let out = delete();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "deleted", "{}", out.records[0]);
+    assert_eq!(world.server.keys(PREFIX), [barman_key(&names[1], ".zst")]);
+    assert_eq!(world.get(&[&names[0]]).code, 66);
+}
+
+#[test]
+fn s3_delete_removes_every_object_of_a_name_and_its_xlogdb_line() {
+    deletes(&World::s3());
+}
+
+#[test]
+fn azure_delete_removes_every_object_of_a_name_and_a_second_delete_succeeds() {
+    deletes(&World::azure());
+}
+
+// ---------------------------------------------------------------------------------------
+// Large objects, many records, encryption
+// ---------------------------------------------------------------------------------------
+
+/// A raw 16 MiB segment with `--part-size 5` goes up in parts and comes back identical;
+/// a second put of it is a duplicate (the listing is the guard for multipart uploads).
+fn multipart(world: &World) {
+    let seg = &segments(1)[0];
+    let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
+    let data = fs::read(seg).unwrap();
+    assert_eq!(data.len(), 16 << 20);
+    let args = ["--part-size", "5"];
+    let out = world.put(&args, &[world.deliver_segment(seg)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "stored");
+    let key = barman_key(&name, "");
+    assert_eq!(world.server.objects(PREFIX), [(key.clone(), 16 << 20)]);
+    assert!(world.server.get(&key) == data, "multipart object differs");
+    let out = world.put(&args, &[world.deliver_segment(seg)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "duplicate");
+    assert_eq!(world.server.objects(PREFIX).len(), 1);
+    assert!(world.restore(&name) == data);
+}
+
+#[test]
+fn s3_part_size_5_uploads_a_16_mib_segment_in_parts_byte_identical() {
+    multipart(&World::s3());
+}
+
+#[test]
+fn azure_part_size_5_uploads_a_16_mib_segment_in_blocks_byte_identical() {
+    multipart(&World::azure());
+}
+
+/// Uncompressed objects (barman-cloud's default) have keys without an extension: the key
+/// is the name itself, which a listing by the name's prefix must still find.
+fn uncompressed(world: &World) {
+    let segs = segments(2);
+    let names: Vec<String> = segs
+        .iter()
+        .map(|s| s.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let history = "00000002.history";
+    let history_bytes = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+    let mut raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    raw.push(world.deliver(history, &history_bytes));
+    let out = world.put(&[] as &[&str], &raw);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut expected: Vec<String> = names.iter().map(|n| barman_key(n, "")).collect();
+    expected.push(barman_key(history, ""));
+    assert_eq!(world.server.keys(PREFIX), expected);
+
+    // Found again: duplicates.
+    let mut again: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    again.push(world.deliver(history, &history_bytes));
+    let out = world.put(&[] as &[&str], &again);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let outcomes: Vec<&str> = out
+        .records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(outcomes, ["duplicate"; 3], "{:?}", out.records);
+
+    // Found by get, restored.
+    for (name, seg) in names.iter().zip(&segs) {
+        assert!(world.restore(name) == fs::read(seg).unwrap(), "{name}");
+    }
+    assert!(world.restore(history) == history_bytes);
+
+    // Found by delete: really gone.
+    let out = run(
+        world.wal_store("delete", &[] as &[&str]),
+        &ndjson(&[json!({"name": names[0]}), json!({"name": history})]),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(world.server.keys(PREFIX), [barman_key(&names[1], "")]);
+}
+
+#[test]
+fn s3_uncompressed_objects_are_found_by_put_get_and_delete() {
+    uncompressed(&World::s3());
+}
+
+#[test]
+fn azure_uncompressed_objects_are_found_by_put_get_and_delete() {
+    uncompressed(&World::azure());
+}
+
+#[test]
+fn s3_credentials_region_and_endpoint_come_from_a_profile() {
+    let world = World::s3();
+    let Server::S3(garage) = &world.server else {
+        unreachable!()
+    };
+    let credentials = world.work.join("aws-credentials");
+    let config = world.work.join("aws-config");
+    fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = GKdefault\naws_secret_access_key = nope\n\n\
+             [backup]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            garage.access_key_id(),
+            garage.secret_access_key()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        &config,
+        format!(
+            "[profile backup]\nregion = garage\nendpoint_url = {}\n",
+            garage.endpoint()
+        ),
+    )
+    .unwrap();
+    let with_profile = |subcommand: &str, args: &[&str]| {
+        let mut cmd = stage("wal-store", world.scratch());
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .args([
+                subcommand,
+                "--server",
+                SERVER,
+                "--archive",
+                &world.archive(),
+            ])
+            .args(args);
+        cmd
+    };
+    let seg = &segments(1)[0];
+    let records = world.compress("zstd", &[world.deliver_segment(seg)]);
+    let out = run(
+        with_profile("put", &["--profile", "backup"]),
+        &ndjson(&records),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "stored");
+    let name = name_of(&records[0]);
+    assert_eq!(world.server.keys(PREFIX), [barman_key(&name, ".zst")]);
+    // AWS_PROFILE does the same.
+    let mut cmd = with_profile("list", &[]);
+    cmd.env("AWS_PROFILE", "backup");
+    let out = run(cmd, "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records.len(), 1);
+    // A profile that does not exist is a mistake to fix, not a store to retry.
+    let out = run(with_profile("list", &["--profile", "nope"]), "");
+    assert!(![0, 75].contains(&out.code), "{}: {}", out.code, out.stderr);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    assert!(!out.stderr.contains(garage.secret_access_key()));
+}
+
+/// Two archivers racing on the same WALs (a re-delivery while the first run still
+/// uploads): every WAL is stored once, by one of them; the other finds it, a duplicate.
+/// On Azure the upload is create-only, so even a true race cannot replace an object.
+#[test]
+fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
+    let world = World::azure();
+    let names: Vec<String> = (1..=12u32)
+        .map(|i| format!("0000000100000000000000{i:02X}"))
+        .collect();
+    let queues = [world.work.join("queue-a"), world.work.join("queue-b")];
+    let mut inputs = Vec::new();
+    for queue in &queues {
+        fs::create_dir_all(queue).unwrap();
+        let records: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let path = queue.join(name);
+                fs::write(&path, synthetic_segment(i as u64, 200 * 1024)).unwrap();
+                raw_record(&path)
+            })
+            .collect();
+        inputs.push(ndjson(&records));
+    }
+    let runs: Vec<Out> = thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|input| scope.spawn(|| run(world.wal_store("put", &["--jobs", "4"]), input)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let mut outcomes = [
+            runs[0].records[i]["outcome"].as_str().unwrap_or("none"),
+            runs[1].records[i]["outcome"].as_str().unwrap_or("none"),
+        ];
+        outcomes.sort_unstable();
+        assert_eq!(outcomes, ["duplicate", "stored"], "{name}");
+    }
+    let expected: Vec<String> = names.iter().map(|n| barman_key(n, "")).collect();
+    assert_eq!(world.server.keys(PREFIX), expected);
+    for queue in &queues {
+        assert_eq!(dir_names(queue), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn s3_jobs_4_keeps_the_order_of_20_records() {
+    let world = World::s3();
+    // Largest first: with 4 uploads in flight the later, smaller ones finish first.
+    let raw: Vec<Value> = (1..=20u32)
+        .map(|i| {
+            let name = format!("0000000100000000000000{i:02X}");
+            let size = (21 - i as usize) * 256 * 1024;
+            world.deliver(&name, &synthetic_segment(u64::from(i), size))
+        })
+        .collect();
+    let out = world.put(&["--jobs", "4"], &raw);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let names: Vec<String> = raw.iter().map(name_of).collect();
+    assert_eq!(out.records.iter().map(name_of).collect::<Vec<_>>(), names);
+    assert!(out.records.iter().all(|r| r["outcome"] == "stored"));
+    let expected: Vec<String> = names.iter().map(|n| barman_key(n, "")).collect();
+    assert_eq!(world.server.keys(PREFIX), expected);
+    // The same through get: 20 names, 4 at a time, in the order asked.
+    let dir = world.work.join("out");
+    fs::create_dir_all(&dir).unwrap();
+    let mut args: Vec<OsString> = names.iter().rev().map(OsString::from).collect();
+    args.extend([
+        "--jobs".into(),
+        "4".into(),
+        "--to-dir".into(),
+        dir.clone().into(),
+    ]);
+    let out = world.get(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut reversed = names.clone();
+    reversed.reverse();
+    assert_eq!(
+        out.records.iter().map(name_of).collect::<Vec<_>>(),
+        reversed
+    );
+}
+
+/// A GnuPG home with a fresh key pair, exported for walpipe; the agent is killed on drop.
+struct Gpg {
+    dir: PathBuf,
+}
+
+impl Gpg {
+    fn new(work: &WorkDir) -> Gpg {
+        let dir = work.join("gpg");
+        let home = dir.join("gnupg");
+        fs::create_dir_all(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        let gpg = Gpg { dir };
+        gpg.run(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Test <t@test.invalid>",
+            "default",
+            "default",
+            "never",
+        ]);
+        fs::write(
+            gpg.cert(),
+            gpg.run(&["--export", "--armor", "t@test.invalid"]),
+        )
+        .unwrap();
+        let secret = gpg.run(&[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--export-secret-keys",
+            "t@test.invalid",
+        ]);
+        fs::write(gpg.key(), secret).unwrap();
+        gpg
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.join("gnupg")
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("cert.asc")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("secret.gpg")
+    }
+
+    fn run(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.home())
+            .args(["--batch", "--no-tty", "--quiet", "--trust-model", "always"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+#[test]
+fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
+    let world = World::s3();
+    let gpg = Gpg::new(&world.work);
+    let seg = &segments(1)[0];
+    let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
+    let encrypt = |records: &[Value]| {
+        let mut cmd = stage("wal-encrypt", world.scratch());
+        cmd.arg("--recipient").arg(gpg.cert());
+        let out = run(cmd, &ndjson(records));
+        assert_eq!(out.code, 0, "wal-encrypt: {}", out.stderr);
+        out.records
+    };
+    let records = encrypt(&world.compress("zstd", &[world.deliver_segment(seg)]));
+    assert_eq!(records[0]["encryption"], "gpg");
+    let sealed = fs::read(path_of(&records[0])).unwrap();
+    let out = world.put(&[] as &[&str], &records);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let key = barman_key(&name, ".zst.gpg");
+    assert_eq!(world.server.keys(PREFIX), std::slice::from_ref(&key));
+    assert!(world.server.get(&key) == sealed);
+
+    // Listed as zstd + gpg, from the key alone.
+    let listed = run(world.wal_store("list", &[] as &[&str]), "");
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(listed.records[0]["compression"], "zstd");
+    assert_eq!(listed.records[0]["encryption"], "gpg");
+
+    // A re-delivery is a duplicate when wal-store has the key to compare it.
+    let again = encrypt(&world.compress("zstd", &[world.deliver_segment(seg)]));
+    let out = world.put(&[OsStr::new("--key"), gpg.key().as_os_str()], &again);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.records[0]["outcome"], "duplicate", "{}", out.records[0]);
+    assert_eq!(world.server.keys(PREFIX), [key]);
+
+    // Restore: get | wal-encrypt --decrypt --key | wal-compress --decompress | get --to.
+    let temps = world.work.join("temps");
+    fs::create_dir_all(&temps).unwrap();
+    let found = world.get(&[
+        OsStr::new(&name),
+        OsStr::new("--temp-dir"),
+        temps.as_os_str(),
+    ]);
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.records[0]["encryption"], "gpg");
+    let mut decrypt = stage("wal-encrypt", world.scratch());
+    decrypt
+        .arg("--decrypt")
+        .arg("--key")
+        .arg(gpg.key())
+        .arg("--temp-dir")
+        .arg(&temps);
+    let plain = run(decrypt, &ndjson(&found.records));
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    let mut decompress = stage("wal-compress", world.scratch());
+    decompress.arg("--decompress").arg("--temp-dir").arg(&temps);
+    let plain = run(decompress, &ndjson(&plain.records));
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    let dest = world.work.join("restored");
+    let out = run(
+        world.wal_store("get", &[OsStr::new("--to"), dest.as_os_str()]),
+        &ndjson(&plain.records),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(fs::read(&dest).unwrap() == fs::read(seg).unwrap());
+    assert_eq!(dir_names(&temps), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures of the store: temporary (75), bounded, sources kept, no secret printed
+// ---------------------------------------------------------------------------------------
+
+/// Three compressed records ready to put (sources and temps in the queue).
+fn three_records(world: &World) -> Vec<Value> {
+    let raw: Vec<Value> = segments(3)
+        .iter()
+        .map(|s| world.deliver_segment(s))
+        .collect();
+    world.compress("zstd", &raw)
+}
+
+/// Every source and temp of `records` is still there.
+fn assert_kept(records: &[Value]) {
+    for record in records {
+        let source = PathBuf::from(record["source"].as_str().unwrap());
+        assert!(source.is_file(), "{} was removed", source.display());
+        assert!(
+            path_of(record).is_file(),
+            "{} was removed",
+            path_of(record).display()
+        );
+    }
+}
+
+/// A put that failed as it must when the store does not do its part: 75 within
+/// `limit`, every record `temporary`, one stderr line per record naming its WAL and
+/// where it was going (`<archive>/pg/wals/`), the sources and temps kept.
+fn assert_temporary(out: &Out, records: &[Value], archive: &str, limit: Duration) {
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.elapsed < limit,
+        "took {:.1?} (limit {limit:?})",
+        out.elapsed
+    );
+    assert_eq!(error_kinds(&out.records), vec!["temporary"; records.len()]);
+    let lines = out.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        records.len(),
+        "one line per record:\n{}",
+        out.stderr
+    );
+    let wals = format!("{archive}/{SERVER}/wals/");
+    for (line, record) in lines.iter().zip(records) {
+        let name = name_of(record);
+        assert!(line.starts_with("wal-store: "), "{line}");
+        assert!(
+            line.contains(&wals) && line.contains(&name),
+            "{line}\ndoes not name {name} and {wals}"
+        );
+    }
+    assert_kept(records);
+}
+
+#[test]
+fn s3_a_wrong_secret_key_fails_temporarily_fast_and_is_never_printed() {
+    let world = World::s3();
+    let records = three_records(&world);
+    let Server::S3(garage) = &world.server else {
+        unreachable!()
+    };
+    let real = garage.secret_access_key().to_owned();
+    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut cmd = world.wal_store("put", &[] as &[&str]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", wrong);
+    let out = run(cmd, &ndjson(&records));
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+    for secret in [wrong, real.as_str()] {
+        assert!(
+            !out.stderr.contains(secret),
+            "secret printed:\n{}",
+            out.stderr
+        );
+        assert!(
+            !serde_json::to_string(&out.records)
+                .unwrap()
+                .contains(secret),
+            "secret in records"
+        );
+    }
+    assert!(world.server.keys(PREFIX).is_empty());
+    // get, list and delete fail the same way, not as "not found".
+    let mut cmd = world.wal_store("get", &[name_of(&records[0])]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", wrong);
+    let out = run(cmd, "");
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(!out.stderr.contains(wrong) && !out.stderr.contains(&real));
+}
+
+#[test]
+fn azure_a_wrong_account_key_fails_temporarily_and_is_never_printed() {
+    let world = World::azure();
+    let records = three_records(&world);
+    let Server::Azure(azurite) = &world.server else {
+        unreachable!()
+    };
+    // A well-formed key that is not the account's.
+    let wrong =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={wrong};BlobEndpoint={};",
+        azurite.blob_endpoint()
+    );
+    let mut cmd = world.wal_store("put", &[] as &[&str]);
+    cmd.env("AZURE_STORAGE_CONNECTION_STRING", connection)
+        .env("AZURE_STORAGE_ACCOUNT_KEY", wrong);
+    let out = run(cmd, &ndjson(&records));
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+    assert!(
+        !out.stderr.contains(wrong),
+        "secret printed:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(walpipe_tests::cloud::AZURITE_KEY));
+    assert!(world.server.keys(PREFIX).is_empty());
+}
+
+/// A missing bucket is a failure of the store, never an empty archive.
+fn missing_bucket(world: &World, archive: &str) {
+    let records = three_records(world);
+    let out = run(
+        world.wal_store_at(archive, "put", &[] as &[&str]),
+        &ndjson(&records),
+    );
+    assert_temporary(&out, &records, archive, Duration::from_secs(10));
+
+    let name = name_of(&records[0]);
+    let out = run(world.wal_store_at(archive, "get", &[&name]), "");
+    assert_eq!(
+        out.code, 75,
+        "a missing bucket is not a missing WAL: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not in the archive"), "{}", out.stderr);
+    assert_eq!(error_kinds(&out.records), ["temporary"]);
+
+    let out = run(world.wal_store_at(archive, "list", &[] as &[&str]), "");
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.records.is_empty());
+
+    let out = run(
+        world.wal_store_at(archive, "delete", &[] as &[&str]),
+        &ndjson(&[json!({"name": name})]),
+    );
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert_eq!(error_kinds(&out.records), ["temporary"]);
+
+    // rebuild-xlogdb must not replace a catalogue with the empty listing of no bucket.
+    let xlogdb = world.work.join("pg-xlog.db");
+    let line = format!("{name}\t123\t{MTIME}.0\tzstd\tNone\n");
+    fs::write(&xlogdb, &line).unwrap();
+    let out = run(
+        world.wal_store_at(
+            archive,
+            "rebuild-xlogdb",
+            &[OsStr::new("--xlogdb"), xlogdb.as_os_str()],
+        ),
+        "",
+    );
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(&xlogdb).unwrap(),
+        line,
+        "catalogue wiped"
+    );
+}
+
+#[test]
+fn s3_a_missing_bucket_is_temporary_and_never_an_empty_archive() {
+    let world = World::s3();
+    missing_bucket(&world, &format!("s3://nosuchbucket/{PREFIX}"));
+}
+
+#[test]
+fn azure_a_missing_container_is_temporary_and_never_an_empty_archive() {
+    let world = World::azure();
+    missing_bucket(&world, &format!("az://nosuchcontainer/{PREFIX}"));
+}
+
+#[test]
+fn s3_a_stopped_server_is_temporary_within_seconds() {
+    let mut world = World::s3();
+    let records = three_records(&world);
+    let Server::S3(garage) = &mut world.server else {
+        unreachable!()
+    };
+    garage.stop();
+    let out = world.put(&[] as &[&str], &records);
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+    let out = world.get(&[name_of(&records[0])]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(10), "{:.1?}", out.elapsed);
+    assert!(!out.stderr.contains("not in the archive"), "{}", out.stderr);
+}
+
+#[test]
+fn azure_a_stopped_server_is_temporary_within_seconds() {
+    let mut world = World::azure();
+    let records = three_records(&world);
+    let Server::Azure(azurite) = &mut world.server else {
+        unreachable!()
+    };
+    azurite.stop();
+    let out = world.put(&[] as &[&str], &records);
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+}
+
+/// A server that accepts connections and never answers, until dropped.
+struct HungServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HungServer {
+    fn start() -> HungServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HungServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HungServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn s3_a_hung_server_is_temporary_within_the_timeout() {
+    let world = World::s3();
+    let records = three_records(&world);
+    let hung = HungServer::start();
+    let args = [
+        "--endpoint-url",
+        &hung.endpoint(),
+        "--timeout",
+        "3",
+        "--request-timeout",
+        "1",
+    ]
+    .map(str::to_owned);
+    let mut cmd = world.wal_store("put", &args);
+    cmd.env("AWS_ENDPOINT_URL", hung.endpoint());
+    let out = run(cmd, &ndjson(&records));
+    // Records run --jobs at a time, each batch within --timeout: well under 10 s in all.
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(9));
+    let mut cmd = world.wal_store("get", &args);
+    cmd.env("AWS_ENDPOINT_URL", hung.endpoint())
+        .arg(name_of(&records[0]));
+    let out = run(cmd, "");
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(9), "{:.1?}", out.elapsed);
+}
