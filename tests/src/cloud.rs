@@ -22,7 +22,6 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, PoisonError};
@@ -30,7 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::fixtures::wal_cache_dir;
-use crate::hermetic::clean_command;
+use crate::hermetic::clean_cloud_command;
 use crate::paths::workspace_root;
 
 /// How long a server may take to come up (or a cluster to become healthy).
@@ -152,7 +151,7 @@ impl Daemon {
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("{what}: {}: {e}", log.display()));
-        hermetic(cmd);
+        clean_cloud_command(cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
@@ -224,21 +223,6 @@ fn log_tail(path: &Path) -> String {
 /// Whether a server log says a port was taken (then the kit retries on other ports).
 fn address_in_use(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("EADDRINUSE")
-}
-
-/// Removes the variables that would change what the servers and clients do: `WALPIPE_*`
-/// and `PG*` ([`clean_command`]), `AWS_*` (profiles, credentials, endpoints), `AZURE_*`
-/// and `GARAGE_*` (the garage CLI reads its RPC host and secret from them).
-fn hermetic(cmd: &mut Command) {
-    clean_command(cmd);
-    let prefixes: [&[u8]; 3] = [b"AWS_", b"AZURE_", b"GARAGE_"];
-    let keys: Vec<_> = env::vars_os()
-        .map(|(key, _)| key)
-        .filter(|key| prefixes.iter().any(|p| key.as_bytes().starts_with(p)))
-        .collect();
-    for key in keys {
-        cmd.env_remove(key);
-    }
 }
 
 /// A loopback TCP port nobody listened on a moment ago, and never returned before by this
@@ -355,7 +339,7 @@ fn s3_env(key: &S3Key, endpoint: &str) -> Vec<(String, String)> {
 /// An `aws --endpoint-url <endpoint>` command with `key`, ignoring the user's `~/.aws`.
 fn aws_command(key: &S3Key, endpoint: &str, scratch: &Path) -> Command {
     let mut cmd = Command::new("aws");
-    hermetic(&mut cmd);
+    clean_cloud_command(&mut cmd);
     cmd.envs(s3_env(key, endpoint))
         // Neither the user's profiles nor EC2 metadata lookups may change what we see.
         .env("AWS_CONFIG_FILE", scratch.join("aws-config-none"))
@@ -555,7 +539,7 @@ admin_token = "{token}"
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(&self.bin);
-        hermetic(&mut cmd);
+        clean_cloud_command(&mut cmd);
         cmd.arg("-c").arg(&self.config).args(args);
         cmd
     }
@@ -1172,7 +1156,7 @@ impl Azurite {
     /// Runs `azblob.py <command> 127.0.0.1 <port> <args>`; panics unless it succeeds.
     fn azblob(&self, command: &str, args: &[&str], input: &[u8]) -> Output {
         let mut cmd = Command::new("python3");
-        hermetic(&mut cmd);
+        clean_cloud_command(&mut cmd);
         cmd.arg(azblob_script())
             .args([command, "127.0.0.1"])
             .arg(self.port.to_string())

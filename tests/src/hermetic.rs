@@ -21,18 +21,47 @@ fn is_walpipe_or_pg(key: &OsStr) -> bool {
 ///
 /// Set the variables a test means to pass *after* calling this.
 pub fn clean_command(cmd: &mut Command) {
+    remove_vars(cmd, is_walpipe_or_pg);
+}
+
+/// Removes from `cmd` every variable `matches` names, inherited or already set on it.
+fn remove_vars(cmd: &mut Command, matches: fn(&OsStr) -> bool) {
     let mut keys: Vec<OsString> = env::vars_os()
         .map(|(key, _)| key)
-        .filter(|key| is_walpipe_or_pg(key))
+        .filter(|key| matches(key))
         .collect();
     keys.extend(
         cmd.get_envs()
             .map(|(key, _)| key.to_os_string())
-            .filter(|key| is_walpipe_or_pg(key)),
+            .filter(|key| matches(key)),
     );
     for key in keys {
         cmd.env_remove(key);
     }
+}
+
+/// Whether a variable belongs to a cloud client or to the test servers' tools.
+fn is_cloud(key: &OsStr) -> bool {
+    let key = key.as_bytes();
+    [b"AWS_".as_slice(), b"AZURE_", b"GOOGLE_", b"GARAGE_"]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
+/// [`clean_command`], and also no inherited cloud settings (`AWS_*`, `AZURE_*`,
+/// `GOOGLE_*`, `GARAGE_*`), the user's `~/.aws` files hidden and EC2 metadata lookups off:
+/// a cloud command sees only the server a test gives it.
+///
+/// Set the variables a test means to pass *after* calling this.
+pub fn clean_cloud_command(cmd: &mut Command) -> &mut Command {
+    clean_command(cmd);
+    remove_vars(cmd, is_cloud);
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 #[cfg(test)]
@@ -47,5 +76,13 @@ mod tests {
         assert!(!is_walpipe_or_pg(OsStr::new("PATH")));
         assert!(!is_walpipe_or_pg(OsStr::new("WALPIPE")));
         assert!(!is_walpipe_or_pg(OsStr::new("pgport")));
+    }
+
+    #[test]
+    fn cloud_prefixes() {
+        assert!(is_cloud(OsStr::new("AWS_PROFILE")));
+        assert!(is_cloud(OsStr::new("AZURE_STORAGE_CONNECTION_STRING")));
+        assert!(is_cloud(OsStr::new("GOOGLE_APPLICATION_CREDENTIALS")));
+        assert!(!is_cloud(OsStr::new("HOME")));
     }
 }

@@ -32,7 +32,7 @@ pub use fixtures::{
     SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_segments,
     wal_fixtures, write_file,
 };
-pub use hermetic::clean_command;
+pub use hermetic::{clean_cloud_command, clean_command};
 pub use ndjson::{ndjson, parse_records};
 pub use paths::{script, target_bin, workspace_root};
 pub use pg::{PgCluster, as_postgres, pg_bin, pg_bindir};

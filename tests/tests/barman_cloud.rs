@@ -21,8 +21,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use walpipe_tests::clean_cloud_command;
 use walpipe_tests::{
-    Azurite, Garage, WorkDir, clean_command, ndjson, parse_records, target_bin, wal_cache_dir,
+    Azurite, Garage, WorkDir, ndjson, parse_records, target_bin, wal_cache_dir,
     wal_fixture_segments,
 };
 
@@ -39,26 +40,6 @@ fn barman_cloud(tool: &str) -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// No inherited `WALPIPE_*`, `PG*`, `AWS_*`, `AZURE_*`, `GOOGLE_*`; no `~/.aws`.
-fn hermetic(cmd: &mut Command, scratch: &Path) {
-    clean_command(cmd);
-    for (key, _) in std::env::vars_os() {
-        let text = key.to_string_lossy();
-        if ["AWS_", "AZURE_", "GOOGLE_"]
-            .iter()
-            .any(|p| text.starts_with(p))
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            scratch.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
 /// What a command gave.
@@ -137,7 +118,7 @@ fn pipeline(
     for (index, (name, args)) in stages.iter().enumerate() {
         let log = scratch.join(format!("pipeline-{index}.stderr"));
         let mut cmd = Command::new(target_bin(name));
-        hermetic(&mut cmd, scratch);
+        clean_cloud_command(&mut cmd);
         cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .stdin(previous.take().map_or_else(Stdio::null, Stdio::from))
@@ -249,7 +230,7 @@ impl World {
     /// A barman-cloud tool with the store's credentials.
     fn barman(&self, tool: &str) -> Command {
         let mut cmd = Command::new(barman_cloud(tool));
-        hermetic(&mut cmd, self.work.path());
+        clean_cloud_command(&mut cmd);
         cmd.envs(self.store.env());
         cmd
     }
@@ -336,7 +317,7 @@ impl World {
     /// `wal-store` with the store's credentials.
     fn wal_store(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(target_bin("wal-store"));
-        hermetic(&mut cmd, self.work.path());
+        clean_cloud_command(&mut cmd);
         cmd.envs(self.store.env()).args(args);
         cmd
     }
@@ -357,7 +338,7 @@ impl World {
         assert_eq!(found.code, 0, "wal-store get {name}: {}", found.stderr);
         let records = parse_records(&found.stdout);
         let mut decompress = Command::new(target_bin("wal-compress"));
-        hermetic(&mut decompress, self.work.path());
+        clean_cloud_command(&mut decompress);
         decompress.arg("--decompress").arg("--temp-dir").arg(&temps);
         let plain = run(&mut decompress, &ndjson(&records));
         assert_eq!(

@@ -18,8 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use walpipe_tests::clean_cloud_command;
 use walpipe_tests::{
-    GarageCluster, WorkDir, clean_command, ndjson, parse_records, target_bin, wal_fixture_segments,
+    GarageCluster, WorkDir, ndjson, parse_records, target_bin, wal_fixture_segments,
 };
 
 const SERVER: &str = "pg";
@@ -27,30 +28,10 @@ const ARCHIVE: &str = "s3://wals/p";
 /// A run still going after this is hung: killed, and the test fails.
 const WATCHDOG: Duration = Duration::from_secs(300);
 
-/// No inherited `WALPIPE_*`, `PG*`, `AWS_*`, `AZURE_*`, `GOOGLE_*`; no `~/.aws`.
-fn hermetic(cmd: &mut Command, scratch: &Path) {
-    clean_command(cmd);
-    for (key, _) in std::env::vars_os() {
-        let text = key.to_string_lossy();
-        if ["AWS_", "AZURE_", "GOOGLE_"]
-            .iter()
-            .any(|p| text.starts_with(p))
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            scratch.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-}
-
 /// A built binary, hermetic, with the credentials of node `node`.
-fn stage(name: &str, cluster: &GarageCluster, node: usize, scratch: &Path) -> Command {
+fn stage(name: &str, cluster: &GarageCluster, node: usize) -> Command {
     let mut cmd = Command::new(target_bin(name));
-    hermetic(&mut cmd, scratch);
+    clean_cloud_command(&mut cmd);
     cmd.envs(cluster.env(node));
     cmd
 }
@@ -103,7 +84,7 @@ impl Archiving {
         let mut previous: Option<std::process::ChildStdout> = None;
         for (name, args) in stages {
             let log = scratch.join(format!("{run}-{name}.stderr"));
-            let mut cmd = stage(name, cluster, node, scratch);
+            let mut cmd = stage(name, cluster, node);
             cmd.args(args)
                 .stdin(previous.take().map_or_else(Stdio::null, Stdio::from))
                 .stdout(Stdio::piped())
@@ -176,7 +157,7 @@ fn restore(cluster: &GarageCluster, node: usize, name: &str, scratch: &Path) -> 
     let temps = scratch.join(format!("temps-{node}"));
     fs::create_dir_all(&temps).unwrap();
     let dest = scratch.join(format!("restored-{node}-{name}"));
-    let mut get = stage("wal-store", cluster, node, scratch);
+    let mut get = stage("wal-store", cluster, node);
     get.args([
         "get",
         "--server",
@@ -191,11 +172,11 @@ fn restore(cluster: &GarageCluster, node: usize, name: &str, scratch: &Path) -> 
     .arg(&temps);
     let found = run(&mut get, "");
     assert_eq!(found.0, 0, "get {name} through node {node}: {}", found.2);
-    let mut decompress = stage("wal-compress", cluster, node, scratch);
+    let mut decompress = stage("wal-compress", cluster, node);
     decompress.arg("--decompress").arg("--temp-dir").arg(&temps);
     let plain = run(&mut decompress, &ndjson(&parse_records(&found.1)));
     assert_eq!(plain.0, 0, "decompress {name}: {}", plain.2);
-    let mut write = stage("wal-store", cluster, node, scratch);
+    let mut write = stage("wal-store", cluster, node);
     write
         .args([
             "get",

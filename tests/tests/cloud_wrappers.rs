@@ -28,6 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use walpipe_tests::clean_cloud_command;
 use walpipe_tests::wrappers::{Run, bin_dir, dir_names, read_xlogdb, run, wrapper};
 use walpipe_tests::{
     Azurite, Garage, PgCluster, WorkDir, as_postgres, script, target_bin, wal_fixture_segments,
@@ -39,30 +40,10 @@ const HISTORY: &str = "00000002.history";
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// Removes every cloud variable the test process may have (`AWS_*`, `AZURE_*`,
-/// `GOOGLE_*`), so a command sees only the server's; `~/.aws` is kept out too.
-fn without_cloud_env(cmd: &mut Command) -> &mut Command {
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if ["AWS_", "AZURE_", "GOOGLE_"]
-            .iter()
-            .any(|prefix| key_text.starts_with(prefix))
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-}
-
 /// `scripts/<name>` (hermetic, [`wrapper`]) with only `env` for clouds.
 fn cloud_wrapper(name: &str, env: &[(String, String)]) -> Command {
     let mut cmd = wrapper(name);
-    without_cloud_env(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    clean_cloud_command(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
     cmd
 }
 
@@ -70,7 +51,7 @@ fn cloud_wrapper(name: &str, env: &[(String, String)]) -> Command {
 fn cloud_bin(name: &str, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(target_bin(name));
     walpipe_tests::clean_command(&mut cmd);
-    without_cloud_env(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    clean_cloud_command(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -25,9 +25,10 @@ use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use walpipe_tests::clean_cloud_command;
 use walpipe_tests::wrappers::{XlogdbEntry, read_xlogdb};
 use walpipe_tests::{
-    Azurite, Garage, WorkDir, clean_command, ndjson, parse_records, synthetic_segment, target_bin,
+    Azurite, Garage, WorkDir, ndjson, parse_records, synthetic_segment, target_bin,
     wal_fixture_segments,
 };
 
@@ -135,32 +136,19 @@ impl Out {
     }
 }
 
-/// `cmd` without any inherited setting that could change what it does: `WALPIPE_*`,
-/// `PG*`, and the clouds' own (`AWS_*`, `AZURE_*`, `GOOGLE_*`); the user's `~/.aws` is
-/// hidden.
-fn hermetic(cmd: &mut Command, scratch: &Path) {
-    clean_command(cmd);
-    for (key, _) in std::env::vars_os() {
-        let text = key.to_string_lossy();
-        if ["AWS_", "AZURE_", "GOOGLE_"]
-            .iter()
-            .any(|p| text.starts_with(p))
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("AWS_CONFIG_FILE", scratch.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            scratch.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+/// `wal-compress --algorithm ALG` of `records` (exit 0 required).
+fn compress(algorithm: &str, records: &[Value]) -> Vec<Value> {
+    let mut cmd = stage("wal-compress");
+    cmd.args(["--algorithm", algorithm]);
+    let out = run(cmd, &ndjson(records));
+    assert_eq!(out.code, 0, "wal-compress: {}", out.stderr);
+    out.records
 }
 
 /// A built binary of the workspace (`WALPIPE_BIN_DIR`, else this build's), hermetic.
-fn stage(name: &str, scratch: &Path) -> Command {
+fn stage(name: &str) -> Command {
     let mut cmd = Command::new(target_bin(name));
-    hermetic(&mut cmd, scratch);
+    clean_cloud_command(&mut cmd);
     cmd
 }
 
@@ -254,10 +242,6 @@ impl World {
         }
     }
 
-    fn scratch(&self) -> &Path {
-        self.work.path()
-    }
-
     /// The archive under [`PREFIX`].
     fn archive(&self) -> String {
         self.server.url(PREFIX)
@@ -275,7 +259,7 @@ impl World {
         subcommand: &str,
         args: &[S],
     ) -> Command {
-        let mut cmd = stage("wal-store", self.scratch());
+        let mut cmd = stage("wal-store");
         cmd.envs(self.server.env())
             .args([subcommand, "--server", SERVER, "--archive", archive])
             .args(args);
@@ -306,15 +290,6 @@ impl World {
         self.deliver(name, &fs::read(segment).unwrap())
     }
 
-    /// `wal-compress --algorithm ALG` of `records` (exit 0 required).
-    fn compress(&self, algorithm: &str, records: &[Value]) -> Vec<Value> {
-        let mut cmd = stage("wal-compress", self.scratch());
-        cmd.args(["--algorithm", algorithm]);
-        let out = run(cmd, &ndjson(records));
-        assert_eq!(out.code, 0, "wal-compress: {}", out.stderr);
-        out.records
-    }
-
     /// `get NAME... [ARGS]`.
     fn get<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
         run(self.wal_store("get", args), "")
@@ -331,7 +306,7 @@ impl World {
             temps.as_os_str(),
         ]);
         assert_eq!(found.code, 0, "get {name}: {}", found.stderr);
-        let mut decompress = stage("wal-compress", self.scratch());
+        let mut decompress = stage("wal-compress");
         decompress.args([
             OsStr::new("--decompress"),
             OsStr::new("--temp-dir"),
@@ -445,7 +420,7 @@ fn without_time(lines: &[XlogdbEntry]) -> Vec<(String, u64, Option<String>, Opti
 fn put_list_rebuild(world: &World) {
     let segs = segments(3);
     let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
-    let compressed = world.compress("zstd", &raw);
+    let compressed = compress("zstd", &raw);
     let bytes: Vec<Vec<u8>> = compressed
         .iter()
         .map(|r| fs::read(path_of(r)).unwrap())
@@ -551,7 +526,7 @@ fn duplicates_and_conflicts(world: &World) {
     let seg = &segments(1)[0];
     let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
     let key = barman_key(&name, ".zst");
-    let first = world.compress("zstd", &[world.deliver_segment(seg)]);
+    let first = compress("zstd", &[world.deliver_segment(seg)]);
     let stored = fs::read(path_of(&first[0])).unwrap();
     assert_eq!(world.put(&[] as &[&str], &first).code, 0);
 
@@ -566,7 +541,7 @@ fn duplicates_and_conflicts(world: &World) {
 
     // Different content, no --errors-dir: the record fails, the source stays.
     let other = synthetic_segment(7, 1 << 24);
-    let records = world.compress("zstd", &[world.deliver(&name, &other)]);
+    let records = compress("zstd", &[world.deliver(&name, &other)]);
     let out = world.put(&[] as &[&str], &records);
     assert_eq!(out.code, 1, "a conflict needs a human: {}", out.stderr);
     assert_eq!(error_kinds(&out.records), ["conflict"]);
@@ -585,7 +560,7 @@ fn duplicates_and_conflicts(world: &World) {
 
     // With --errors-dir: the source goes there.
     let errors = world.work.join("errors");
-    let records = world.compress("zstd", &[raw_record(&world.queue.join(&name))]);
+    let records = compress("zstd", &[raw_record(&world.queue.join(&name))]);
     let out = world.put(&[OsStr::new("--errors-dir"), errors.as_os_str()], &records);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(out.records[0]["outcome"], "conflict", "{}", out.records[0]);
@@ -625,7 +600,7 @@ fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
     world
         .server
         .put(&gz_key, &gzipped(&fs::read(&segs[0]).unwrap()));
-    let records = world.compress(
+    let records = compress(
         "zstd",
         &[
             world.deliver_segment(&segs[0]),
@@ -648,7 +623,7 @@ fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
     assert_eq!(dir_names(&world.queue), Vec::<String>::new());
     // A .gz of different content is a conflict: compared decompressed, not by name.
     let other = synthetic_segment(3, 1 << 24);
-    let records = world.compress("zstd", &[world.deliver(&name, &other)]);
+    let records = compress("zstd", &[world.deliver(&name, &other)]);
     let out = world.put(&[] as &[&str], &records);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(error_kinds(&out.records), ["conflict"]);
@@ -695,7 +670,7 @@ fn s3_history_backup_and_partial_files_get_barmans_keys() {
 
     // A history file compressed: `.history.zst` in wals/ itself.
     let history3 = "00000003.history";
-    let compressed = world.compress("zstd", &[world.deliver(history3, &history_bytes)]);
+    let compressed = compress("zstd", &[world.deliver(history3, &history_bytes)]);
     assert_eq!(world.put(&[] as &[&str], &compressed).code, 0);
     assert!(
         world
@@ -730,7 +705,7 @@ fn s3_history_backup_and_partial_files_get_barmans_keys() {
 fn gets(world: &World) {
     let segs = segments(2);
     let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
-    let compressed = world.compress("zstd", &raw);
+    let compressed = compress("zstd", &raw);
     let bytes: Vec<Vec<u8>> = compressed
         .iter()
         .map(|r| fs::read(path_of(r)).unwrap())
@@ -831,7 +806,7 @@ fn s3_get_partial_finds_the_partial_segment() {
     let segment = "000000010000000000000007";
     let partial = format!("{segment}.partial");
     let data = fs::read(seg).unwrap();
-    let records = world.compress("zstd", &[world.deliver(&partial, &data)]);
+    let records = compress("zstd", &[world.deliver(&partial, &data)]);
     assert_eq!(world.put(&[] as &[&str], &records).code, 0);
     assert_eq!(world.server.keys(PREFIX), [barman_key(&partial, ".zst")]);
 
@@ -855,7 +830,7 @@ fn s3_get_partial_finds_the_partial_segment() {
     );
 
     // Once the complete segment is archived too, it wins.
-    let full = world.compress("zstd", &[world.deliver(segment, &data)]);
+    let full = compress("zstd", &[world.deliver(segment, &data)]);
     assert_eq!(world.put(&[] as &[&str], &full).code, 0);
     let temps = world.work.join("temps");
     fs::create_dir_all(&temps).unwrap();
@@ -879,7 +854,7 @@ fn deletes(world: &World) {
     let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
     let names: Vec<String> = raw.iter().map(name_of).collect();
     let xlogdb = world.work.join("pg-xlog.db");
-    let compressed = world.compress("zstd", &raw);
+    let compressed = compress("zstd", &raw);
     let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // The first WAL under a second extension too (as if Barman had stored it once more).
@@ -1037,7 +1012,7 @@ fn s3_credentials_region_and_endpoint_come_from_a_profile() {
     )
     .unwrap();
     let with_profile = |subcommand: &str, args: &[&str]| {
-        let mut cmd = stage("wal-store", world.scratch());
+        let mut cmd = stage("wal-store");
         cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
             .env("AWS_CONFIG_FILE", &config)
             .args([
@@ -1051,7 +1026,7 @@ fn s3_credentials_region_and_endpoint_come_from_a_profile() {
         cmd
     };
     let seg = &segments(1)[0];
-    let records = world.compress("zstd", &[world.deliver_segment(seg)]);
+    let records = compress("zstd", &[world.deliver_segment(seg)]);
     let out = run(
         with_profile("put", &["--profile", "backup"]),
         &ndjson(&records),
@@ -1245,13 +1220,13 @@ fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
     let seg = &segments(1)[0];
     let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
     let encrypt = |records: &[Value]| {
-        let mut cmd = stage("wal-encrypt", world.scratch());
+        let mut cmd = stage("wal-encrypt");
         cmd.arg("--recipient").arg(gpg.cert());
         let out = run(cmd, &ndjson(records));
         assert_eq!(out.code, 0, "wal-encrypt: {}", out.stderr);
         out.records
     };
-    let records = encrypt(&world.compress("zstd", &[world.deliver_segment(seg)]));
+    let records = encrypt(&compress("zstd", &[world.deliver_segment(seg)]));
     assert_eq!(records[0]["encryption"], "gpg");
     let sealed = fs::read(path_of(&records[0])).unwrap();
     let out = world.put(&[] as &[&str], &records);
@@ -1267,7 +1242,7 @@ fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
     assert_eq!(listed.records[0]["encryption"], "gpg");
 
     // A re-delivery is a duplicate when wal-store has the key to compare it.
-    let again = encrypt(&world.compress("zstd", &[world.deliver_segment(seg)]));
+    let again = encrypt(&compress("zstd", &[world.deliver_segment(seg)]));
     let out = world.put(&[OsStr::new("--key"), gpg.key().as_os_str()], &again);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.records[0]["outcome"], "duplicate", "{}", out.records[0]);
@@ -1283,7 +1258,7 @@ fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
     ]);
     assert_eq!(found.code, 0, "{}", found.stderr);
     assert_eq!(found.records[0]["encryption"], "gpg");
-    let mut decrypt = stage("wal-encrypt", world.scratch());
+    let mut decrypt = stage("wal-encrypt");
     decrypt
         .arg("--decrypt")
         .arg("--key")
@@ -1292,7 +1267,7 @@ fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
         .arg(&temps);
     let plain = run(decrypt, &ndjson(&found.records));
     assert_eq!(plain.code, 0, "{}", plain.stderr);
-    let mut decompress = stage("wal-compress", world.scratch());
+    let mut decompress = stage("wal-compress");
     decompress.arg("--decompress").arg("--temp-dir").arg(&temps);
     let plain = run(decompress, &ndjson(&plain.records));
     assert_eq!(plain.code, 0, "{}", plain.stderr);
@@ -1316,7 +1291,7 @@ fn three_records(world: &World) -> Vec<Value> {
         .iter()
         .map(|s| world.deliver_segment(s))
         .collect();
-    world.compress("zstd", &raw)
+    compress("zstd", &raw)
 }
 
 /// Every source and temp of `records` is still there.
