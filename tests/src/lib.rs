@@ -7,6 +7,8 @@
 //! * [`WorkDir`]: a short temporary directory the `postgres` user can use;
 //! * [`PgCluster`]: a real, throwaway PostgreSQL 15 server (see
 //!   `shared/recipes/postgres.md` for the conventions it follows);
+//! * [`pitr`]: point-in-time recovery of such a server, the scenario every restore test
+//!   runs against its archive;
 //! * [`wal_fixtures`] and [`synthetic_segment`]: real and synthetic WAL segments;
 //! * [`clean_command`]: hermetic child processes (no inherited `WALPIPE_*`/`PG*`);
 //! * [`ndjson`]: records to feed a stage and records read back from it;
@@ -24,6 +26,7 @@ pub mod hermetic;
 pub mod ndjson;
 pub mod paths;
 pub mod pg;
+pub mod pitr;
 pub mod workdir;
 pub mod wrappers;
 

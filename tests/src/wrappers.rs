@@ -56,6 +56,19 @@ pub fn wrapper_as_postgres(name: &str) -> Command {
     cmd
 }
 
+/// An `archive_command` (for `postgresql.conf`, run by PostgreSQL's shell) handing `%p`
+/// to `scripts/archive-command` with the binaries under test ([`bin_dir`]): into the
+/// incoming queue of `server` in `home`, where `archive-wal` takes it from.
+#[must_use]
+pub fn queue_archive_command(home: &Path, server: &str) -> String {
+    format!(
+        "WALPIPE_BIN_DIR={bin} {script} --home {home} --server {server} %p",
+        bin = bin_dir().display(),
+        script = script("archive-command").display(),
+        home = home.display(),
+    )
+}
+
 /// Where Barman keeps `name` in the archive `wals`: `<wals>/<hash dir>/<name>`, the hash
 /// directory being the first 16 hex digits in upper case, except timeline history files,
 /// which sit in the archive root (spec §1.3).

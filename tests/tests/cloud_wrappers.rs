@@ -11,8 +11,11 @@
 //! * `archive-command --direct` uploads into Azurite without a home;
 //! * faults through the wrappers (wrong credentials, missing bucket, server stopped):
 //!   75 within the timeout, one line naming the bucket, the source kept, no secret shown;
-//! * point-in-time recovery of a real PostgreSQL 15 archived by `archive-command --direct`
-//!   into a Garage bucket, restored by `restore-wal --prefetch 4` from it.
+//! * point-in-time recovery of a real PostgreSQL 15 (the kit's [`walpipe_tests::pitr`])
+//!   archived into a Garage bucket by `archive-command --direct`, or through the local
+//!   queue by `archive-wal` (zstd; zstd + gpg: every object ciphertext that only the real
+//!   gpg with the secret key turns back into zstd of the segment), restored by
+//!   `restore-wal --prefetch 4` (`--key` for the encrypted bucket) from it.
 //!
 //! What the servers hold is read with clients independent of walpipe (the kit's `aws` CLI
 //! and azblob.py), objects are opened with the real `zstd` and `gpg`. Needs
@@ -29,10 +32,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use walpipe_tests::clean_cloud_command;
-use walpipe_tests::wrappers::{Run, bin_dir, dir_names, read_xlogdb, run, wrapper};
-use walpipe_tests::{
-    Azurite, Garage, PgCluster, WorkDir, as_postgres, script, target_bin, wal_fixture_segments,
+use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
+use walpipe_tests::wrappers::{
+    Run, bin_dir, dir_names, queue_archive_command, read_xlogdb, run, wrapper, wrapper_as_postgres,
 };
+use walpipe_tests::{Azurite, Garage, WorkDir, script, target_bin, wal_fixture_segments};
 
 const SERVER: &str = "pg";
 const HISTORY: &str = "00000002.history";
@@ -42,8 +46,17 @@ const HISTORY: &str = "00000002.history";
 
 /// `scripts/<name>` (hermetic, [`wrapper`]) with only `env` for clouds.
 fn cloud_wrapper(name: &str, env: &[(String, String)]) -> Command {
-    let mut cmd = wrapper(name);
-    clean_cloud_command(&mut cmd).envs(env.iter().map(|(k, v)| (k, v)));
+    with_cloud_env(wrapper(name), env)
+}
+
+/// `cmd`, a wrapper from [`wrapper`] or [`wrapper_as_postgres`], with only `env` for
+/// clouds.
+fn with_cloud_env(mut cmd: Command, env: &[(String, String)]) -> Command {
+    // clean_cloud_command also drops the WALPIPE_BIN_DIR the wrapper was given: give it
+    // back, or the scripts would pick whatever build lies next to them.
+    clean_cloud_command(&mut cmd)
+        .env("WALPIPE_BIN_DIR", bin_dir())
+        .envs(env.iter().map(|(k, v)| (k, v)));
     cmd
 }
 
@@ -99,8 +112,27 @@ fn zstd_d(bytes: &[u8]) -> Vec<u8> {
     pipe_through(Command::new("zstd").arg("-qdc"), bytes, "zstd -d")
 }
 
+/// Whether the real `zstd` CLI refuses to decompress `bytes`.
+fn zstd_refuses(bytes: &[u8]) -> bool {
+    !feed(Command::new("zstd").arg("-qdc"), bytes, "zstd -d")
+        .status
+        .success()
+}
+
 /// `bytes` fed to `cmd`, its stdout; panics unless it succeeds.
 fn pipe_through(cmd: &mut Command, bytes: &[u8], what: &str) -> Vec<u8> {
+    let out = feed(cmd, bytes, what);
+    assert!(
+        out.status.success(),
+        "{what}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// What `cmd` gave, fed `bytes` on stdin (a command that stops reading early is fine).
+fn feed(cmd: &mut Command, bytes: &[u8], what: &str) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -112,13 +144,7 @@ fn pipe_through(cmd: &mut Command, bytes: &[u8], what: &str) -> Vec<u8> {
     let writer = thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
     let _ = writer.join();
-    assert!(
-        out.status.success(),
-        "{what}: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    out
 }
 
 /// The records of an NDJSON text.
@@ -141,7 +167,8 @@ impl S3Home {
         let garage = Garage::start(work.path());
         let home = work.mkdir_owned("home");
         for queue in ["incoming", "streaming"] {
-            fs::create_dir_all(home.join(SERVER).join(queue)).unwrap();
+            // PostgreSQL's archive_command writes there as its own user.
+            work.mkdir_owned(format!("home/{SERVER}/{queue}"));
         }
         S3Home { work, garage, home }
     }
@@ -183,6 +210,19 @@ impl S3Home {
         }
         run(
             cloud_wrapper("archive-wal", &self.env())
+                .arg("--home")
+                .arg(&self.home)
+                .args(["--server", SERVER, "--archive", &self.url(prefix)])
+                .args(extra),
+            None,
+        )
+    }
+
+    /// `archive-wal --home H --server pg --archive URL EXTRA…` on what the queues hold, run
+    /// as PostgreSQL's user (cron's way; the queue is that user's).
+    fn archive_queue_as_postgres(&self, prefix: &str, extra: &[&str]) -> Run {
+        run(
+            with_cloud_env(wrapper_as_postgres("archive-wal"), &self.env())
                 .arg("--home")
                 .arg(&self.home)
                 .args(["--server", SERVER, "--archive", &self.url(prefix)])
@@ -235,12 +275,8 @@ fn restore_all(s3: &S3Home, prefix: &str, files: &[(String, Vec<u8>)], extra: &[
             // The first call started a worker on the window: the next N segments are
             // spooled, complete, and nothing else is.
             let spool = Path::new(flag("--spool-dir").unwrap());
-            wait_for_workers(spool);
             let want: Vec<&String> = files[1..].iter().take(prefetch).map(|(n, _)| n).collect();
-            let spooled: Vec<String> = dir_names(spool)
-                .into_iter()
-                .filter(|n| n.len() == 24)
-                .collect();
+            let spooled = settled_spool(spool, &want);
             assert_eq!(spooled.iter().collect::<Vec<_>>(), want, "{tag}: the spool");
             // Besides them only the spool's own files: claims, the lock, the tick fifo.
             let is_claim = |n: &str| Path::new(n).extension().is_some_and(|e| e == "claim");
@@ -293,6 +329,24 @@ fn wait_for_workers(spool: &Path) {
             return;
         }
         assert!(Instant::now() < deadline, "prefetch workers still busy");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The segments in `spool` once they are `want` with no worker busy, or as they are after
+/// 10 s. A worker runs in the background: it may claim its segments a moment after the
+/// call that started it returned, so an idle spool alone does not mean it is done.
+fn settled_spool(spool: &Path, want: &[&String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        wait_for_workers(spool);
+        let spooled: Vec<String> = dir_names(spool)
+            .into_iter()
+            .filter(|n| n.len() == 24)
+            .collect();
+        if spooled.iter().eq(want.iter().copied()) || Instant::now() >= deadline {
+            return spooled;
+        }
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -392,7 +446,7 @@ fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
     let run = s3.archive_wal("prod", std::slice::from_ref(&history), &[]);
     assert_ok(&run, "archive-wal (history)");
     files.push(history);
-    let keys = assert_archived_zstd(&s3, "prod", &files);
+    let keys = assert_archived(&s3, "prod", &files, None);
 
     // Archiving the same files again: duplicates, exit 0, nothing new.
     let run = s3.archive_wal("prod", &files[..2], &[]);
@@ -451,15 +505,22 @@ fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
 /// each opening with the real zstd to its bytes; the queue and errors/ are empty, there
 /// is no local archive, and xlog.db (in the meta directory) lists each once, zstd, with
 /// the stored size. Returns the keys with their sizes.
-fn assert_archived_zstd(
+///
+/// With `gnupg` (a gpg home holding the secret key), encrypted after compression
+/// instead: keys end in `.zst.gpg`, each object is an OpenPGP message the real zstd
+/// refuses, and the real gpg decrypts it to what then opens with zstd; xlog.db records
+/// zstd and gpg.
+fn assert_archived(
     s3: &S3Home,
     prefix: &str,
     files: &[(String, Vec<u8>)],
+    gnupg: Option<&Path>,
 ) -> Vec<(String, u64)> {
     let keys = s3.keys(prefix);
+    let ext = if gnupg.is_some() { ".zst.gpg" } else { ".zst" };
     let expected: Vec<String> = files
         .iter()
-        .map(|(name, _)| format!("{}.zst", barman_key(prefix, name)))
+        .map(|(name, _)| format!("{}{ext}", barman_key(prefix, name)))
         .collect();
     let mut sorted = expected.clone();
     sorted.sort();
@@ -469,7 +530,17 @@ fn assert_archived_zstd(
     );
     for ((name, bytes), key) in files.iter().zip(&expected) {
         let object = s3.object(key);
-        assert!(zstd_d(&object) == *bytes, "{key} decompresses to {name}");
+        let compressed = match gnupg {
+            None => object,
+            Some(gnupg) => {
+                // Every OpenPGP packet opens with a tag byte with the high bit set; a zstd
+                // frame opens with 0x28.
+                assert!(object[0] & 0x80 != 0, "{key} is an OpenPGP message");
+                assert!(zstd_refuses(&object), "{key} is not readable as zstd");
+                gpg_decrypt(gnupg, &object)
+            }
+        };
+        assert!(zstd_d(&compressed) == *bytes, "{key} opens to {name}");
     }
     assert_eq!(dir_names(&s3.incoming()), Vec::<String>::new());
     let server_dir = s3.home.join(SERVER);
@@ -486,7 +557,8 @@ fn assert_archived_zstd(
     for (entry, key) in catalogue.iter().zip(&expected) {
         let size = keys.iter().find(|(k, _)| k == key).unwrap().1;
         assert_eq!(entry.compression.as_deref(), Some("zstd"), "{key}");
-        assert_eq!(entry.encryption, None);
+        let encryption = gnupg.map(|_| "gpg");
+        assert_eq!(entry.encryption.as_deref(), encryption, "{key}");
         assert_eq!(entry.size, size, "xlog.db records the stored size of {key}");
     }
     keys
@@ -515,30 +587,8 @@ fn archive_wal_compressed_and_encrypted_into_garage_restores_with_the_key() {
     let cert_flag = cert.to_str().unwrap();
     let run = s3.archive_wal("enc", &files, &["--recipient", cert_flag]);
     assert_ok(&run, "archive-wal --recipient");
-    let keys = s3.keys("enc");
-    let expected: Vec<String> = files
-        .iter()
-        .map(|(name, _)| format!("{}.zst.gpg", barman_key("enc", name)))
-        .collect();
-    assert_eq!(
-        keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
-        expected
-    );
-    for ((name, bytes), key) in files.iter().zip(&expected) {
-        let object = s3.object(key);
-        let plain = zstd_d(&gpg_decrypt(&gnupg, &object));
-        assert!(
-            plain == *bytes,
-            "gpg --decrypt | zstd -d of {key} gives {name}"
-        );
-    }
+    assert_archived(&s3, "enc", &files, Some(&gnupg));
     stop_gpg_agent(&gnupg);
-    for entry in read_xlogdb(&s3.xlogdb()) {
-        assert_eq!(
-            (entry.compression.as_deref(), entry.encryption.as_deref()),
-            (Some("zstd"), Some("gpg"))
-        );
-    }
     let listing = run_listing(&s3, "enc");
     assert!(
         listing.iter().all(|r| r["encryption"] == "gpg"),
@@ -890,16 +940,6 @@ fn cloud_archives_need_a_home_only_for_local_parts() {
 // ---------------------------------------------------------------------------------------
 // Point-in-time recovery of a real PostgreSQL 15 from a Garage bucket
 
-/// What PITR must bring back: balances, row counts and a digest of the history table.
-const STATE_SQL: &str = "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
-        (SELECT sum(bbalance) FROM pgbench_branches),
-        (SELECT sum(tbalance) FROM pgbench_tellers),
-        (SELECT count(*) FROM pgbench_accounts),
-        (SELECT count(*) FROM pgbench_history),
-        (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)";
-const RESTORE_POINT: &str = "rp";
-const LOAD_ROUNDS: usize = 4;
-
 /// `VAR=value …` for a shell command line (the values here need no quoting).
 fn env_prefix(env: &[(String, String)]) -> String {
     env.iter().fold(String::new(), |mut text, (k, v)| {
@@ -913,98 +953,41 @@ fn env_prefix(env: &[(String, String)]) -> String {
     })
 }
 
-/// A primary archiving into `url` through `archive-command --direct` (zstd, no home):
-/// pgbench, a base backup, restore point `rp`, more load; stopped with everything
-/// archived. Returns the base backup and the state at the restore point.
-fn run_primary(work: &WorkDir, garage: &Garage, url: &str, cloud: &str) -> (PathBuf, String) {
-    let archive_command = format!(
-        "{cloud} {script} --direct --compression zstd --server {SERVER} --archive {url} %p",
-        script = script("archive-command").display(),
-    );
-    let conf = format!("archive_mode = on\narchive_command = '{archive_command}'\n");
-    let mut pg = PgCluster::init(work, &conf).expect("initdb");
-    pg.start().expect("start");
-    pg.pgbench(["-i", "-q", "-s", "1"]).expect("pgbench -i");
-    let backup = pg
-        .base_backup("backup", ["-X", "none"])
-        .expect("pg_basebackup");
-    for _ in 0..LOAD_ROUNDS {
-        pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
-        pg.switch_wal().expect("pg_switch_wal");
-    }
-    pg.psql(&format!(
-        "SELECT pg_create_restore_point('{RESTORE_POINT}')"
-    ))
-    .expect("restore point");
-    let state = pg.psql(STATE_SQL).expect("state");
-    // Written after the restore point: must not come back.
-    pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
-    assert_ne!(
-        pg.psql(STATE_SQL).unwrap(),
-        state,
-        "the load changed the state"
-    );
-    let last = pg.switch_wal().expect("pg_switch_wal");
-    pg.wait_archived(&last, Duration::from_secs(120))
-        .expect("archived");
-    let failed = pg
-        .psql("SELECT failed_count FROM pg_stat_archiver")
-        .unwrap();
-    assert_eq!(
-        failed,
-        "0",
-        "archive_command never failed:\n{}",
-        pg.log_tail(30)
-    );
-    pg.stop().expect("stop");
-    let keys = garage.list_keys(garage.bucket(), "pitr/pg/wals/");
-    assert!(
-        keys.len() > LOAD_ROUNDS && keys.iter().all(|(k, _)| is_zst(k)),
-        "{keys:?}"
-    );
-    assert!(
-        keys.iter()
-            .any(|(k, _)| k == &format!("pitr/pg/wals/{}/{last}.zst", &last[..16])),
-        "{last} archived in Barman's layout: {keys:?}"
-    );
-    eprintln!("primary: {} objects archived, state {state}", keys.len());
-    (backup, state)
+/// What a command PostgreSQL runs needs to reach `garage`, as `VAR=value …` to put
+/// before it: PostgreSQL runs its commands as its own user, with its own environment, so
+/// the credentials go on the command line (a test's; a real one reads ~/.aws), with the
+/// binaries under test.
+fn command_env(garage: &Garage) -> String {
+    format!(
+        "{}AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
+         WALPIPE_BIN_DIR={}",
+        env_prefix(&garage.env()),
+        bin_dir().display()
+    )
 }
 
-/// Recovers a copy of `backup` into `<work>/restored` with `restore_command`, to the
-/// restore point, and promotes it.
-fn recover(work: &WorkDir, backup: &Path, restore_command: &str) -> PgCluster {
-    let data = work.join("restored");
-    let out = as_postgres("cp")
-        .arg("-a")
-        .arg(backup)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cp -a: {out:?}");
-    let conf = format!(
-        "archive_mode = off\n\
-         restore_command = '{restore_command}'\n\
-         recovery_target_name = '{RESTORE_POINT}'\n\
-         recovery_target_action = 'promote'\n"
+/// Recovers `primary`'s base backup into `<work>/<name>` with `restore-wal --archive URL
+/// EXTRA… --prefetch 4` (into a fresh spool) as restore_command, checks the recovery
+/// ([`Primary::assert_recovered`]) and stops the server; the spool then holds at most 4
+/// segments.
+fn recover_from_bucket(primary: &Primary, garage: &Garage, url: &str, extra: &str, name: &str) {
+    let spool = primary.work.mkdir_owned(format!("{name}-spool"));
+    let restore_command = format!(
+        "{cloud} {script} --server {SERVER} --archive {url}{extra} \
+         --prefetch 4 --spool-dir {spool} %f %p",
+        cloud = command_env(garage),
+        script = script("restore-wal").display(),
+        spool = spool.display(),
     );
-    let mut restored = PgCluster::adopt(work, &data, &conf).expect("adopt");
-    let out: Output = as_postgres("touch")
-        .arg(data.join("recovery.signal"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    restored.start().expect("start the restored cluster");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while restored.psql("SELECT pg_is_in_recovery()").ok().as_deref() != Some("f") {
-        assert!(
-            Instant::now() < deadline,
-            "not promoted:\n{}",
-            restored.log_tail(40)
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    restored
+    let mut restored = primary.recover(name, &restore_command);
+    primary.assert_recovered(&restored, name);
+    restored.stop().unwrap();
+    wait_for_workers(&spool);
+    let left: Vec<String> = dir_names(&spool)
+        .into_iter()
+        .filter(|n| n.len() == 24)
+        .collect();
+    assert!(left.len() <= 4, "the spool holds at most 4 files: {left:?}");
 }
 
 #[test]
@@ -1013,54 +996,98 @@ fn pitr_of_postgres_15_from_a_garage_bucket_with_prefetch() {
     let work = WorkDir::new();
     let garage = Garage::start(work.path());
     let url = format!("s3://{}/pitr", garage.bucket());
-    // PostgreSQL runs the commands as its own user, with its own environment: the
-    // credentials go on the command line (a test's; a real one reads ~/.aws).
-    let cloud = format!(
-        "{}AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
-         WALPIPE_BIN_DIR={}",
-        env_prefix(&garage.env()),
-        bin_dir().display()
+    let archive_command = format!(
+        "{cloud} {script} --direct --compression zstd --server {SERVER} --archive {url} %p",
+        cloud = command_env(&garage),
+        script = script("archive-command").display(),
     );
-    let (backup, state) = run_primary(&work, &garage, &url, &cloud);
-    eprintln!("primary: {:.1?}", t.elapsed());
 
-    let spool = work.mkdir_owned("spool");
-    let restore_command = format!(
-        "{cloud} {script} --server {SERVER} --archive {url} --prefetch 4 --spool-dir {spool} %f %p",
-        script = script("restore-wal").display(),
-        spool = spool.display(),
-    );
-    let mut restored = recover(&work, &backup, &restore_command);
-    assert_eq!(
-        restored.psql(STATE_SQL).unwrap(),
-        state,
-        "the state at the restore point"
-    );
-    assert_eq!(
-        restored
-            .psql("SELECT timeline_id FROM pg_control_checkpoint()")
-            .unwrap(),
-        "2",
-        "promoted to a new timeline"
-    );
-    let log = fs::read_to_string(restored.log_path()).unwrap();
+    let primary = Primary::run(&work, &archive_command);
+
+    let keys = garage.list_keys(garage.bucket(), "pitr/pg/wals/");
     assert!(
-        log.contains(&format!(
-            "recovery stopping at restore point \"{RESTORE_POINT}\""
-        )),
-        "{log}"
+        keys.len() > LOAD_ROUNDS && keys.iter().all(|(k, _)| is_zst(k)),
+        "{keys:?}"
     );
-    let fetched = log.matches("restored log file").count();
-    assert!(fetched >= LOAD_ROUNDS, "{fetched} files restored:\n{log}");
-    for noise in ["restore-wal:", "wal-store:", "wal-compress:"] {
-        assert!(!log.contains(noise), "{noise} in the log:\n{log}");
-    }
-    restored.stop().unwrap();
-    wait_for_workers(&spool);
-    let left: Vec<String> = dir_names(&spool)
+    let last = &primary.last;
+    assert!(
+        keys.iter()
+            .any(|(k, _)| k == &format!("pitr/pg/wals/{}/{last}.zst", &last[..16])),
+        "{last} archived in Barman's layout: {keys:?}"
+    );
+    recover_from_bucket(&primary, &garage, &url, "", "restored");
+    eprintln!("total: {:.1?}", t.elapsed());
+}
+
+/// A primary archiving through the local queue into `s3.url(prefix)`: its
+/// archive_command keeps a reference copy of every file and hands it to `archive-command`
+/// (the incoming queue of `s3.home`); once the primary is stopped, `archive-wal` with
+/// `flags` uploads the queue, as PostgreSQL's user. Returns the primary and every file it
+/// archived (segments and the backup label), from the reference copy.
+fn run_primary_through_the_queue(
+    s3: &S3Home,
+    prefix: &str,
+    flags: &[&str],
+) -> (Primary, Vec<(String, Vec<u8>)>) {
+    let reference = s3.work.mkdir_owned("ref");
+    let archive_command = format!(
+        "{} && {}",
+        reference_copy(&reference),
+        queue_archive_command(&s3.home, SERVER)
+    );
+    let primary = Primary::run(&s3.work, &archive_command);
+    let run = s3.archive_queue_as_postgres(prefix, flags);
+    assert_ok(&run, "archive-wal");
+    let archived: Vec<(String, Vec<u8>)> = dir_names(&reference)
         .into_iter()
-        .filter(|n| n.len() == 24)
+        .map(|name| {
+            let bytes = fs::read(reference.join(&name)).unwrap();
+            (name, bytes)
+        })
         .collect();
-    assert!(left.len() <= 4, "the spool holds at most 4 files: {left:?}");
+    let segments = archived.iter().filter(|(n, _)| n.len() == 24).count();
+    assert!(
+        segments > LOAD_ROUNDS,
+        "a few segments to restore: {segments}"
+    );
+    (primary, archived)
+}
+
+#[test]
+fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd() {
+    let t = Instant::now();
+    let s3 = S3Home::start();
+
+    let (primary, archived) =
+        run_primary_through_the_queue(&s3, "queued", &["--compression", "zstd"]);
+
+    assert_archived(&s3, "queued", &archived, None);
+    recover_from_bucket(&primary, &s3.garage, &s3.url("queued"), "", "restored");
+    eprintln!("total: {:.1?}", t.elapsed());
+}
+
+#[test]
+fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd_and_gpg() {
+    let t = Instant::now();
+    let s3 = S3Home::start();
+    let (cert, key, gnupg) = gpg_key_pair(&s3.work);
+    let cert_flag = cert.to_str().unwrap();
+
+    let (primary, archived) = run_primary_through_the_queue(
+        &s3,
+        "encrypted",
+        &["--compression", "zstd", "--recipient", cert_flag],
+    );
+
+    assert_archived(&s3, "encrypted", &archived, Some(&gnupg));
+    stop_gpg_agent(&gnupg);
+    let extra = format!(" --key {}", key.display());
+    recover_from_bucket(
+        &primary,
+        &s3.garage,
+        &s3.url("encrypted"),
+        &extra,
+        "restored",
+    );
     eprintln!("total: {:.1?}", t.elapsed());
 }

@@ -29,20 +29,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use walpipe_tests::wrappers::{archived_path, bin_dir, dir_names, wrapper, wrapper_as_postgres};
+use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
+use walpipe_tests::wrappers::{
+    archived_path, bin_dir, dir_names, queue_archive_command, wrapper, wrapper_as_postgres,
+};
 use walpipe_tests::{
-    PgCluster, WorkDir, as_postgres, clean_command, running_as_root, script, synthetic_segment,
-    wal_cache_dir, wal_fixture_segments,
+    WorkDir, clean_command, running_as_root, script, synthetic_segment, wal_cache_dir,
+    wal_fixture_segments,
 };
 
 const SERVER: &str = "pg";
-const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
-const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The restore point the recoveries stop at.
-const RESTORE_POINT: &str = "rp";
-/// pgbench rounds before the restore point, each ending with a WAL switch, so that
-/// recovery has several segments to fetch (and prefetch).
-const LOAD_ROUNDS: usize = 4;
 
 // ---------------------------------------------------------------------------------------
 // Helpers without a server
@@ -568,83 +564,37 @@ fn a_killed_restore_never_leaves_a_partial_file() {
 // ---------------------------------------------------------------------------------------
 // With a real PostgreSQL
 
-/// What PITR must bring back: balances, row counts and a digest of the history table.
-const STATE_SQL: &str = "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
-        (SELECT sum(bbalance) FROM pgbench_branches),
-        (SELECT sum(tbalance) FROM pgbench_tellers),
-        (SELECT count(*) FROM pgbench_accounts),
-        (SELECT count(*) FROM pgbench_history),
-        (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)";
-
-/// A primary that ran pgbench, took a base backup (-X none), made restore point `rp`,
-/// kept writing, and is stopped with everything archived.
-struct Primary {
-    work: WorkDir,
+/// A [`Primary`] whose `archive_command` copies every file into a reference directory
+/// and, when asked, hands it to walpipe too; stopped with everything archived.
+struct Archived {
+    primary: Primary,
     /// walpipe's home (also the archive of the walpipe scenario).
     home: PathBuf,
     /// Every file PostgreSQL archived, copied by `cp`.
     reference: PathBuf,
-    backup: PathBuf,
-    /// [`STATE_SQL`] at the restore point.
-    state: String,
     /// The segments PostgreSQL archived.
     segments: Vec<String>,
 }
 
-impl Primary {
+impl Archived {
     /// `through_walpipe`: archive_command also runs `archive-command` into the incoming
     /// queue, and archive-wal (zstd) runs at the end. Otherwise only the reference copy.
     fn run(through_walpipe: bool) -> Self {
         Self::run_with(through_walpipe, &WorkDir::new(), &[])
     }
 
-    /// As [`Primary::run`], in `work`, with `archive_wal_extra` flags for archive-wal
+    /// As [`Archived::run`], in `work`, with `archive_wal_extra` flags for archive-wal
     /// (e.g. `--recipient CERT`).
     fn run_with(through_walpipe: bool, work: &WorkDir, archive_wal_extra: &[&Path]) -> Self {
-        let t = Instant::now();
-        let work = work.clone();
         let home = work.mkdir_owned("home");
         let reference = work.mkdir_owned("ref");
-        let copy = format!(
-            "(test -f {reference}/%f || cp %p {reference}/%f)",
-            reference = reference.display()
-        );
+        let copy = reference_copy(&reference);
         let command = if through_walpipe {
-            format!(
-                "{copy} && WALPIPE_BIN_DIR={bin} {script} --home {home} --server {SERVER} %p",
-                bin = bin_dir().display(),
-                script = script("archive-command").display(),
-                home = home.display(),
-            )
+            format!("{copy} && {}", queue_archive_command(&home, SERVER))
         } else {
             copy
         };
-        let conf = format!("archive_mode = on\narchive_command = '{command}'\n");
-        let mut pg = PgCluster::init(&work, &conf).expect("initdb");
-        pg.start().expect("start");
-        pg.pgbench(["-i", "-q", "-s", "1"]).expect("pgbench -i");
-        let backup = pg
-            .base_backup("backup", ["-X", "none"])
-            .expect("pg_basebackup");
-        for _ in 0..LOAD_ROUNDS {
-            pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
-            pg.switch_wal().expect("pg_switch_wal");
-        }
-        pg.psql(&format!(
-            "SELECT pg_create_restore_point('{RESTORE_POINT}')"
-        ))
-        .expect("restore point");
-        let state = pg.psql(STATE_SQL).expect("state");
-        // Written after the restore point: must not come back.
-        pg.pgbench(["-n", "-c", "2", "-t", "150"]).expect("pgbench");
-        assert_ne!(
-            pg.psql(STATE_SQL).unwrap(),
-            state,
-            "the load changed the state"
-        );
-        let last = pg.switch_wal().expect("pg_switch_wal");
-        pg.wait_archived(&last, ARCHIVE_TIMEOUT).expect("archived");
-        pg.stop().expect("stop");
+        let primary = Primary::run(work, &command);
         if through_walpipe {
             let out = wrapper_as_postgres("archive-wal")
                 .arg("--home")
@@ -663,88 +613,12 @@ impl Primary {
             segments.len() > LOAD_ROUNDS,
             "a few segments to restore: {segments:?}"
         );
-        eprintln!(
-            "primary: {} segments archived, state at {RESTORE_POINT}: {state} ({:.1?})",
-            segments.len(),
-            t.elapsed()
-        );
-        Primary {
-            work,
+        eprintln!("primary: {} segments archived", segments.len());
+        Archived {
+            primary,
             home,
             reference,
-            backup,
-            state,
             segments,
-        }
-    }
-
-    /// Recovers a copy of the base backup into `<work>/<name>` with `restore_command`,
-    /// to the restore point, and promotes it; returns the promoted cluster.
-    fn recover(&self, name: &str, restore_command: &str) -> PgCluster {
-        let t = Instant::now();
-        let data = self.work.join(name);
-        let out = as_postgres("cp")
-            .arg("-a")
-            .arg(&self.backup)
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert_success(&out, "cp -a of the base backup");
-        let conf = format!(
-            "archive_mode = off\n\
-             restore_command = '{restore_command}'\n\
-             recovery_target_name = '{RESTORE_POINT}'\n\
-             recovery_target_action = 'promote'\n"
-        );
-        let mut pg = PgCluster::adopt(&self.work, &data, &conf).expect("adopt");
-        let out = as_postgres("touch")
-            .arg(data.join("recovery.signal"))
-            .output()
-            .unwrap();
-        assert_success(&out, "touch recovery.signal");
-        pg.start().expect("start the restored cluster");
-        let deadline = Instant::now() + PROMOTE_TIMEOUT;
-        while pg.psql("SELECT pg_is_in_recovery()").ok().as_deref() != Some("f") {
-            assert!(
-                Instant::now() < deadline,
-                "{name}: not promoted after {PROMOTE_TIMEOUT:?}:\n{}",
-                pg.log_tail(30)
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{name}: recovered and promoted in {:.1?}", t.elapsed());
-        pg
-    }
-
-    /// The state came back exactly, recovery stopped at the restore point, and the server
-    /// log shows restores from the archive and no word from walpipe (missing files are
-    /// quiet).
-    fn assert_recovered(&self, pg: &PgCluster, name: &str) {
-        assert_eq!(
-            pg.psql(STATE_SQL).unwrap(),
-            self.state,
-            "{name}: the state at the restore point"
-        );
-        assert_eq!(
-            pg.psql("SELECT timeline_id FROM pg_control_checkpoint()")
-                .unwrap(),
-            "2",
-            "{name}: promoted to a new timeline"
-        );
-        let log = fs::read_to_string(pg.log_path()).unwrap();
-        assert!(
-            log.contains(&format!(
-                "recovery stopping at restore point \"{RESTORE_POINT}\""
-            )),
-            "{name}:\n{log}"
-        );
-        let restored = log.matches("restored log file").count();
-        assert!(
-            restored >= LOAD_ROUNDS,
-            "{name}: {restored} files restored from the archive:\n{log}"
-        );
-        for noise in ["restore-wal:", "wal-store:", "wal-compress:"] {
-            assert!(!log.contains(noise), "{name}: {noise} in the log:\n{log}");
         }
     }
 }
@@ -763,20 +637,21 @@ fn restore_wal_command(home: &Path, extra: &str) -> String {
 #[test]
 fn pitr_from_a_walpipe_archive_with_and_without_prefetch() {
     let t = Instant::now();
-    let primary = Primary::run(true);
-    let wals = primary.home.join(SERVER).join("wals");
-    for segment in &primary.segments {
+    let archived = Archived::run(true);
+    let primary = &archived.primary;
+    let wals = archived.home.join(SERVER).join("wals");
+    for segment in &archived.segments {
         assert!(archived_path(&wals, segment).exists(), "{segment} archived");
     }
 
-    let command = restore_wal_command(&primary.home, "");
+    let command = restore_wal_command(&archived.home, "");
     let mut plain = primary.recover("restore-plain", &command);
     primary.assert_recovered(&plain, "restore-wal");
     plain.stop().unwrap();
 
     let spool = primary.work.mkdir_owned("spool");
     let extra = format!(" --prefetch 4 --spool-dir {}", spool.display());
-    let command = restore_wal_command(&primary.home, &extra);
+    let command = restore_wal_command(&archived.home, &extra);
     let mut prefetched = primary.recover("restore-prefetch", &command);
     primary.assert_recovered(&prefetched, "restore-wal --prefetch 4");
     prefetched.stop().unwrap();
@@ -840,10 +715,11 @@ fn gpg_key_pair(work: &WorkDir) -> (PathBuf, PathBuf) {
 fn pitr_from_an_encrypted_walpipe_archive() {
     let work = WorkDir::new();
     let (cert, key) = gpg_key_pair(&work);
-    let primary = Primary::run_with(true, &work, &[Path::new("--recipient"), &cert]);
-    let wals = primary.home.join(SERVER).join("wals");
+    let archived = Archived::run_with(true, &work, &[Path::new("--recipient"), &cert]);
+    let primary = &archived.primary;
+    let wals = archived.home.join(SERVER).join("wals");
     let xlogdb = fs::read_to_string(wals.join(format!("{SERVER}-xlog.db"))).unwrap();
-    for segment in &primary.segments {
+    for segment in &archived.segments {
         assert!(
             xlogdb
                 .lines()
@@ -857,7 +733,7 @@ fn pitr_from_an_encrypted_walpipe_archive() {
         key.display(),
         spool.display()
     );
-    let command = restore_wal_command(&primary.home, &extra);
+    let command = restore_wal_command(&archived.home, &extra);
     let mut restored = primary.recover("restore-encrypted", &command);
     primary.assert_recovered(&restored, "restore-wal --key --prefetch 4");
     restored.stop().unwrap();
@@ -914,15 +790,16 @@ fn barman_venv() -> PathBuf {
 fn pitr_from_an_archive_written_by_barman() {
     let t = Instant::now();
     let venv = barman_venv();
-    let primary = Primary::run(false);
+    let archived = Archived::run(false);
+    let primary = &archived.primary;
 
     // Barman's server, fed the very files PostgreSQL archived, as barman-wal-archive or
     // rsync would: copied into its incoming queue. archive-wal needs no connection.
     let barman_home = primary.work.join("barman");
     let incoming = barman_home.join(SERVER).join("incoming");
     fs::create_dir_all(&incoming).unwrap();
-    for name in dir_names(&primary.reference) {
-        fs::copy(primary.reference.join(&name), incoming.join(&name)).unwrap();
+    for name in dir_names(&archived.reference) {
+        fs::copy(archived.reference.join(&name), incoming.join(&name)).unwrap();
     }
     let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .unwrap()
@@ -960,14 +837,14 @@ fn pitr_from_an_archive_written_by_barman() {
         .unwrap();
     assert_success(&out, "barman archive-wal");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for segment in &primary.segments {
+    for segment in &archived.segments {
         assert!(stdout.contains(segment.as_str()), "{segment}: {stdout}");
     }
 
     // What Barman wrote: zstd under the plain names, catalogued in pg-xlog.db.
     let wals = barman_home.join(SERVER).join("wals");
     let xlogdb = fs::read_to_string(wals.join(format!("{SERVER}-xlog.db"))).unwrap();
-    for segment in &primary.segments {
+    for segment in &archived.segments {
         let stored = fs::read(archived_path(&wals, segment)).unwrap();
         assert_eq!(&stored[..4], &[0x28, 0xb5, 0x2f, 0xfd], "{segment}: zstd");
         assert!(
