@@ -280,6 +280,37 @@ fn restores_what_was_archived_and_misses_quietly() {
     }
 }
 
+/// Temps a killed call left in %p's directory (decompressed copies, cloud downloads,
+/// named temps where there is no O_TMPFILE) are removed by the next call; other hidden
+/// files stay.
+#[test]
+fn a_restore_sweeps_the_temps_of_killed_calls_from_pg_wal() {
+    let home = Home::new();
+    let files = synthetic_files(2);
+    home.archive(&files, "zstd");
+    let seg = &files[1].0;
+    let stale = [
+        format!(".{seg}.decompressed"),
+        format!(".{seg}.1a2b3c4d5e6f.download"),
+        ".RECOVERYXLOG.4242.0.tmp".to_owned(),
+    ];
+    let kept = [".RECOVERYXLOG.keep".to_owned(), ".other.tmp".to_owned()];
+    for name in stale.iter().chain(&kept) {
+        fs::write(home.pg_wal().join(name), b"left by a killed call").unwrap();
+    }
+    let dest = home.pg_wal().join("RECOVERYXLOG");
+    let out = home.restore(&[], seg, &dest);
+    assert_success(&out, seg);
+    assert!(
+        fs::read(&dest).unwrap() == files[1].1,
+        "{seg} restored exactly"
+    );
+    let mut expected: Vec<String> = kept.to_vec();
+    expected.push("RECOVERYXLOG".to_owned());
+    expected.sort();
+    assert_eq!(dir_names(&home.pg_wal()), expected);
+}
+
 #[test]
 fn bad_usage_exits_64_with_one_line() {
     let home = Home::new();

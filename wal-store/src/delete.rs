@@ -8,7 +8,8 @@
 //!
 //! In a cloud archive every object of the name goes (whatever its extension), `--jobs`
 //! records at a time; an object already gone counts as deleted there too (Azure answers
-//! 404 where S3 answers 204), and `--xlogdb`, when given, loses the lines.
+//! 404 where S3 answers 204), and `--xlogdb`, when given, loses the lines. Once the
+//! store itself fails, the records after it fail at once ([`crate::cloud::failure`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{self, BufRead, Write};

@@ -27,7 +27,10 @@
 //! object under whatever extension it was stored with, as barman-cloud-wal-restore
 //! looks), names fetched `--jobs` at a time. The object is downloaded to `--to`/`--to-dir`
 //! durably, or, without them, to a temp file in `--temp-dir` that the record lists in
-//! its `temps`, so the rest of the pipeline treats it as any stage's copy.
+//! its `temps`, so the rest of the pipeline treats it as any stage's copy. That temp,
+//! `.<name>.<unique>.download`, is this process's own: restore_command and a prefetch
+//! worker may fetch the same WAL into one directory at once. Once the store itself
+//! fails, the names not yet fetched fail at once ([`crate::cloud::failure`]).
 
 use std::fs;
 use std::io::{self, BufRead, Write};
@@ -158,8 +161,10 @@ async fn fetch_object(
     record.stored_at = Some(PathBuf::from(bucket.url(&object.key)));
     let dest = match to {
         GetDestination::InPlace => {
-            let temp = temp_dir.join(format!(".{name}.download"));
-            record.size = bucket.download(&object.key, &temp).await?;
+            let (temp, size) = bucket
+                .download_temp(&object.key, temp_dir, name.as_str())
+                .await?;
+            record.size = size;
             record.temps.push(temp.clone());
             record.path = Some(temp);
             identify(record)?;

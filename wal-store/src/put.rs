@@ -18,8 +18,10 @@
 //! A cloud archive ([`crate::cloud`]) changes step 1 only: each record's WAL name is
 //! looked up by one listing (an object under any extension takes the name), then uploaded
 //! create-only, several records at a time (`--jobs`); a taken name is downloaded beside
-//! the source and compared the same way. There are no directories to fsync, and xlog.db
-//! is the local `--xlogdb`, when given.
+//! the source (a temp of its own, `.<name>.<unique>.download`) and compared the same way.
+//! There are no directories to fsync, and xlog.db is the local `--xlogdb`, when given.
+//! Once the store itself fails (no answer, refused credentials, no bucket), the records
+//! after it fail at once as `temporary`, their sources kept ([`crate::cloud::failure`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -481,12 +483,13 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
             bucket.url(&key)
         )));
     };
-    let copy = wal_core::temp::dir_for(None, path).join(format!(
-        ".{}.stored.{}",
-        name,
-        std::process::id()
-    ));
-    bucket.download(&object.key, &copy).await?;
+    let (copy, _) = bucket
+        .download_temp(
+            &object.key,
+            wal_core::temp::dir_for(None, path),
+            name.as_str(),
+        )
+        .await?;
     Ok(Found::Taken {
         stored_at: PathBuf::from(bucket.url(&object.key)),
         copy,

@@ -8,16 +8,24 @@
 //!
 //! Every failure of the store is `temporary` (exit 75: PostgreSQL, or the operator, will
 //! retry), except an object that is not there. A missing bucket is a failure, never an
-//! empty archive: a restore must not read "bucket gone" as "no more WAL".
+//! empty archive: a restore must not read "bucket gone" as "no more WAL". A failure of
+//! the store itself (not of one object) fails the rest of the stream at once
+//! ([`failure::Breaker`]), and every failure is told in one short line
+//! ([`failure::Failure`]).
 
 pub mod connect;
+pub mod failure;
 pub mod location;
 
-use std::fs::File;
+use std::collections::hash_map::RandomState;
+use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,6 +40,7 @@ use wal_core::xlogdb::Xlogdb;
 use wal_core::{WalError, WalName};
 
 use self::connect::{CloudOptions, Connection};
+use self::failure::{Breaker, Failure, Scope};
 use self::location::{CloudLocation, KeyInfo, parse_key};
 
 /// A cloud archive and what goes with it locally.
@@ -79,6 +88,8 @@ pub struct Bucket<'a> {
     pub target: &'a CloudTarget,
     connection: Connection,
     runtime: tokio::runtime::Runtime,
+    /// Open until the store itself fails; then no record is tried any more.
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for Bucket<'_> {
@@ -103,6 +114,7 @@ impl<'a> Bucket<'a> {
             target,
             connection,
             runtime,
+            breaker: Breaker::default(),
         })
     }
 
@@ -144,16 +156,22 @@ impl<'a> Bucket<'a> {
         )
     }
 
-    /// Runs `work` within the per-record deadline; running out of time is `temporary`.
+    /// Runs one record's `work` (`what`: the place it is about, for messages) within the
+    /// per-record deadline; running out of time is `temporary`, and a failure of the
+    /// store. Once the store has failed, `work` is not started: the record fails at once,
+    /// `temporary`, naming the WAL whose record failed first.
     pub async fn bounded<T>(&self, what: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.breaker.check(what)?;
         let deadline = self.target.options.deadline;
-        match tokio::time::timeout(deadline, work).await {
-            Ok(result) => result,
-            Err(_) => Err(WalError::Temporary(format!(
+        let Ok(result) = tokio::time::timeout(deadline, work).await else {
+            let cause = format!("no answer within {}", seconds(deadline));
+            self.breaker.trip(what, &cause);
+            return Err(WalError::Temporary(format!(
                 "{what}: no answer from the store within {}",
                 seconds(deadline)
-            ))),
-        }
+            )));
+        };
+        result
     }
 
     /// The objects of `name` (any extension), in key order.
@@ -238,18 +256,26 @@ impl<'a> Bucket<'a> {
         Ok((wals, others))
     }
 
-    /// A listing that fails, even with "not found", is a store failure: S3 and Azure
-    /// answer 404 to a listing only when the bucket or container does not exist.
+    /// A listing that fails, even with "not found", is a failure of the store: a
+    /// listing is of no one object, and S3 and Azure answer 404 to one only when the
+    /// bucket or container does not exist.
     fn list_error(&self, prefix: &str, err: &object_store::Error) -> WalError {
         let what = self.url(prefix);
-        match err {
-            object_store::Error::NotFound { .. } => WalError::Temporary(format!(
-                "cannot list {what}: the bucket or container {} does not exist ({})",
-                self.target.location.bucket,
-                one_line(err)
-            )),
-            _ => WalError::Temporary(format!("cannot list {what}: {}", one_line(err))),
-        }
+        let failure = Failure::of(err);
+        // Said in the service's words when it names the missing bucket, else in ours.
+        let cause = match (err, failure.status) {
+            (object_store::Error::NotFound { .. }, _) | (_, Some(404))
+                if failure.scope == Scope::Object =>
+            {
+                format!(
+                    "the bucket or container {} does not exist ({})",
+                    self.target.location.bucket, failure.text
+                )
+            }
+            _ => failure.text,
+        };
+        self.breaker.trip(prefix, &cause);
+        WalError::Temporary(format!("cannot list {what}: {cause}"))
     }
 
     /// Uploads the file at `path` as `key`, never replacing an object.
@@ -302,42 +328,46 @@ impl<'a> Bucket<'a> {
         }
     }
 
-    /// Downloads `key` into the new file `dest` (created here, mode 0600); returns the
-    /// byte count. The file is not fsynced: callers that keep it do.
-    pub async fn download(&self, key: &str, dest: &Path) -> Result<u64> {
+    /// Downloads `key` into a new hidden file in `dir`, named for the WAL `name` and
+    /// unique ([`create_download_temp`]); returns its path and byte count. The file is
+    /// not fsynced (it is a temp: callers that keep it do); if anything fails, or the
+    /// deadline drops the download half-way, it is removed.
+    pub async fn download_temp(&self, key: &str, dir: &Path, name: &str) -> Result<(PathBuf, u64)> {
+        let (path, file) = create_download_temp(dir, name)?;
+        let temp = Temp(Some(path));
+        let size = self.download_into(key, file, temp.path()).await?;
+        Ok((temp.keep(), size))
+    }
+
+    /// Downloads `key` to `dest` durably: a temp file beside it, fsync, rename without
+    /// replacing, fsync the directory; nothing under `dest` if anything fails.
+    pub async fn download_durably(&self, key: &str, dest: &Path) -> Result<u64> {
+        let temp = Temp(Some(durable::temp_name_for(dest)));
+        let file = durable::create_temp(temp.path())?;
+        let size = self.download_into(key, file, temp.path()).await?;
+        durable::fsync_file(temp.path())?;
+        durable::rename_no_replace(temp.path(), dest).context("cannot create", dest)?;
+        temp.keep();
+        durable::fsync_dir(durable::parent_of(dest))?;
+        Ok(size)
+    }
+
+    /// Writes the object `key` into `file` (at `path`, for messages).
+    async fn download_into(&self, key: &str, mut file: File, path: &Path) -> Result<u64> {
         let result = self
             .connection
             .store
             .get(&ObjectPath::from(key))
             .await
             .map_err(|e| self.store_error("cannot download", key, &e))?;
-        let mut file = durable::create_temp(dest)?;
         let mut stream = result.into_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.store_error("cannot download", key, &e))?;
-            file.write_all(&chunk).context("cannot write", dest)?;
+            file.write_all(&chunk).context("cannot write", path)?;
             written += chunk.len() as u64;
         }
         Ok(written)
-    }
-
-    /// Downloads `key` to `dest` durably: a temp file beside it, fsync, rename without
-    /// replacing, fsync the directory; nothing under `dest` if anything fails.
-    pub async fn download_durably(&self, key: &str, dest: &Path) -> Result<u64> {
-        let temp = durable::temp_name_for(dest);
-        let result = async {
-            let size = self.download(key, &temp).await?;
-            durable::fsync_file(&temp)?;
-            durable::rename_no_replace(&temp, dest).context("cannot create", dest)?;
-            durable::fsync_dir(durable::parent_of(dest))?;
-            Ok(size)
-        }
-        .await;
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
     }
 
     /// Deletes `key`; an object already gone counts as deleted (Azure answers 404 where
@@ -349,16 +379,77 @@ impl<'a> Bucket<'a> {
         }
     }
 
-    /// A store failure on `key`: `temporary`, or `not_found` for a missing object.
+    /// A store failure on `key`: `not_found` for a missing object, else `temporary`,
+    /// and when it is the store's (not the object's) the breaker trips.
     fn store_error(&self, action: &'static str, key: &str, err: &object_store::Error) -> WalError {
         let url = self.url(key);
-        match err {
-            object_store::Error::NotFound { .. } => WalError::io(
+        let failure = Failure::of(err);
+        if failure.scope == Scope::Store {
+            self.breaker.trip(key, &failure.text);
+        } else if let object_store::Error::NotFound { .. } = err {
+            return WalError::io(
                 action,
                 url,
                 io::Error::new(io::ErrorKind::NotFound, "no such object"),
-            ),
-            _ => WalError::Temporary(format!("{action} {url}: {}", one_line(err))),
+            );
+        }
+        WalError::Temporary(format!("{action} {url}: {}", failure.text))
+    }
+}
+
+/// A temp file of ours, removed when dropped unless kept: a download that fails, or that
+/// the deadline drops half-way, leaves nothing behind.
+struct Temp(Option<PathBuf>);
+
+impl Temp {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Keeps the file; its path.
+    fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Creates `.<name>.<unique>.download` in `dir`, exclusively, mode 0600.
+///
+/// Two processes may fetch the same WAL into one directory at once (PostgreSQL's
+/// restore_command and a prefetch worker, two `put`s comparing the same duplicate): each
+/// gets its own file, and none unlinks or replaces another's. The unique part is random
+/// (and the pid), not a counter: processes in different pid namespaces may share the
+/// directory. The name starts with a dot, so queue listings skip it, and ends in
+/// `.download`, the pattern scripts/restore-wal sweeps when a killed call left one.
+pub fn create_download_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut attempts = 0;
+    loop {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let path = dir.join(format!(".{name}.{:012x}.download", hasher.finish() >> 16));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
+            Err(e) => return Err(WalError::io("cannot create", &path, e)),
         }
     }
 }
@@ -390,4 +481,33 @@ pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
 
 fn seconds(duration: Duration) -> String {
     format!("{} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn download_temps_are_unique_hidden_and_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "000000010000000000000001";
+        // Another process's download under the name every temp once had.
+        let theirs = dir.path().join(format!(".{name}.download"));
+        std::fs::write(&theirs, "theirs").unwrap();
+        let (first, _) = create_download_temp(dir.path(), name).unwrap();
+        let (second, _) = create_download_temp(dir.path(), name).unwrap();
+        assert_ne!(first, second);
+        for path in [&first, &second] {
+            let file = path.file_name().unwrap().to_str().unwrap();
+            // What scripts/restore-wal sweeps: "$DEST_DIR"/.*.download.
+            assert!(
+                file.starts_with(&format!(".{name}.")) && file.ends_with(".download"),
+                "{file}"
+            );
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+    }
 }
