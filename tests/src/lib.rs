@@ -15,18 +15,22 @@
 //! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
 //!   the archive they fill (hash directories, xlog.db, zstd);
 //! * [`cloud`]: real object-storage servers on loopback ([`Garage`], [`GarageCluster`]
-//!   for S3, [`Azurite`] for Azure Blob) and independent readers of what they hold.
+//!   for S3, [`Azurite`] for Azure Blob) and independent readers of what they hold;
+//! * [`Gpg`]: a key pair made by the real GnuPG, and the real `gpg` to decrypt with it;
+//! * [`spool`]: waiting for `restore-wal --prefetch`'s background workers.
 //!
 //! It is not a place for walpipe logic: it depends on no walpipe crate but `wal-core`,
 //! and nothing outside `dev-dependencies` may depend on it.
 
 pub mod cloud;
 pub mod fixtures;
+pub mod gpg;
 pub mod hermetic;
 pub mod ndjson;
 pub mod paths;
 pub mod pg;
 pub mod pitr;
+pub mod spool;
 pub mod workdir;
 pub mod wrappers;
 
@@ -35,6 +39,7 @@ pub use fixtures::{
     SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_segments,
     wal_fixtures, write_file,
 };
+pub use gpg::Gpg;
 pub use hermetic::{clean_cloud_command, clean_command};
 pub use ndjson::{ndjson, parse_records};
 pub use paths::{script, target_bin, workspace_root};

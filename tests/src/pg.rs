@@ -421,7 +421,7 @@ impl Drop for PgCluster {
 }
 
 /// Runs `cmd` with `input` on its standard input, capturing stdout and stderr.
-fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> io::Result<Output> {
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> io::Result<Output> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

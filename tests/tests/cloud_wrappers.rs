@@ -24,7 +24,6 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -33,13 +32,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use walpipe_tests::clean_cloud_command;
 use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
+use walpipe_tests::spool::wait_for_workers;
 use walpipe_tests::wrappers::{
     Run, bin_dir, dir_names, queue_archive_command, read_xlogdb, run, wrapper, wrapper_as_postgres,
 };
-use walpipe_tests::{Azurite, Garage, WorkDir, script, target_bin, wal_fixture_segments};
+use walpipe_tests::{Azurite, Garage, Gpg, WorkDir, script, target_bin, wal_fixture_segments};
 
 const SERVER: &str = "pg";
 const HISTORY: &str = "00000002.history";
+
+/// How long prefetch workers may take to let go of the spool.
+const WORKERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -312,34 +315,13 @@ fn restore_all(s3: &S3Home, prefix: &str, files: &[(String, Vec<u8>)], extra: &[
     }
 }
 
-/// Waits (10 s at most) until no prefetch worker holds a live claim in `spool`.
-fn wait_for_workers(spool: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let busy = dir_names(spool).iter().any(|name| {
-            Path::new(name)
-                .extension()
-                .is_some_and(|ext| ext == "claim")
-                && fs::read_to_string(spool.join(name))
-                    .ok()
-                    .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-                    .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        });
-        if !busy {
-            return;
-        }
-        assert!(Instant::now() < deadline, "prefetch workers still busy");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The segments in `spool` once they are `want` with no worker busy, or as they are after
 /// 10 s. A worker runs in the background: it may claim its segments a moment after the
 /// call that started it returned, so an idle spool alone does not mean it is done.
 fn settled_spool(spool: &Path, want: &[&String]) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        wait_for_workers(spool);
+        wait_for_workers(spool, WORKERS_TIMEOUT);
         let spooled: Vec<String> = dir_names(spool)
             .into_iter()
             .filter(|n| n.len() == 24)
@@ -349,77 +331,6 @@ fn settled_spool(spool: &Path, want: &[&String]) -> Vec<String> {
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A key pair made by the real gpg in `work`: (certificate, secret key, gpg home).
-fn gpg_key_pair(work: &WorkDir) -> (PathBuf, PathBuf, PathBuf) {
-    let gnupg = work.join("gnupg");
-    fs::create_dir(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(&gnupg)
-            .args([
-                "--batch",
-                "--no-tty",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(["--passphrase", ""])
-            .args(args)
-            .output()
-            .expect("gpg runs (scripts/install-test-deps)");
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "Cloud <c@test.invalid>",
-        "default",
-        "default",
-        "never",
-    ]);
-    let cert = work.join("cert.asc");
-    let key = work.join("secret.gpg");
-    fs::write(&cert, gpg(&["--export", "--armor", "c@test.invalid"])).unwrap();
-    fs::write(&key, gpg(&["--export-secret-keys", "c@test.invalid"])).unwrap();
-    for file in [&cert, &key] {
-        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    (cert, key, gnupg)
-}
-
-/// `bytes` decrypted by the real gpg with the key in `gnupg`.
-fn gpg_decrypt(gnupg: &Path, bytes: &[u8]) -> Vec<u8> {
-    pipe_through(
-        Command::new("gpg")
-            .arg("--homedir")
-            .arg(gnupg)
-            .args([
-                "--batch",
-                "--no-tty",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(["--passphrase", "", "--decrypt"]),
-        bytes,
-        "gpg --decrypt",
-    )
-}
-
-fn stop_gpg_agent(gnupg: &Path) {
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(gnupg)
-        .args(["--kill", "gpg-agent"])
-        .status();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -488,7 +399,7 @@ fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
         &["--prefetch", "4", "--spool-dir", spool_flag],
         "prefetch",
     );
-    wait_for_workers(&spool);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
     let left: Vec<String> = dir_names(&spool)
         .into_iter()
         .filter(|n| n.len() == 24)
@@ -506,7 +417,7 @@ fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
 /// is no local archive, and xlog.db (in the meta directory) lists each once, zstd, with
 /// the stored size. Returns the keys with their sizes.
 ///
-/// With `gnupg` (a gpg home holding the secret key), encrypted after compression
+/// With `gpg` (the key pair the files were encrypted for), encrypted after compression
 /// instead: keys end in `.zst.gpg`, each object is an OpenPGP message the real zstd
 /// refuses, and the real gpg decrypts it to what then opens with zstd; xlog.db records
 /// zstd and gpg.
@@ -514,10 +425,10 @@ fn assert_archived(
     s3: &S3Home,
     prefix: &str,
     files: &[(String, Vec<u8>)],
-    gnupg: Option<&Path>,
+    gpg: Option<&Gpg>,
 ) -> Vec<(String, u64)> {
     let keys = s3.keys(prefix);
-    let ext = if gnupg.is_some() { ".zst.gpg" } else { ".zst" };
+    let ext = if gpg.is_some() { ".zst.gpg" } else { ".zst" };
     let expected: Vec<String> = files
         .iter()
         .map(|(name, _)| format!("{}{ext}", barman_key(prefix, name)))
@@ -530,14 +441,14 @@ fn assert_archived(
     );
     for ((name, bytes), key) in files.iter().zip(&expected) {
         let object = s3.object(key);
-        let compressed = match gnupg {
+        let compressed = match gpg {
             None => object,
-            Some(gnupg) => {
+            Some(gpg) => {
                 // Every OpenPGP packet opens with a tag byte with the high bit set; a zstd
                 // frame opens with 0x28.
                 assert!(object[0] & 0x80 != 0, "{key} is an OpenPGP message");
                 assert!(zstd_refuses(&object), "{key} is not readable as zstd");
-                gpg_decrypt(gnupg, &object)
+                gpg.decrypt_bytes(&object)
             }
         };
         assert!(zstd_d(&compressed) == *bytes, "{key} opens to {name}");
@@ -557,7 +468,7 @@ fn assert_archived(
     for (entry, key) in catalogue.iter().zip(&expected) {
         let size = keys.iter().find(|(k, _)| k == key).unwrap().1;
         assert_eq!(entry.compression.as_deref(), Some("zstd"), "{key}");
-        let encryption = gnupg.map(|_| "gpg");
+        let encryption = gpg.map(|_| "gpg");
         assert_eq!(entry.encryption.as_deref(), encryption, "{key}");
         assert_eq!(entry.size, size, "xlog.db records the stored size of {key}");
     }
@@ -582,13 +493,14 @@ fn run_listing(s3: &S3Home, prefix: &str) -> Vec<Value> {
 #[test]
 fn archive_wal_compressed_and_encrypted_into_garage_restores_with_the_key() {
     let s3 = S3Home::start();
-    let (cert, key, gnupg) = gpg_key_pair(&s3.work);
+    let gpg = Gpg::in_dir(s3.work.path());
+    let (cert, key) = (gpg.cert(), gpg.key());
     let files = real_segments(3);
     let cert_flag = cert.to_str().unwrap();
     let run = s3.archive_wal("enc", &files, &["--recipient", cert_flag]);
     assert_ok(&run, "archive-wal --recipient");
-    assert_archived(&s3, "enc", &files, Some(&gnupg));
-    stop_gpg_agent(&gnupg);
+    assert_archived(&s3, "enc", &files, Some(&gpg));
+    gpg.stop_agent();
     let listing = run_listing(&s3, "enc");
     assert!(
         listing.iter().all(|r| r["encryption"] == "gpg"),
@@ -622,7 +534,7 @@ fn archive_wal_compressed_and_encrypted_into_garage_restores_with_the_key() {
         ],
         "key-prefetch",
     );
-    wait_for_workers(&spool);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
 }
 
 #[test]
@@ -982,7 +894,7 @@ fn recover_from_bucket(primary: &Primary, garage: &Garage, url: &str, extra: &st
     let mut restored = primary.recover(name, &restore_command);
     primary.assert_recovered(&restored, name);
     restored.stop().unwrap();
-    wait_for_workers(&spool);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
     let left: Vec<String> = dir_names(&spool)
         .into_iter()
         .filter(|n| n.len() == 24)
@@ -1070,7 +982,8 @@ fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd() {
 fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd_and_gpg() {
     let t = Instant::now();
     let s3 = S3Home::start();
-    let (cert, key, gnupg) = gpg_key_pair(&s3.work);
+    let gpg = Gpg::in_dir(s3.work.path());
+    let (cert, key) = (gpg.cert(), gpg.key());
     let cert_flag = cert.to_str().unwrap();
 
     let (primary, archived) = run_primary_through_the_queue(
@@ -1079,8 +992,8 @@ fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd_and_gpg() {
         &["--compression", "zstd", "--recipient", cert_flag],
     );
 
-    assert_archived(&s3, "encrypted", &archived, Some(&gnupg));
-    stop_gpg_agent(&gnupg);
+    assert_archived(&s3, "encrypted", &archived, Some(&gpg));
+    gpg.stop_agent();
     let extra = format!(" --key {}", key.display());
     recover_from_bucket(
         &primary,

@@ -13,106 +13,15 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
 use walpipe_tests::wrappers::{archived_path, dir_names, read_xlogdb};
-use walpipe_tests::{clean_command, parse_records, target_bin, wal_fixture_segments};
+use walpipe_tests::{Gpg, clean_command, parse_records, target_bin, wal_fixture_segments};
 
 const SERVER: &str = "pg";
-
-/// A GnuPG home (mode 700) with a fresh key pair, exported for walpipe; the agent is
-/// killed on drop.
-struct Gpg {
-    dir: TempDir,
-}
-
-impl Gpg {
-    fn new() -> Gpg {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("gnupg");
-        fs::create_dir(&home).unwrap();
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-        let gpg = Gpg { dir };
-        gpg.run(&[
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Test <t@test.invalid>",
-            "default",
-            "default",
-            "never",
-        ]);
-        let public = gpg.run(&["--export", "--armor", "t@test.invalid"]);
-        fs::write(gpg.cert(), public).unwrap();
-        let secret = gpg.run(&[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--export-secret-keys",
-            "t@test.invalid",
-        ]);
-        fs::write(gpg.key(), secret).unwrap();
-        gpg
-    }
-
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("gnupg")
-    }
-
-    /// The public certificate, as `gpg --export --armor` wrote it.
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.asc")
-    }
-
-    /// The secret key, as `gpg --export-secret-keys` wrote it.
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("secret.gpg")
-    }
-
-    fn run(&self, args: &[&str]) -> Vec<u8> {
-        let output = Command::new("gpg")
-            .arg("--homedir")
-            .arg(self.home())
-            .args(["--batch", "--no-tty", "--quiet", "--trust-model", "always"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("gpg runs (scripts/install-test-deps)");
-        assert!(
-            output.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
-    }
-
-    /// `gpg --decrypt` of `path`.
-    fn decrypt(&self, path: &Path) -> Vec<u8> {
-        self.run(&[
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--decrypt",
-            path.to_str().unwrap(),
-        ])
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.home())
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
 
 /// `zstd -d` of `bytes`, by the real CLI.
 fn zstd_decompress(bytes: &[u8], scratch: &Path) -> Vec<u8> {
@@ -342,7 +251,7 @@ fn a_redelivered_wal_is_a_duplicate_with_the_key_and_a_conflict_without() {
         "--compress-level",
         "0",
         "--recipient",
-        "t@test.invalid",
+        Gpg::EMAIL,
         "--output",
         queued.to_str().unwrap(),
         "--encrypt",

@@ -19,7 +19,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,15 +29,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
+use walpipe_tests::spool::{wait_for_workers, workers_idle_within};
 use walpipe_tests::wrappers::{
     archived_path, bin_dir, dir_names, queue_archive_command, wrapper, wrapper_as_postgres,
 };
 use walpipe_tests::{
-    WorkDir, clean_command, running_as_root, script, synthetic_segment, wal_cache_dir,
+    Gpg, WorkDir, clean_command, running_as_root, script, synthetic_segment, wal_cache_dir,
     wal_fixture_segments,
 };
 
 const SERVER: &str = "pg";
+
+/// How long prefetch workers may take to let go of the spool.
+const WORKERS_TIMEOUT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // Helpers without a server
@@ -117,7 +120,7 @@ impl Drop for Home {
     fn drop(&mut self) {
         thread::sleep(Duration::from_millis(100));
         // Never panic here: a test that failed is unwinding through this.
-        workers_idle_within(&self.spool(), Duration::from_secs(5));
+        let _ = workers_idle_within(&self.spool(), WORKERS_TIMEOUT);
     }
 }
 
@@ -157,55 +160,12 @@ fn real_files(count: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Waits (5 s at most) until no prefetch worker holds a claim in `spool` any more.
-fn wait_for_workers(spool: &Path) {
-    assert!(
-        workers_idle_within(spool, Duration::from_secs(5)),
-        "prefetch workers still busy in {}",
-        spool.display()
-    );
-}
-
-/// Whether, within `timeout`, no live process holds a claim in `spool`.
-fn workers_idle_within(spool: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let busy = dir_names(spool).iter().any(|name| {
-            Path::new(name)
-                .extension()
-                .is_some_and(|ext| ext == "claim")
-                && fs::read_to_string(spool.join(name))
-                    .ok()
-                    .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-                    .is_some_and(|pid| process_alive(&pid))
-        });
-        if !busy {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A live, non-zombie process (workers are reaped by init, possibly late).
-fn process_alive(pid: &str) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next())
-        })
-        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
-}
-
 /// Waits (5 s at most) until the spool holds exactly `expected` (complete files) and no
 /// worker is busy: a worker may start a little after the call that spawned it returned.
 fn settles_to(spool: &Path, expected: &[&String]) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        wait_for_workers(spool);
+        wait_for_workers(spool, WORKERS_TIMEOUT);
         let now = spooled(spool);
         if now.iter().eq(expected.iter().copied()) {
             return;
@@ -375,7 +335,7 @@ fn a_corrupt_archived_file_fails_clearly_and_leaves_nothing() {
         assert!(fs::read(&dest).unwrap() == files[0].1);
         fs::remove_file(&dest).unwrap();
     }
-    wait_for_workers(&home.spool());
+    wait_for_workers(&home.spool(), WORKERS_TIMEOUT);
     assert!(
         !spooled(&home.spool()).contains(name),
         "the corrupt segment never reaches the spool"
@@ -431,7 +391,7 @@ fn prefetch_fills_a_bounded_spool_and_cleans_it() {
         assert_success(&out, name);
         assert!(fs::read(&dest).unwrap() == *bytes, "{name}");
         fs::remove_file(&dest).unwrap();
-        wait_for_workers(&spool);
+        wait_for_workers(&spool, WORKERS_TIMEOUT);
         spooled(&spool)
     };
 
@@ -686,66 +646,20 @@ fn pitr_from_a_walpipe_archive_with_and_without_prefetch() {
     let mut prefetched = primary.recover("restore-prefetch", &command);
     primary.assert_recovered(&prefetched, "restore-wal --prefetch 4");
     prefetched.stop().unwrap();
-    wait_for_workers(&spool);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
     let left = spooled(&spool);
     assert!(left.len() <= 4, "the spool holds at most 4 files: {left:?}");
     eprintln!("total: {:.1?}", t.elapsed());
 }
 
-/// A key pair made by the real gpg in `work`, exported as files the postgres user can
-/// read: (certificate, secret key). The agent is stopped before returning.
-fn gpg_key_pair(work: &WorkDir) -> (PathBuf, PathBuf) {
-    let gnupg = work.join("gnupg");
-    fs::create_dir(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(&gnupg)
-            .args([
-                "--batch",
-                "--no-tty",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(["--passphrase", ""])
-            .args(args)
-            .output()
-            .expect("gpg runs (scripts/install-test-deps)");
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "Restore <r@test.invalid>",
-        "default",
-        "default",
-        "never",
-    ]);
-    let cert = work.join("cert.asc");
-    let key = work.join("secret.gpg");
-    fs::write(&cert, gpg(&["--export", "--armor", "r@test.invalid"])).unwrap();
-    fs::write(&key, gpg(&["--export-secret-keys", "r@test.invalid"])).unwrap();
-    for file in [&cert, &key] {
-        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(&gnupg)
-        .args(["--kill", "gpg-agent"])
-        .status();
-    (cert, key)
-}
-
 #[test]
 fn pitr_from_an_encrypted_walpipe_archive() {
     let work = WorkDir::new();
-    let (cert, key) = gpg_key_pair(&work);
+    // In the work directory: PostgreSQL's restore_command, run as postgres, reads the key.
+    let gpg = Gpg::in_dir(work.path());
+    // walpipe needs no gpg-agent: stop it before the servers run.
+    gpg.stop_agent();
+    let (cert, key) = (gpg.cert(), gpg.key());
     let archived = Archived::run_with(true, &work, &[Path::new("--recipient"), &cert]);
     let primary = &archived.primary;
     let wals = archived.home.join(SERVER).join("wals");
@@ -768,7 +682,7 @@ fn pitr_from_an_encrypted_walpipe_archive() {
     let mut restored = primary.recover("restore-encrypted", &command);
     primary.assert_recovered(&restored, "restore-wal --key --prefetch 4");
     restored.stop().unwrap();
-    wait_for_workers(&spool);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
 }
 
 /// The cached virtualenv with Barman 3.19 from PyPI (and `zstandard` for its zstd
