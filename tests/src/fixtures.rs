@@ -106,6 +106,22 @@ pub fn wal_fixture_segments() -> Vec<PathBuf> {
     segments
 }
 
+/// The first `count` real segments of the cached set, with their content.
+#[must_use]
+pub fn wal_fixture_files(count: usize) -> Vec<(String, Vec<u8>)> {
+    let segments = wal_fixture_segments();
+    assert!(segments.len() >= count, "the WAL set is too small");
+    segments[..count]
+        .iter()
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(path).unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// `size` deterministic pseudo-WAL bytes for `seed`: a sequence of blocks (64 B to 8 KiB)
 /// that are, by turns, zero runs, short repeated patterns, low-entropy text and
 /// pseudo-random bytes, so codecs see both compressible and incompressible data.

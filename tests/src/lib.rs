@@ -36,8 +36,8 @@ pub mod wrappers;
 
 pub use cloud::{Azurite, Garage, GarageCluster};
 pub use fixtures::{
-    SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_segments,
-    wal_fixtures, write_file,
+    SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_files,
+    wal_fixture_segments, wal_fixtures, write_file,
 };
 pub use gpg::Gpg;
 pub use hermetic::{clean_cloud_command, clean_command};

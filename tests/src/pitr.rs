@@ -17,12 +17,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::pg::{PgCluster, as_postgres};
 use crate::workdir::WorkDir;
+use crate::wrappers::assert_success;
 
 /// What PITR must bring back: balances, row counts and a digest of the history table.
 pub const STATE_SQL: &str = "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
@@ -144,7 +144,7 @@ impl Primary {
         );
         let t = Instant::now();
         let data = self.work.join(name);
-        succeeds(
+        assert_success(
             &as_postgres("cp")
                 .arg("-a")
                 .arg(&self.backup)
@@ -160,7 +160,7 @@ impl Primary {
              recovery_target_action = 'promote'\n"
         );
         let mut pg = PgCluster::adopt(&self.work, &data, &conf).expect("adopt");
-        succeeds(
+        assert_success(
             &as_postgres("touch")
                 .arg(data.join("recovery.signal"))
                 .output()
@@ -224,15 +224,4 @@ impl Primary {
 #[must_use]
 pub fn reference_copy(dir: &Path) -> String {
     format!("(test -f {dir}/%f || cp %p {dir}/%f)", dir = dir.display())
-}
-
-/// Panics naming `what`, with its stderr, unless the process succeeded.
-fn succeeds(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

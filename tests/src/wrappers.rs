@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::hermetic::clean_command;
 use crate::paths::{script, target_bin};
@@ -235,4 +235,15 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Run {
     };
     eprintln!("{run:?}");
     run
+}
+
+/// Panics naming `what`, with its status, stdout and stderr, unless the process succeeded.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

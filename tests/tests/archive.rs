@@ -16,7 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use walpipe_tests::wrappers::{
-    archived_path, bin_dir, dir_names, read_xlogdb, wrapper_as_postgres, zstd_decompress,
+    archived_path, assert_success, bin_dir, dir_names, read_xlogdb, wrapper_as_postgres,
+    zstd_decompress,
 };
 use walpipe_tests::{PgCluster, WorkDir, script};
 
@@ -287,15 +288,6 @@ fn barman_lines(names: &[String]) -> Vec<String> {
     std::iter::once(HEADER.to_owned())
         .chain(names.iter().map(|n| format!("\t{n}")))
         .collect()
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ use walpipe_tests::spool::wait_for_workers;
 use walpipe_tests::wrappers::{
     Run, bin_dir, dir_names, queue_archive_command, read_xlogdb, run, wrapper, wrapper_as_postgres,
 };
-use walpipe_tests::{Azurite, Garage, Gpg, WorkDir, script, target_bin, wal_fixture_segments};
+use walpipe_tests::{Azurite, Garage, Gpg, WorkDir, script, target_bin, wal_fixture_files};
 
 const SERVER: &str = "pg";
 const HISTORY: &str = "00000002.history";
@@ -74,21 +74,6 @@ fn cloud_bin(name: &str, env: &[(String, String)]) -> Command {
 
 fn assert_ok(run: &Run, what: &str) {
     assert_eq!(run.code, 0, "{what}: {run:?}");
-}
-
-/// The first `count` real segments of the cached set: (name, bytes).
-fn real_segments(count: usize) -> Vec<(String, Vec<u8>)> {
-    let segments = wal_fixture_segments();
-    assert!(segments.len() >= count, "the WAL set is too small");
-    segments[..count]
-        .iter()
-        .map(|path| {
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read(path).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// Barman's key for `name` under `prefix` (server `pg`), before extensions.
@@ -339,7 +324,7 @@ fn settled_spool(spool: &Path, want: &[&String]) -> Vec<String> {
 #[test]
 fn archive_wal_into_garage_in_barmans_layout_and_restore_byte_identical() {
     let s3 = S3Home::start();
-    let mut files = real_segments(5);
+    let mut files = wal_fixture_files(5);
     let history = (
         HISTORY.to_owned(),
         b"1\t0/3000000\tno recovery target specified\n".to_vec(),
@@ -495,7 +480,7 @@ fn archive_wal_compressed_and_encrypted_into_garage_restores_with_the_key() {
     let s3 = S3Home::start();
     let gpg = Gpg::in_dir(s3.work.path());
     let (cert, key) = (gpg.cert(), gpg.key());
-    let files = real_segments(3);
+    let files = wal_fixture_files(3);
     let cert_flag = cert.to_str().unwrap();
     let run = s3.archive_wal("enc", &files, &["--recipient", cert_flag]);
     assert_ok(&run, "archive-wal --recipient");
@@ -545,7 +530,7 @@ fn archive_command_direct_uploads_into_azurite_without_a_home() {
     let url = format!("az://{}/cluster1", azurite.container());
     let pg_wal = work.mkdir_owned("pg_wal");
     let temps = work.mkdir_owned("temps");
-    let files = real_segments(2);
+    let files = wal_fixture_files(2);
     let archive_command = |path: &Path| {
         run(
             cloud_wrapper("archive-command", &env)
@@ -614,7 +599,7 @@ fn run_restore_az(env: &[(String, String)], url: &str, name: &str, dest: &Path) 
 #[test]
 fn delete_wal_deletes_from_a_cloud_archive_and_its_catalogue() {
     let s3 = S3Home::start();
-    let files = real_segments(4);
+    let files = wal_fixture_files(4);
     assert_ok(&s3.archive_wal("", &files, &[]), "archive-wal");
     assert_eq!(s3.keys("").len(), 4);
     let keep_from = &files[2].0;
@@ -716,7 +701,7 @@ fn archive_command_store_failures_exit_75_quickly_and_say_which_bucket() {
     let work = WorkDir::new();
     let mut garage = Garage::start(work.path());
     let secret = garage.secret_access_key().to_owned();
-    let (name, bytes) = real_segments(1).remove(0);
+    let (name, bytes) = wal_fixture_files(1).remove(0);
     let pg_wal = work.mkdir_owned("pg_wal");
     let temps = work.mkdir_owned("temps");
     let source = pg_wal.join(&name);

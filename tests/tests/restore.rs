@@ -31,11 +31,12 @@ use nix::unistd::Pid;
 use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
 use walpipe_tests::spool::{wait_for_workers, workers_idle_within};
 use walpipe_tests::wrappers::{
-    archived_path, bin_dir, dir_names, queue_archive_command, wrapper, wrapper_as_postgres,
+    archived_path, assert_success, bin_dir, dir_names, queue_archive_command, wrapper,
+    wrapper_as_postgres,
 };
 use walpipe_tests::{
     Gpg, WorkDir, clean_command, running_as_root, script, synthetic_segment, wal_cache_dir,
-    wal_fixture_segments,
+    wal_fixture_files,
 };
 
 const SERVER: &str = "pg";
@@ -124,16 +125,6 @@ impl Drop for Home {
     }
 }
 
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn segment_name(timeline: u32, segment: u32) -> String {
     format!("{timeline:08X}{:08X}{segment:08X}", 0)
 }
@@ -142,21 +133,6 @@ fn segment_name(timeline: u32, segment: u32) -> String {
 fn synthetic_files(count: u32) -> Vec<(String, Vec<u8>)> {
     (1..=count)
         .map(|n| (segment_name(1, n), synthetic_segment(u64::from(n), 1 << 20)))
-        .collect()
-}
-
-/// The first `count` real segments of the cached set, with their content.
-fn real_files(count: usize) -> Vec<(String, Vec<u8>)> {
-    let segments = wal_fixture_segments();
-    assert!(segments.len() >= count, "the WAL set is too small");
-    segments[..count]
-        .iter()
-        .map(|path| {
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read(path).unwrap(),
-            )
-        })
         .collect()
 }
 
@@ -299,7 +275,7 @@ fn bad_usage_exits_64_with_one_line() {
 #[test]
 fn a_corrupt_archived_file_fails_clearly_and_leaves_nothing() {
     let home = Home::new();
-    let files = real_files(2);
+    let files = wal_fixture_files(2);
     home.archive(&files, "zstd");
     let name = &files[1].0;
     let stored = archived_path(&home.wals(), name);
@@ -462,7 +438,7 @@ impl Rng {
 #[test]
 fn a_killed_restore_never_leaves_a_partial_file() {
     let home = Home::new();
-    let files = real_files(6);
+    let files = wal_fixture_files(6);
     home.archive(&files, "zstd");
     let spool = home.spool();
     let dest = home.pg_wal().join("RECOVERYXLOG");
