@@ -136,6 +136,29 @@ impl Gpg {
         checked(&args, out)
     }
 
+    /// `gpg --decrypt --output OUTPUT INPUT`, replacing `output`; `Err` with gpg's
+    /// message when it fails (a corrupt or truncated file), for tests that report rather
+    /// than panic.
+    pub fn decrypt_file(&self, input: &Path, output: &Path) -> Result<(), String> {
+        let out = self
+            .command(&["--yes", "--output"])
+            .arg(output)
+            .args(["--decrypt"])
+            .arg(input)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "gpg --decrypt {}: {}",
+                input.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
     /// Stops this home's gpg-agent (it is started again by the next call that needs it).
     pub fn stop_agent(&self) {
         let _ = Command::new("gpgconf")

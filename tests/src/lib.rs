@@ -16,6 +16,11 @@
 //!   the archive they fill (hash directories, xlog.db, zstd);
 //! * [`cloud`]: real object-storage servers on loopback ([`Garage`], [`GarageCluster`]
 //!   for S3, [`Azurite`] for Azure Blob) and independent readers of what they hold;
+//! * [`crash`]: SIGKILL at seeded random moments, for the convergence tests of the local
+//!   and the cloud archive; [`convergence`]: the WAL they queue and the invariants both
+//!   check after every kill;
+//! * [`S3Reader`]: one long-lived botocore process reading a Garage bucket, for tests
+//!   that look at it after every kill (the `aws` CLI costs a second a call);
 //! * [`Gpg`]: a key pair made by the real GnuPG, and the real `gpg` to decrypt with it;
 //! * [`spool`]: waiting for `restore-wal --prefetch`'s background workers.
 //!
@@ -23,6 +28,8 @@
 //! and nothing outside `dev-dependencies` may depend on it.
 
 pub mod cloud;
+pub mod convergence;
+pub mod crash;
 pub mod fixtures;
 pub mod gpg;
 pub mod hermetic;
@@ -30,6 +37,7 @@ pub mod ndjson;
 pub mod paths;
 pub mod pg;
 pub mod pitr;
+pub mod s3reader;
 pub mod spool;
 pub mod workdir;
 pub mod wrappers;
@@ -44,4 +52,5 @@ pub use hermetic::{clean_cloud_command, clean_command};
 pub use ndjson::{ndjson, parse_records};
 pub use paths::{script, target_bin, workspace_root};
 pub use pg::{PgCluster, as_postgres, pg_bin, pg_bindir};
+pub use s3reader::S3Reader;
 pub use workdir::{WorkDir, postgres_owner, running_as_root};
