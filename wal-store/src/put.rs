@@ -41,7 +41,7 @@ use futures::StreamExt;
 
 use crate::STAGE;
 use crate::cli::{Decryption, Target};
-use crate::cloud::{Bucket, Upload};
+use crate::cloud::{Bucket, Upload, sweep_dead_downloads};
 use crate::compare::{Comparison, compare};
 use crate::report::Report;
 
@@ -483,12 +483,11 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
             bucket.url(&key)
         )));
     };
+    let dir = wal_core::temp::dir_for(None, path);
+    // What an earlier put of this WAL, killed while comparing, left here.
+    sweep_dead_downloads(dir, name.as_str());
     let (copy, _) = bucket
-        .download_temp(
-            &object.key,
-            wal_core::temp::dir_for(None, path),
-            name.as_str(),
-        )
+        .download_temp(&object.key, dir, name.as_str())
         .await?;
     Ok(Found::Taken {
         stored_at: PathBuf::from(bucket.url(&object.key)),

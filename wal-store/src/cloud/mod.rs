@@ -305,19 +305,11 @@ impl<'a> Bucket<'a> {
                 .await
                 .map_err(|e| self.store_error("cannot upload to", key, &e))?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-            let mut file = File::open(path).context("cannot open", path)?;
-            let mut buffer = vec![0u8; part_size.min(8 << 20)];
-            loop {
-                // Bounds memory: at most a few parts in flight.
-                writer
-                    .wait_for_capacity(2)
-                    .await
-                    .map_err(|e| self.store_error("cannot upload to", key, &e))?;
-                let read = file.read(&mut buffer).context("cannot read", path)?;
-                if read == 0 {
-                    break;
-                }
-                writer.write(&buffer[..read]);
+            if let Err(e) = self.write_parts(&mut writer, part_size, path, key).await {
+                // The parts sent so far would stay, billed, until a lifecycle rule or an
+                // abort removes them (finish aborts by itself when it fails).
+                let _ = writer.abort().await;
+                return Err(e);
             }
             writer.finish().await.map(|_| ())
         };
@@ -325,6 +317,30 @@ impl<'a> Bucket<'a> {
             Ok(()) => Ok(Upload::Created(size)),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Upload::Exists),
             Err(e) => Err(self.store_error("cannot upload to", key, &e)),
+        }
+    }
+
+    /// Reads the file at `path` into `writer`'s parts of `part_size`, at most a few parts
+    /// in flight.
+    async fn write_parts(
+        &self,
+        writer: &mut WriteMultipart,
+        part_size: usize,
+        path: &Path,
+        key: &str,
+    ) -> Result<()> {
+        let mut file = File::open(path).context("cannot open", path)?;
+        let mut buffer = vec![0u8; part_size.min(8 << 20)];
+        loop {
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| self.store_error("cannot upload to", key, &e))?;
+            let read = file.read(&mut buffer).context("cannot read", path)?;
+            if read == 0 {
+                return Ok(());
+            }
+            writer.write(&buffer[..read]);
         }
     }
 
@@ -420,14 +436,14 @@ impl Drop for Temp {
     }
 }
 
-/// Creates `.<name>.<unique>.download` in `dir`, exclusively, mode 0600.
+/// Creates `.<name>.<pid>-<random>.download` in `dir`, exclusively, mode 0600.
 ///
 /// Two processes may fetch the same WAL into one directory at once (PostgreSQL's
 /// restore_command and a prefetch worker, two `put`s comparing the same duplicate): each
-/// gets its own file, and none unlinks or replaces another's. The unique part is random
-/// (and the pid), not a counter: processes in different pid namespaces may share the
-/// directory. The name starts with a dot, so queue listings skip it, and ends in
-/// `.download`, the pattern scripts/restore-wal sweeps when a killed call left one.
+/// gets its own file, and none unlinks or replaces another's. The random part is there
+/// because processes in different pid namespaces may share the directory. The name
+/// starts with a dot, so queue listings skip it, and ends in `.download`, the pattern
+/// scripts/restore-wal sweeps when a killed call left one.
 pub fn create_download_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut attempts = 0;
@@ -440,7 +456,11 @@ pub fn create_download_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
         );
-        let path = dir.join(format!(".{name}.{:012x}.download", hasher.finish() >> 16));
+        let path = dir.join(format!(
+            ".{name}.{}-{:08x}.download",
+            std::process::id(),
+            hasher.finish() >> 32
+        ));
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -452,6 +472,56 @@ pub fn create_download_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
             Err(e) => return Err(WalError::io("cannot create", &path, e)),
         }
     }
+}
+
+/// Removes the `.<name>.<pid>-<random>.download` files in `dir` whose process is gone.
+///
+/// For put's comparisons only, whose downloads live and die with their process: a put
+/// killed half-way leaves its download behind (16 MiB for a segment, beside the source
+/// in the queue or in pg_wal), and since the names are unique no later run would replace
+/// it. The next put of that WAL, which a killed put always leaves to do (its source is
+/// still there), calls this first. (A `get --temp-dir` download outlives its process: it
+/// is handed to the next stage, so get never sweeps; restore-wal sweeps %p's directory
+/// and its spool itself.) A live process's file stays (and one whose pid was reused). A
+/// process of another pid namespace sharing the directory may have a pid that is free
+/// here: its file is then removed, its compare fails as `temporary` and is retried;
+/// nothing stored is touched. Without /proc nothing is removed.
+pub fn sweep_dead_downloads(dir: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".download"))
+            .and_then(|unique| unique.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !process_alive(pid)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether `pid` is a live process. A zombie is not: a killed wal-store whose parent died
+/// too is reaped by init, possibly late (or, in a container whose init does not reap,
+/// never).
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold any byte.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_none_or(|state| !matches!(state, 'Z' | 'X' | 'x'))
 }
 
 /// Reads a whole file (up to one part) off the runtime's thread.
@@ -509,5 +579,48 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+    }
+
+    #[test]
+    fn downloads_of_dead_processes_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "000000010000000000000001";
+        // pid_max is at most 2^22: this pid is nobody's.
+        let dead = dir
+            .path()
+            .join(format!(".{name}.4999999-0badf00d.download"));
+        let live = dir
+            .path()
+            .join(format!(".{name}.{}-1234abcd.download", std::process::id()));
+        let parent = dir.path().join(format!(
+            ".{name}.{}-1234abcd.download",
+            std::os::unix::process::parent_id()
+        ));
+        let other_wal = dir
+            .path()
+            .join(".000000010000000000000002.4999999-0badf00d.download");
+        let not_ours = dir.path().join(format!(".{name}.download"));
+        // A child that exited and is not waited for yet: a zombie, dead.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let zombie_pid = child.id();
+        while !std::fs::read_to_string(format!("/proc/{zombie_pid}/stat"))
+            .unwrap()
+            .contains(") Z")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let zombie = dir
+            .path()
+            .join(format!(".{name}.{zombie_pid}-0badf00d.download"));
+        for path in [&dead, &zombie, &live, &parent, &other_wal, &not_ours] {
+            std::fs::write(path, "left").unwrap();
+        }
+        sweep_dead_downloads(dir.path(), name);
+        child.wait().unwrap();
+        assert!(!dead.exists(), "a dead process's download is swept");
+        assert!(!zombie.exists(), "a zombie's download is swept");
+        for path in [&live, &parent, &other_wal, &not_ours] {
+            assert!(path.exists(), "{} is kept", path.display());
+        }
     }
 }
