@@ -45,7 +45,8 @@
 //! uploads: the request bodies Garage's log says were cut short, and the unfinished
 //! multipart uploads the bucket holds after a kill. Those are invisible to listings and
 //! readers; they are counted, not failed on (on S3, reclaiming them is a lifecycle rule's
-//! job). Hidden temps left in the queues are counted too.
+//! job). A comparison's download temp left in a queue after the clean runs fails the
+//! test (the next put of its WAL must sweep it); other hidden temps are counted.
 //!
 //! Needs `cargo build --workspace --bins` first. Run with `--nocapture` for the report.
 
