@@ -29,7 +29,7 @@
 //! new multipart upload seen in the bucket with at least k parts received (the first round
 //! of an epoch always kills on one of these two); a new object listed (stored, not yet
 //! catalogued); xlog.db grown (catalogued, sources not yet removed); a source gone from
-//! the queue (removal under way); a download temp in the queue (wal-store comparing an
+//! the queue (removal under way); a `.compare` copy in the queue (wal-store comparing an
 //! object a killed run left). The whole process group is killed, or wal-store alone.
 //!
 //! After every kill, read with botocore (the kit's [`S3Reader`], independent of walpipe's
@@ -45,7 +45,7 @@
 //! uploads: the request bodies Garage's log says were cut short, and the unfinished
 //! multipart uploads the bucket holds after a kill. Those are invisible to listings and
 //! readers; they are counted, not failed on (on S3, reclaiming them is a lifecycle rule's
-//! job). A comparison's download temp left in a queue after the clean runs fails the
+//! job). A comparison's copy (`.compare`) left in a queue after the clean runs fails the
 //! test (the next put of its WAL must sweep it); other hidden temps are counted.
 //!
 //! Needs `cargo build --workspace --bins` first. Run with `--nocapture` for the report.
@@ -115,7 +115,7 @@ enum Cloud {
     Catalogued,
     /// A WAL left the queue (its source removed, others maybe not yet).
     SourceRemoved,
-    /// A download temp appeared in the queue: wal-store comparing an object it found.
+    /// A `.compare` copy appeared in the queue: wal-store comparing an object it found.
     Comparing,
 }
 
@@ -587,7 +587,7 @@ impl Watch<Cloud> for CloudWatch<'_> {
             }
             Cloud::Comparing => hidden_names(&self.incoming)
                 .difference(&self.hidden_before)
-                .any(|name| name.ends_with(".download")),
+                .any(|name| name.ends_with(".compare")),
             Cloud::Stored => {
                 self.poll_due() && self.reader.objects(&self.prefix).len() > self.objects_before
             }
@@ -790,11 +790,12 @@ fn run_epoch(rig: &mut Rig, n: usize, rng: &mut Rng, tally: &mut CloudTally, dea
     match verify_final(rig, &epoch) {
         Ok(snap) => {
             tally.hidden_left += snap.queue.hidden;
-            // A killed comparison's download is swept by the next fetch of its WAL, which
-            // the clean runs make: none may be left to fill the queue.
+            // A killed comparison's copy (`.NAME.<pid>-<random>.compare`, and no download
+            // of any kind) is swept by the next put of its WAL, which the clean runs make:
+            // none may be left to fill the queue.
             let downloads: Vec<String> = hidden_names(&epoch.incoming)
                 .into_iter()
-                .filter(|name| name.ends_with(".download"))
+                .filter(|name| name.ends_with(".compare") || name.ends_with(".download"))
                 .collect();
             if !downloads.is_empty() {
                 rig.fail(

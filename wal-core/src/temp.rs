@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -110,6 +111,18 @@ impl TempFile {
     /// Creates `path` fresh, mode 0600, replacing a leftover of a killed run.
     pub fn create(path: PathBuf) -> Result<(Self, File), WalError> {
         let file = durable::create_temp(&path)?;
+        Ok((TempFile { path, keep: false }, file))
+    }
+
+    /// Creates `path`, which must not exist yet, mode 0600: for a name unique to this
+    /// writer, where a file already there is somebody else's and must be left alone.
+    pub fn create_new(path: PathBuf) -> Result<(Self, File), WalError> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| WalError::io("cannot create", &path, e))?;
         Ok((TempFile { path, keep: false }, file))
     }
 

@@ -28,8 +28,8 @@
 //! looks), names fetched `--jobs` at a time. The object is downloaded to `--to`/`--to-dir`
 //! durably, or, without them, to a temp file in `--temp-dir` that the record lists in
 //! its `temps`, so the rest of the pipeline treats it as any stage's copy. That temp,
-//! `.<name>.<unique>.download`, is this process's own: restore_command and a prefetch
-//! worker may fetch the same WAL into one directory at once. Once the store itself
+//! `.<name>.<pid>-<random>.download`, is unique: two gets of one WAL into one directory
+//! never share one ([`crate::cloud::download`]). Once the store itself
 //! fails, the names not yet fetched fail at once ([`crate::cloud::failure`]).
 
 use std::fs;
@@ -47,6 +47,7 @@ use futures::StreamExt;
 
 use crate::STAGE;
 use crate::cli::{GetDestination, Target};
+use crate::cloud::download::Kind;
 use crate::cloud::{Bucket, StoredObject};
 
 /// Runs `get`: looks up `names`, or, when there are none, writes out the records of `input`.
@@ -162,7 +163,7 @@ async fn fetch_object(
     let dest = match to {
         GetDestination::InPlace => {
             let (temp, size) = bucket
-                .download_temp(&object.key, temp_dir, name.as_str())
+                .download_temp(&object.key, temp_dir, name.as_str(), Kind::Download)
                 .await?;
             record.size = size;
             record.temps.push(temp.clone());

@@ -18,7 +18,9 @@
 //! A cloud archive ([`crate::cloud`]) changes step 1 only: each record's WAL name is
 //! looked up by one listing (an object under any extension takes the name), then uploaded
 //! create-only, several records at a time (`--jobs`); a taken name is downloaded beside
-//! the source (a temp of its own, `.<name>.<unique>.download`) and compared the same way.
+//! the source (a temp of its own, `.<name>.<pid>-<random>.compare`, swept by the next put
+//! of that WAL if this one is killed: [`crate::cloud::download`]) and compared the same
+//! way.
 //! There are no directories to fsync, and xlog.db is the local `--xlogdb`, when given.
 //! Once the store itself fails (no answer, refused credentials, no bucket), the records
 //! after it fail at once as `temporary`, their sources kept ([`crate::cloud::failure`]).
@@ -41,7 +43,8 @@ use futures::StreamExt;
 
 use crate::STAGE;
 use crate::cli::{Decryption, Target};
-use crate::cloud::{Bucket, Upload, sweep_dead_downloads};
+use crate::cloud::download::{self, Kind};
+use crate::cloud::{Bucket, Upload};
 use crate::compare::{Comparison, compare};
 use crate::report::Report;
 
@@ -239,6 +242,14 @@ impl Store<'_> {
                 let path = record.require_path()?.clone();
                 let settled = self.already_stored(record, &name, &path, &copy, stored_at);
                 if downloaded {
+                    if settled.is_err() && !copy.exists() {
+                        // Removed under us (another process's sweep): say so, and let the
+                        // run be retried rather than read it as a missing file.
+                        return Err(WalError::Temporary(format!(
+                            "{name}: the downloaded copy {} was removed before the comparison",
+                            copy.display()
+                        )));
+                    }
                     remove_quietly([copy.as_path()], false);
                 }
                 settled
@@ -485,9 +496,9 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
     };
     let dir = wal_core::temp::dir_for(None, path);
     // What an earlier put of this WAL, killed while comparing, left here.
-    sweep_dead_downloads(dir, name.as_str());
+    download::sweep_dead_compares(dir, name.as_str());
     let (copy, _) = bucket
-        .download_temp(&object.key, dir, name.as_str())
+        .download_temp(&object.key, dir, name.as_str(), Kind::Compare)
         .await?;
     Ok(Found::Taken {
         stored_at: PathBuf::from(bucket.url(&object.key)),

@@ -14,18 +14,15 @@
 //! ([`failure::Failure`]).
 
 pub mod connect;
+pub mod download;
 pub mod failure;
 pub mod location;
 
-use std::collections::hash_map::RandomState;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -36,6 +33,7 @@ use object_store::{
 };
 use wal_core::durable;
 use wal_core::error::{IoContext, Result};
+use wal_core::temp::TempFile;
 use wal_core::xlogdb::Xlogdb;
 use wal_core::{WalError, WalName};
 
@@ -274,7 +272,13 @@ impl<'a> Bucket<'a> {
             }
             _ => failure.text,
         };
-        self.breaker.trip(prefix, &cause);
+        // A 404 to a listing is the bucket's; another answer about this one prefix (a 400,
+        // a key object_store cannot parse) says nothing of the next WAL's.
+        let missing_bucket =
+            matches!(err, object_store::Error::NotFound { .. }) || failure.status == Some(404);
+        if failure.scope == Scope::Store || missing_bucket {
+            self.breaker.trip(prefix, &cause);
+        }
         WalError::Temporary(format!("cannot list {what}: {cause}"))
     }
 
@@ -344,13 +348,18 @@ impl<'a> Bucket<'a> {
         }
     }
 
-    /// Downloads `key` into a new hidden file in `dir`, named for the WAL `name` and
-    /// unique ([`create_download_temp`]); returns its path and byte count. The file is
-    /// not fsynced (it is a temp: callers that keep it do); if anything fails, or the
-    /// deadline drops the download half-way, it is removed.
-    pub async fn download_temp(&self, key: &str, dir: &Path, name: &str) -> Result<(PathBuf, u64)> {
-        let (path, file) = create_download_temp(dir, name)?;
-        let temp = Temp(Some(path));
+    /// Downloads `key` into a new hidden file in `dir`, named for the WAL `name`, unique,
+    /// and told apart by its `kind` ([`download::create`]); returns its path and byte
+    /// count. The file is not fsynced (it is a temp: callers that keep it do); if anything
+    /// fails, or the deadline drops the download half-way, it is removed.
+    pub async fn download_temp(
+        &self,
+        key: &str,
+        dir: &Path,
+        name: &str,
+        kind: download::Kind,
+    ) -> Result<(PathBuf, u64)> {
+        let (temp, file) = download::create(dir, name, kind)?;
         let size = self.download_into(key, file, temp.path()).await?;
         Ok((temp.keep(), size))
     }
@@ -358,12 +367,11 @@ impl<'a> Bucket<'a> {
     /// Downloads `key` to `dest` durably: a temp file beside it, fsync, rename without
     /// replacing, fsync the directory; nothing under `dest` if anything fails.
     pub async fn download_durably(&self, key: &str, dest: &Path) -> Result<u64> {
-        let temp = Temp(Some(durable::temp_name_for(dest)));
-        let file = durable::create_temp(temp.path())?;
+        let (temp, file) = TempFile::create(durable::temp_name_for(dest))?;
         let size = self.download_into(key, file, temp.path()).await?;
         durable::fsync_file(temp.path())?;
         durable::rename_no_replace(temp.path(), dest).context("cannot create", dest)?;
-        temp.keep();
+        let _ = temp.keep();
         durable::fsync_dir(durable::parent_of(dest))?;
         Ok(size)
     }
@@ -413,117 +421,6 @@ impl<'a> Bucket<'a> {
     }
 }
 
-/// A temp file of ours, removed when dropped unless kept: a download that fails, or that
-/// the deadline drops half-way, leaves nothing behind.
-struct Temp(Option<PathBuf>);
-
-impl Temp {
-    fn path(&self) -> &Path {
-        self.0.as_deref().unwrap_or(Path::new(""))
-    }
-
-    /// Keeps the file; its path.
-    fn keep(mut self) -> PathBuf {
-        self.0.take().unwrap_or_default()
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Creates `.<name>.<pid>-<random>.download` in `dir`, exclusively, mode 0600.
-///
-/// Two processes may fetch the same WAL into one directory at once (PostgreSQL's
-/// restore_command and a prefetch worker, two `put`s comparing the same duplicate): each
-/// gets its own file, and none unlinks or replaces another's. The random part is there
-/// because processes in different pid namespaces may share the directory. The name
-/// starts with a dot, so queue listings skip it, and ends in `.download`, the pattern
-/// scripts/restore-wal sweeps when a killed call left one.
-pub fn create_download_temp(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut attempts = 0;
-    loop {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let path = dir.join(format!(
-            ".{name}.{}-{:08x}.download",
-            std::process::id(),
-            hasher.finish() >> 32
-        ));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
-            Err(e) => return Err(WalError::io("cannot create", &path, e)),
-        }
-    }
-}
-
-/// Removes the `.<name>.<pid>-<random>.download` files in `dir` whose process is gone.
-///
-/// For put's comparisons only, whose downloads live and die with their process: a put
-/// killed half-way leaves its download behind (16 MiB for a segment, beside the source
-/// in the queue or in pg_wal), and since the names are unique no later run would replace
-/// it. The next put of that WAL, which a killed put always leaves to do (its source is
-/// still there), calls this first. (A `get --temp-dir` download outlives its process: it
-/// is handed to the next stage, so get never sweeps; restore-wal sweeps %p's directory
-/// and its spool itself.) A live process's file stays (and one whose pid was reused). A
-/// process of another pid namespace sharing the directory may have a pid that is free
-/// here: its file is then removed, its compare fails as `temporary` and is retried;
-/// nothing stored is touched. Without /proc nothing is removed.
-pub fn sweep_dead_downloads(dir: &Path, name: &str) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let prefix = format!(".{name}.");
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let pid = file_name
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(".download"))
-            .and_then(|unique| unique.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && pid != std::process::id()
-            && !process_alive(pid)
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Whether `pid` is a live process. A zombie is not: a killed wal-store whose parent died
-/// too is reaped by init, possibly late (or, in a container whose init does not reap,
-/// never).
-fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may hold any byte.
-    stat.rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next())
-        .is_none_or(|state| !matches!(state, 'Z' | 'X' | 'x'))
-}
-
 /// Reads a whole file (up to one part) off the runtime's thread.
 async fn read_file(path: &Path) -> Result<Bytes> {
     let owned = path.to_path_buf();
@@ -551,76 +448,4 @@ pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
 
 fn seconds(duration: Duration) -> String {
     format!("{} s", duration.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn download_temps_are_unique_hidden_and_never_replace_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let name = "000000010000000000000001";
-        // Another process's download under the name every temp once had.
-        let theirs = dir.path().join(format!(".{name}.download"));
-        std::fs::write(&theirs, "theirs").unwrap();
-        let (first, _) = create_download_temp(dir.path(), name).unwrap();
-        let (second, _) = create_download_temp(dir.path(), name).unwrap();
-        assert_ne!(first, second);
-        for path in [&first, &second] {
-            let file = path.file_name().unwrap().to_str().unwrap();
-            // What scripts/restore-wal sweeps: "$DEST_DIR"/.*.download.
-            assert!(
-                file.starts_with(&format!(".{name}.")) && file.ends_with(".download"),
-                "{file}"
-            );
-            let mode = std::fs::metadata(path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
-    }
-
-    #[test]
-    fn downloads_of_dead_processes_are_swept_and_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let name = "000000010000000000000001";
-        // pid_max is at most 2^22: this pid is nobody's.
-        let dead = dir
-            .path()
-            .join(format!(".{name}.4999999-0badf00d.download"));
-        let live = dir
-            .path()
-            .join(format!(".{name}.{}-1234abcd.download", std::process::id()));
-        let parent = dir.path().join(format!(
-            ".{name}.{}-1234abcd.download",
-            std::os::unix::process::parent_id()
-        ));
-        let other_wal = dir
-            .path()
-            .join(".000000010000000000000002.4999999-0badf00d.download");
-        let not_ours = dir.path().join(format!(".{name}.download"));
-        // A child that exited and is not waited for yet: a zombie, dead.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let zombie_pid = child.id();
-        while !std::fs::read_to_string(format!("/proc/{zombie_pid}/stat"))
-            .unwrap()
-            .contains(") Z")
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let zombie = dir
-            .path()
-            .join(format!(".{name}.{zombie_pid}-0badf00d.download"));
-        for path in [&dead, &zombie, &live, &parent, &other_wal, &not_ours] {
-            std::fs::write(path, "left").unwrap();
-        }
-        sweep_dead_downloads(dir.path(), name);
-        child.wait().unwrap();
-        assert!(!dead.exists(), "a dead process's download is swept");
-        assert!(!zombie.exists(), "a zombie's download is swept");
-        for path in [&live, &parent, &other_wal, &not_ours] {
-            assert!(path.exists(), "{} is kept", path.display());
-        }
-    }
 }
