@@ -320,6 +320,13 @@ impl<'a> Bucket<'a> {
         match result {
             Ok(()) => Ok(Upload::Created(size)),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Upload::Exists),
+            // "Not found" from an upload is never "no such WAL" (exit 66): a multipart
+            // upload the store lost (NoSuchUpload) is retried like any store failure.
+            Err(e @ object_store::Error::NotFound { .. }) => Err(WalError::Temporary(format!(
+                "cannot upload to {}: {}",
+                self.url(key),
+                Failure::of(&e).text
+            ))),
             Err(e) => Err(self.store_error("cannot upload to", key, &e)),
         }
     }
