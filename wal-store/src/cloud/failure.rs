@@ -255,12 +255,21 @@ fn clean(text: &str) -> String {
     without_queries(&text)
 }
 
-/// Words joined by single spaces, each URL without its query (an Azure SAS is one).
+/// Words joined by single spaces, each URL without its query (an Azure SAS is one) and
+/// without the `user:password@` a proxy or endpoint URL may carry.
 fn without_queries(text: &str) -> String {
     text.split_whitespace()
-        .map(|word| match (word.contains("://"), word.find('?')) {
-            (true, Some(at)) => &word[..at],
-            _ => word,
+        .map(|word| {
+            let Some(scheme_end) = word.find("://") else {
+                return word.to_string();
+            };
+            let word = word.find('?').map_or(word, |at| &word[..at]);
+            let (scheme, rest) = word.split_at(scheme_end + 3);
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+                None => word.to_string(),
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -420,6 +429,10 @@ mod tests {
         let failure = Failure::of(&unknown);
         assert_eq!(failure.scope, Scope::Object);
         assert!(!failure.text.contains("SECRET"), "{}", failure.text);
+        assert_eq!(
+            without_queries("via http://user:SECRET@proxy:3128/x?k=SECRET and s3://b/k"),
+            "via http://proxy:3128/x and s3://b/k"
+        );
     }
 
     #[test]
