@@ -22,7 +22,8 @@
 //! * [`S3Reader`]: one long-lived botocore process reading a Garage bucket, for tests
 //!   that look at it after every kill (the `aws` CLI costs a second a call);
 //! * [`Gpg`]: a key pair made by the real GnuPG, and the real `gpg` to decrypt with it;
-//! * [`spool`]: waiting for `restore-wal --prefetch`'s background workers.
+//! * [`spool`]: waiting for `restore-wal --prefetch`'s background workers;
+//! * [`watchdog`]: a command run to its end, killed (and the test failed) if it hangs.
 //!
 //! It is not a place for walpipe logic: it depends on no walpipe crate but `wal-core`,
 //! and nothing outside `dev-dependencies` may depend on it.
@@ -39,6 +40,7 @@ pub mod pg;
 pub mod pitr;
 pub mod s3reader;
 pub mod spool;
+pub mod watchdog;
 pub mod workdir;
 pub mod wrappers;
 

@@ -14,14 +14,15 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use walpipe_tests::clean_cloud_command;
+use walpipe_tests::watchdog::run_within;
 use walpipe_tests::{
     Azurite, Garage, WorkDir, ndjson, parse_records, target_bin, wal_cache_dir,
     wal_fixture_segments,
@@ -50,59 +51,14 @@ struct Run {
     stderr: String,
 }
 
-/// Waits for `child`, reading its stdout and stderr; kills it after [`WATCHDOG`].
-fn finish(mut child: Child, what: &str) -> Run {
-    let start = Instant::now();
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let out = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let err = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        bytes
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {WATCHDOG:?}: killed");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    Run {
-        code: status
-            .code()
-            .unwrap_or_else(|| panic!("{what}: killed by a signal ({status})\n{stderr}")),
-        stdout: out.join().unwrap(),
-        stderr,
-    }
-}
-
-/// Runs `cmd` with `stdin`.
+/// Runs `cmd` with `stdin`; kills it after [`WATCHDOG`].
 fn run(cmd: &mut Command, stdin: &str) -> Run {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_owned();
-    let writer = thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    let run = finish(child, &what);
-    let _ = writer.join();
-    run
+    let done = run_within(cmd, stdin, WATCHDOG);
+    Run {
+        code: done.code,
+        stdout: done.stdout,
+        stderr: done.stderr,
+    }
 }
 
 /// Runs `stages` as one pipe (built binaries, hermetic, with `env`); returns the exit
@@ -236,9 +192,34 @@ impl World {
     }
 
     /// walpipe archives `files` into `prefix`, through
-    /// `wal-scan incoming | wal-compress --algorithm ALG | wal-store put`.
+    /// `wal-scan incoming | wal-compress --algorithm ALG | wal-store put`: each stored.
     fn walpipe_archive(&self, prefix: &str, algorithm: &str, files: &[(String, Vec<u8>)]) {
-        let queue = self.work.join(format!("incoming-{prefix}"));
+        let queue = format!("incoming-{prefix}");
+        let records = self.walpipe_put(&queue, prefix, algorithm, files);
+        assert_eq!(records.len(), files.len());
+        assert!(
+            records.iter().all(|r| r["outcome"] == "stored"),
+            "{records:?}"
+        );
+        assert!(
+            fs::read_dir(self.work.join(&queue))
+                .unwrap()
+                .next()
+                .is_none(),
+            "queue not emptied"
+        );
+    }
+
+    /// Queues `files` in the directory `queue` and runs the archive pipeline over it into
+    /// `prefix` (every stage must succeed); returns wal-store's records.
+    fn walpipe_put(
+        &self,
+        queue: &str,
+        prefix: &str,
+        algorithm: &str,
+        files: &[(String, Vec<u8>)],
+    ) -> Vec<Value> {
+        let queue = self.work.join(queue);
         fs::create_dir_all(&queue).unwrap();
         for (name, bytes) in files {
             fs::write(queue.join(name), bytes).unwrap();
@@ -265,15 +246,7 @@ impl World {
             self.work.path(),
         );
         assert_eq!(codes, [0, 0, 0], "{stderr}");
-        assert_eq!(records.len(), files.len());
-        assert!(
-            records.iter().all(|r| r["outcome"] == "stored"),
-            "{records:?}"
-        );
-        assert!(
-            fs::read_dir(&queue).unwrap().next().is_none(),
-            "queue not emptied"
-        );
+        records
     }
 
     /// barman-cloud-wal-archive of `path` into `prefix` with `flags` (e.g. `--zstd`).
@@ -489,30 +462,7 @@ fn walpipe_restores_barman(world: &World) {
     // Archiving the same WAL with walpipe now: duplicates, not second objects, even
     // with another compression.
     let keys = world.store.keys(prefix);
-    let queue = world.work.join("incoming-again");
-    fs::create_dir_all(&queue).unwrap();
-    for (name, bytes) in files.iter().take(3) {
-        fs::write(queue.join(name), bytes).unwrap();
-    }
-    let (codes, records, stderr) = pipeline(
-        &[
-            ("wal-scan", os(&["incoming", queue.to_str().unwrap()])),
-            ("wal-compress", os(&["--algorithm", "gzip"])),
-            (
-                "wal-store",
-                os(&[
-                    "put",
-                    "--server",
-                    SERVER,
-                    "--archive",
-                    &world.store.walpipe_url(prefix),
-                ]),
-            ),
-        ],
-        &world.store.env(),
-        world.work.path(),
-    );
-    assert_eq!(codes, [0, 0, 0], "{stderr}");
+    let records = world.walpipe_put("incoming-again", prefix, "gzip", &files[..3]);
     assert!(
         records.iter().all(|r| r["outcome"] == "duplicate"),
         "{records:?}"

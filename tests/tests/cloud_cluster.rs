@@ -11,7 +11,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use walpipe_tests::clean_cloud_command;
+use walpipe_tests::watchdog::run_within;
 use walpipe_tests::{
     GarageCluster, WorkDir, ndjson, parse_records, target_bin, wal_fixture_segments,
 };
@@ -196,26 +197,10 @@ fn restore(cluster: &GarageCluster, node: usize, name: &str, scratch: &Path) -> 
     bytes
 }
 
-/// Runs `cmd` with `stdin`: (exit code, stdout, stderr).
+/// Runs `cmd` with `stdin`, killed after [`WATCHDOG`]: (exit code, stdout, stderr).
 fn run(cmd: &mut Command, stdin: &str) -> (i32, Vec<u8>, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_owned();
-    let writer = thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    (
-        out.status.code().expect("exits, not killed"),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let done = run_within(cmd, stdin, WATCHDOG);
+    (done.code, done.stdout, done.stderr)
 }
 
 fn names_in(dir: &Path) -> Vec<String> {

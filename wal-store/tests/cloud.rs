@@ -14,7 +14,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,10 +22,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use walpipe_tests::clean_cloud_command;
+use walpipe_tests::watchdog::run_within;
 use walpipe_tests::wrappers::{XlogdbEntry, read_xlogdb};
 use walpipe_tests::{
     Azurite, Garage, WorkDir, ndjson, parse_records, synthetic_segment, target_bin,
@@ -154,53 +155,12 @@ fn stage(name: &str) -> Command {
 
 /// Runs `cmd` with `stdin`, killing it (and failing the test) after [`WATCHDOG`].
 fn run(mut cmd: Command, stdin: &str) -> Out {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (cargo build --workspace --bins)"));
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_owned();
-    let writer = thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        bytes
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still running after {WATCHDOG:?}: killed");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = start.elapsed();
-    let _ = writer.join();
-    let stdout = reader.join().unwrap();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-    let code = status
-        .code()
-        .unwrap_or_else(|| panic!("{cmd:?} killed by a signal: {status}\n{stderr}"));
+    let done = run_within(&mut cmd, stdin, WATCHDOG);
     let out = Out {
-        code,
-        records: parse_records(&stdout),
-        stderr,
-        elapsed,
+        code: done.code,
+        records: parse_records(&done.stdout),
+        stderr: done.stderr,
+        elapsed: done.elapsed,
     };
     eprintln!(
         "{:?} -> {} in {:.2?}\n{}",
