@@ -117,9 +117,12 @@ resolve_layout() {
 }
 
 # store_args: sets STORE_ARGS to wal-store's flags for where things are (archive, server,
-# and errors/, lock dir and xlog.db when there are any). Needs resolve_layout.
+# and the queues, errors/, lock dir and xlog.db when there are any). Needs resolve_layout.
+# wal-store removes or moves a source only from those queues.
 store_args() {
   STORE_ARGS=(--server "$SERVER" --archive "$ARCHIVE")
+  if [ -n "$INCOMING" ]; then STORE_ARGS+=(--incoming "$INCOMING"); fi
+  if [ -n "$STREAMING" ]; then STORE_ARGS+=(--streaming "$STREAMING"); fi
   if [ -n "$ERRORS" ]; then STORE_ARGS+=(--errors-dir "$ERRORS"); fi
   if [ -n "$LOCK_DIR" ]; then STORE_ARGS+=(--lock-dir "$LOCK_DIR"); fi
   if [ -n "$XLOGDB" ]; then STORE_ARGS+=(--xlogdb "$XLOGDB"); fi
@@ -182,6 +185,15 @@ private_temp_dir() {
       || die 73 "cannot create the temp directory $TEMP_DIR"
   fi
   if [ ! -O "$TEMP_DIR" ] || [ -L "$TEMP_DIR" ]; then die 73 "$TEMP_DIR: not a directory of ours"; fi
+}
+
+# check_layout: refuses (exit 78, wal-store's one line) a layout whose queues, archive
+# and errors/ overlap, or a server name that is not a plain name, before the wrapper
+# takes a lock or creates a directory. Needs BIN and STORE_ARGS.
+check_layout() {
+  local code=0
+  "$BIN/wal-store" check-layout "${STORE_ARGS[@]}" </dev/null || code=$?
+  [ "$code" -eq 0 ] || exit "$code"
 }
 
 # check_compression_name ALG: refuses an unknown algorithm without running anything
@@ -283,9 +295,30 @@ export_encryption() {
 
 # encrypting: whether archiving encrypts (Barman's `encryption = gpg`): to recipients, or
 # symmetrically with a passphrase file when no --key says the passphrase is a key's.
+# A passphrase command without --recipient or --key is refused, exit 64: it is Barman's
+# encryption_passphrase_command, which unlocks the secret key when decrypting, so whoever
+# gives it alone has left out the key (Barman refuses encryption without
+# encryption_key_id), not asked for an archive that the key's passphrase alone opens; and
+# archiving in plaintext instead would go unnoticed. The wrappers ask once before any
+# work (check_encryption), so the refusal comes before a lock is taken or a file touched.
 encrypting() {
-  [ -n "${WALPIPE_RECIPIENT:-}" ] \
-    || { [ -n "${WALPIPE_PASSPHRASE_FILE:-}" ] && [ -z "${WALPIPE_KEY:-}" ]; }
+  [ -z "${WALPIPE_RECIPIENT:-}" ] || return 0
+  if [ -n "${WALPIPE_PASSPHRASE_FILE:-}" ]; then
+    [ -z "${WALPIPE_KEY:-}" ]
+    return
+  fi
+  if [ -n "${WALPIPE_PASSPHRASE_COMMAND:-}" ] && [ -z "${WALPIPE_KEY:-}" ]; then
+    die 64 "--passphrase-command alone does not encrypt: it is the passphrase of a secret" \
+      "key (Barman's encryption_passphrase_command); give --recipient CERT to encrypt to" \
+      "the key, or --passphrase-file F to encrypt with a passphrase of its own"
+  fi
+  return 1
+}
+
+# check_encryption: refuses encryption settings that cannot work (see encrypting) before
+# the wrapper does anything.
+check_encryption() {
+  encrypting || true
 }
 
 # decrypting: whether restoring can decrypt (a key or a passphrase is configured).

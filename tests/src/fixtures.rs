@@ -8,6 +8,7 @@
 //! bytes with a WAL-like mix use [`synthetic_segment`], which is instant and deterministic.
 
 use std::env;
+use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -158,6 +159,70 @@ pub fn synthetic_segment(seed: u64, size: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The system identifier of every [`wal_segment`]: one made-up PostgreSQL cluster.
+pub const TEST_SYSTEM_ID: u64 = 7_400_000_000_000_000_001;
+
+/// PostgreSQL 15's WAL page magic (`XLOG_PAGE_MAGIC`).
+pub const PG15_PAGE_MAGIC: u16 = 0xD110;
+
+/// A WAL segment of `size` bytes (a valid segment size: a power of two, 1 MiB to 1 GiB)
+/// for the segment name `name`: a long page header as PostgreSQL 15 writes it (magic,
+/// the name's timeline, the page address the name stands for, [`TEST_SYSTEM_ID`], the
+/// segment and block sizes), then [`synthetic_segment`] bytes. Not replayable, but it
+/// has the shape walpipe checks before storing and before restoring.
+#[must_use]
+pub fn wal_segment_sized(name: &str, seed: u64, size: usize) -> Vec<u8> {
+    wal_segment_of(name, seed, size, TEST_SYSTEM_ID)
+}
+
+/// [`wal_segment_sized`] of 1 MiB (`initdb --wal-segsize=1`): small and quick.
+#[must_use]
+pub fn wal_segment(name: &str, seed: u64) -> Vec<u8> {
+    wal_segment_sized(name, seed, 1 << 20)
+}
+
+/// [`wal_segment_sized`] for another cluster, `system_id`.
+#[must_use]
+pub fn wal_segment_of(name: &str, seed: u64, size: usize, system_id: u64) -> Vec<u8> {
+    assert!(
+        name.len() >= 24 && size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size),
+        "{name}: a segment name and a segment size"
+    );
+    let field = |range: std::ops::Range<usize>| u64::from_str_radix(&name[range], 16).unwrap();
+    let (timeline, log, segment) = (field(0..8), field(8..16), field(16..24));
+    let per_log = 0x1_0000_0000 / size as u64;
+    assert!(
+        segment < per_log,
+        "{name}: no such segment with {size}-byte segments"
+    );
+    let page_address = (log * per_log + segment) * size as u64;
+    let mut bytes = synthetic_segment(seed, size);
+    bytes[0..2].copy_from_slice(&PG15_PAGE_MAGIC.to_le_bytes());
+    bytes[2..4].copy_from_slice(&2u16.to_le_bytes()); // XLP_LONG_HEADER
+    bytes[4..8].copy_from_slice(&(timeline as u32).to_le_bytes());
+    bytes[8..16].copy_from_slice(&page_address.to_le_bytes());
+    bytes[16..24].fill(0); // xlp_rem_len, padding
+    bytes[24..32].copy_from_slice(&system_id.to_le_bytes());
+    bytes[32..36].copy_from_slice(&(size as u32).to_le_bytes());
+    bytes[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    bytes
+}
+
+/// A timeline history file's content for `timeline` (> 1): one line per parent timeline,
+/// as PostgreSQL writes it.
+#[must_use]
+pub fn history_file(timeline: u32) -> Vec<u8> {
+    let mut text = String::new();
+    for parent in 1..timeline {
+        let _ = writeln!(
+            text,
+            "{parent}\t0/{:X}\tno recovery target specified",
+            parent << 24
+        );
+    }
+    text.into_bytes()
 }
 
 /// `SplitMix64`: tiny, fast and fully specified, so fixtures never change with a crate

@@ -16,9 +16,9 @@ use tempfile::TempDir;
 
 use crate::pg::run_with_stdin;
 
-/// Options of every `gpg` call: unattended, the key trusted as it is, and the empty
-/// passphrase given through loopback (no pinentry in a test).
-const COMMON_ARGS: [&str; 9] = [
+/// Options of every `gpg` call: unattended, the key trusted as it is, and passphrases
+/// given through loopback (no pinentry in a test).
+const COMMON_ARGS: [&str; 7] = [
     "--batch",
     "--no-tty",
     "--quiet",
@@ -26,8 +26,6 @@ const COMMON_ARGS: [&str; 9] = [
     "always",
     "--pinentry-mode",
     "loopback",
-    "--passphrase",
-    "",
 ];
 
 /// A GnuPG home (mode 0700) holding a fresh key pair without a passphrase, exported as
@@ -127,6 +125,35 @@ impl Gpg {
         self.run(&["--decrypt", path.to_str().unwrap()])
     }
 
+    /// `gpg --decrypt` of a message encrypted with `passphrase` (`gpg --symmetric`'s, or
+    /// walpipe's with `--passphrase-file`).
+    #[must_use]
+    pub fn decrypt_with_passphrase(&self, path: &Path, passphrase: &str) -> Vec<u8> {
+        let args = ["--decrypt", path.to_str().unwrap()];
+        let out = self
+            .command_with_passphrase(passphrase, &args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        checked(&args, out)
+    }
+
+    /// `gpg --list-packets` of the file at `path` (without decrypting: no passphrase is
+    /// given, so a symmetric message shows its session key packet only).
+    #[must_use]
+    pub fn list_packets(&self, path: &Path) -> String {
+        let out = self
+            .command_with_passphrase("", &["--list-packets", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("gpg runs (scripts/install-test-deps)");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// `gpg --decrypt` of `bytes`, fed on stdin.
     #[must_use]
     pub fn decrypt_bytes(&self, bytes: &[u8]) -> Vec<u8> {
@@ -168,11 +195,17 @@ impl Gpg {
             .status();
     }
 
+    /// `gpg` in this home, the key's (empty) passphrase given.
     fn command(&self, args: &[&str]) -> Command {
+        self.command_with_passphrase("", args)
+    }
+
+    fn command_with_passphrase(&self, passphrase: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("gpg");
         cmd.arg("--homedir")
             .arg(self.home())
             .args(COMMON_ARGS)
+            .args(["--passphrase", passphrase])
             .args(args);
         cmd
     }

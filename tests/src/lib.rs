@@ -23,7 +23,8 @@
 //!   that look at it after every kill (the `aws` CLI costs a second a call);
 //! * [`Gpg`]: a key pair made by the real GnuPG, and the real `gpg` to decrypt with it;
 //! * [`spool`]: waiting for `restore-wal --prefetch`'s background workers;
-//! * [`watchdog`]: a command run to its end, killed (and the test failed) if it hangs.
+//! * [`watchdog`]: a command run to its end, killed (and the test failed) if it hangs;
+//! * [`Snapshot`]: a directory tree as it was, to prove a run left it alone.
 //!
 //! It is not a place for walpipe logic: it depends on no walpipe crate but `wal-core`,
 //! and nothing outside `dev-dependencies` may depend on it.
@@ -39,6 +40,7 @@ pub mod paths;
 pub mod pg;
 pub mod pitr;
 pub mod s3reader;
+pub mod snapshot;
 pub mod spool;
 pub mod watchdog;
 pub mod workdir;
@@ -46,8 +48,9 @@ pub mod wrappers;
 
 pub use cloud::{Azurite, Garage, GarageCluster};
 pub use fixtures::{
-    SEGMENT_SIZE, segment_name, synthetic_segment, wal_cache_dir, wal_fixture_files,
-    wal_fixture_segments, wal_fixtures, write_file,
+    PG15_PAGE_MAGIC, SEGMENT_SIZE, TEST_SYSTEM_ID, history_file, segment_name, synthetic_segment,
+    wal_cache_dir, wal_fixture_files, wal_fixture_segments, wal_fixtures, wal_segment,
+    wal_segment_of, wal_segment_sized, write_file,
 };
 pub use gpg::Gpg;
 pub use hermetic::{clean_cloud_command, clean_command};
@@ -55,4 +58,5 @@ pub use ndjson::{ndjson, parse_records};
 pub use paths::{script, target_bin, workspace_root};
 pub use pg::{PgCluster, as_postgres, pg_bin, pg_bindir};
 pub use s3reader::S3Reader;
+pub use snapshot::Snapshot;
 pub use workdir::{WorkDir, postgres_owner, running_as_root};

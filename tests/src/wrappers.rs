@@ -46,6 +46,16 @@ pub fn wrapper(name: &str) -> Command {
     cmd
 }
 
+/// The built binary `name` (`wal-store`, ...), hermetic ([`clean_command`]), with no
+/// standard input unless given.
+#[must_use]
+pub fn tool(name: &str) -> Command {
+    let mut cmd = Command::new(target_bin(name));
+    clean_command(&mut cmd);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// `scripts/<name>`, run as the `postgres` user when we are root (see [`as_postgres`]),
 /// with `WALPIPE_BIN_DIR` = [`bin_dir`] and no standard input; from `/`, so pass
 /// absolute paths.

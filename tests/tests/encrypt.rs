@@ -7,11 +7,16 @@
 //! `gpg` as Barman writes them. A re-delivered WAL is a duplicate when wal-store has the
 //! key to compare it with the encrypted stored copy, and a conflict (moved to errors/)
 //! without one, as in Barman. A file a client encrypted before dropping it in the queue
-//! is recognised by its first packet.
+//! is recognised by its first packet. Issue 11's findings are checked here as a human
+//! would meet them: every file of a symmetric run has its own salt and still opens with
+//! gpg; a passphrase command never shows in a child's command line or a message; a
+//! restore with a key refuses plaintext unless told to migrate; and the wrappers refuse
+//! a passphrase command that would have left the archive in plaintext.
 //!
 //! Needs `cargo build --workspace --bins` first, gpg (GnuPG 2.2+) and the `zstd` CLI.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -407,4 +412,297 @@ fn the_wrappers_archive_encrypted_and_restore_with_the_key() {
     assert!(
         home.errors().read_dir().is_err() || home.errors().read_dir().unwrap().next().is_none()
     );
+}
+
+/// The first packet of `message`, which must be a session key packet of one-octet length
+/// (sequoia's new format or gpg's old one): its whole bytes and its body.
+fn first_packet(message: &[u8]) -> (&[u8], &[u8]) {
+    // New format (tag 3 in the low bits) or old (tag 3 in bits 5-2, length type 0).
+    assert!(
+        matches!(message[0], 0xc3 | 0x8c),
+        "not a session key packet with a one-octet length: {:#04x}",
+        message[0]
+    );
+    let len = message[1];
+    assert!(len < 192, "a one-octet length");
+    let end = 2 + usize::from(len);
+    (&message[..end], &message[2..end])
+}
+
+/// Issue 11: symmetric archiving derives a key per file from a fresh salt, as gpg and
+/// sequoia do, so no two files of a run share the key that encrypts their session key
+/// (nor its first keystream block); and gpg still opens every one of them.
+#[test]
+fn a_symmetric_run_salts_every_file_and_gpg_opens_each() {
+    let gpg = Gpg::new();
+    let home = Home::new();
+    let passphrase = "walpipe archive passphrase";
+    let file = home.dir.path().join("passphrase");
+    fs::write(&file, format!("{passphrase}\n")).unwrap();
+    let segments: Vec<PathBuf> = wal_fixture_segments().into_iter().take(3).collect();
+    for segment in &segments {
+        home.deliver(segment);
+    }
+    let run = home.archive(&os(&[&"--passphrase-file", &file]), &[]);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for segment in &segments {
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        let stored = archived_path(&home.wals(), name);
+        let message = fs::read(&stored).unwrap();
+        let (packet, body) = first_packet(&message);
+        // Version 4, AES-256, iterated and salted S2K: salt at 4..12, then the count, then
+        // the encrypted session key.
+        assert_eq!(
+            &body[..3],
+            [4, 9, 3],
+            "{name}: a v4 SKESK, AES-256, iterated S2K"
+        );
+        let salt = &body[4..12];
+        assert!(body.len() > 13, "{name}: the session key is in the packet");
+        let listing = gpg.list_packets(&stored);
+        let salt_hex = salt.iter().fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02X}");
+            hex
+        });
+        assert!(
+            listing.contains(&format!("salt {salt_hex}, count 65011712")),
+            "{name}: {listing}"
+        );
+        let plain = zstd_decompress(
+            &gpg.decrypt_with_passphrase(&stored, passphrase),
+            home.dir.path(),
+        );
+        assert!(plain == fs::read(segment).unwrap(), "{name}: gpg opens it");
+        for (other_salt, other_packet) in &seen {
+            assert_ne!(salt, &other_salt[..], "{name}: a salt of its own");
+            assert_ne!(
+                packet,
+                &other_packet[..],
+                "{name}: a session key packet of its own"
+            );
+            // The encrypted session key's first block (under the same key it was the same
+            // keystream) differs too.
+            assert_ne!(&body[13..29], &other_packet[2 + 13..2 + 29]);
+        }
+        seen.push((salt.to_vec(), packet.to_vec()));
+    }
+}
+
+/// `cmdline` as a string, its NULs turned into spaces.
+fn cmdline(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap()).replace('\0', " ")
+}
+
+/// Issue 11: a passphrase command may hold the passphrase itself, and every local user
+/// reads any command line in /proc. The wal-encrypt that wal-store starts to compare an
+/// encrypted copy, and the shell that runs the command, carry it in neither their argv
+/// nor any message, whether the passphrase is right, wrong, or the command fails.
+#[test]
+fn a_passphrase_command_stays_off_command_lines_and_out_of_messages() {
+    let home = Home::new();
+    let passphrase = "walpipe archive passphrase";
+    let file = home.dir.path().join("passphrase");
+    fs::write(&file, format!("{passphrase}\n")).unwrap();
+    let encrypt = os(&[&"--passphrase-file", &file]);
+    let segment = &wal_fixture_segments()[0];
+    home.deliver(segment);
+    let run = home.archive(&encrypt, &[]);
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    let seen = home.dir.path().join("seen");
+    fs::create_dir(&seen).unwrap();
+    let marker = "walpipe-secret-marker";
+    // The shell that runs the command is `$$`; wal-encrypt, its parent, `$PPID`.
+    let command = format!(
+        "cat /proc/$PPID/cmdline >{seen}/parent; cat /proc/$$/cmdline >{seen}/shell; \
+         printf '%s\\n' '{passphrase}' # {marker}",
+        seen = seen.display()
+    );
+    home.deliver(segment);
+    let run = home.archive(&encrypt, &os(&[&"--passphrase-command", &command]));
+    assert_eq!(run.codes, [0, 0, 0, 0], "{}", run.stderr);
+    assert_eq!(run.records[0]["outcome"], "duplicate", "{}", run.records[0]);
+    let parent = cmdline(&seen.join("parent"));
+    assert!(
+        parent.contains("wal-encrypt") && parent.contains("--decrypt"),
+        "the command's parent is wal-store's wal-encrypt: {parent}"
+    );
+    let shell = cmdline(&seen.join("shell"));
+    for argv in [&parent, &shell] {
+        assert!(!argv.contains(marker), "{argv}");
+        assert!(!argv.contains(passphrase), "{argv}");
+    }
+    // A wrong passphrase, a failing command, a command that prints nothing: the run says
+    // so without quoting the command.
+    for (command, says) in [
+        (format!("printf wrong # {marker}"), "wrong passphrase"),
+        (
+            format!("exit 7 # {marker}"),
+            "the passphrase command failed",
+        ),
+        (format!("true # {marker}"), "empty passphrase"),
+    ] {
+        home.deliver(segment);
+        let run = home.archive(&encrypt, &os(&[&"--passphrase-command", &command]));
+        assert_ne!(run.codes[3], 0, "{command}: {}", run.stderr);
+        let records: String = run.records.iter().map(Value::to_string).collect();
+        let everything = format!("{}{records}", run.stderr);
+        assert!(everything.contains(says), "{command}: {everything}");
+        assert!(!everything.contains(marker), "{command}: {everything}");
+        for entry in fs::read_dir(home.incoming()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_str().unwrap().starts_with('.') {
+                fs::remove_file(path).unwrap();
+            }
+        }
+    }
+}
+
+/// Issue 11: a restore given a key takes the archive for encrypted: a file that is not is
+/// refused (65, one line naming it, nothing written to %p) unless --allow-unencrypted (a
+/// migration from an unencrypted archive; also `WALPIPE_ALLOW_UNENCRYPTED=1`). WAL still
+/// in the incoming queue is plain by nature and restores without the flag.
+#[test]
+fn a_restore_with_a_key_refuses_a_plain_file_unless_allow_unencrypted() {
+    use walpipe_tests::wrappers::{self, wrapper};
+    let gpg = Gpg::new();
+    let home = Home::new();
+    let segments: Vec<PathBuf> = wal_fixture_segments().into_iter().take(2).collect();
+    home.deliver(&segments[0]);
+    let home_dir = home.dir.path().to_str().unwrap().to_string();
+    // Archived before encryption was turned on.
+    let run = wrappers::run(
+        wrapper("archive-wal").args(["--home", &home_dir, "--server", SERVER]),
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let archived = segments[0].file_name().unwrap().to_str().unwrap();
+    let pg_wal = home.dir.path().join("pg_wal");
+    fs::create_dir(&pg_wal).unwrap();
+    let target = pg_wal.join("RECOVERYXLOG");
+    let restore = |name: &str, extra: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = wrapper("restore-wal");
+        cmd.args(["--home", &home_dir, "--server", SERVER, "--key"])
+            .arg(gpg.key())
+            .args(extra)
+            .arg(name)
+            .arg(&target);
+        if let Some((key, value)) = env {
+            cmd.env(key, value);
+        }
+        wrappers::run(&mut cmd, None)
+    };
+
+    let refused = restore(archived, &[], None);
+    assert_eq!(refused.code, 65, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "{archived}: not encrypted; --allow-unencrypted to accept plaintext (migration \
+             from an unencrypted archive)"
+        )),
+        "{refused:?}"
+    );
+    assert!(!target.exists(), "nothing handed to PostgreSQL");
+    assert!(
+        !fs::read_dir(&pg_wal).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "no temp left in pg_wal"
+    );
+    for (extra, env) in [
+        (&["--allow-unencrypted"][..], None),
+        (&[][..], Some(("WALPIPE_ALLOW_UNENCRYPTED", "1"))),
+    ] {
+        let restored = restore(archived, extra, env);
+        assert_eq!(restored.code, 0, "{restored:?}");
+        assert!(fs::read(&target).unwrap() == fs::read(&segments[0]).unwrap());
+        fs::remove_file(&target).unwrap();
+    }
+
+    // Not archived yet: in the incoming queue, plain, and restorable with the key alone.
+    let queued = segments[1].file_name().unwrap().to_str().unwrap();
+    home.deliver(&segments[1]);
+    let restored = restore(queued, &[], None);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(fs::read(&target).unwrap() == fs::read(&segments[1]).unwrap());
+}
+
+/// Issue 11, the wrappers' hole: a passphrase command without --recipient (or --key) is
+/// Barman's encryption_passphrase_command, the key's passphrase for decrypting, and no
+/// way to encrypt: archiving refuses (64) instead of storing plaintext, and leaves the WAL
+/// where it was.
+#[test]
+fn archiving_with_a_passphrase_command_alone_is_refused() {
+    use walpipe_tests::wrappers::{self, wrapper};
+    let home = Home::new();
+    let segment = &wal_fixture_segments()[0];
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    let home_dir = home.dir.path().to_str().unwrap().to_string();
+    home.deliver(segment);
+    let run = wrappers::run(
+        wrapper("archive-wal").args([
+            "--home",
+            &home_dir,
+            "--server",
+            SERVER,
+            "--passphrase-command",
+            "echo walpipe archive passphrase",
+        ]),
+        None,
+    );
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("--passphrase-command alone does not encrypt"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("walpipe archive passphrase"),
+        "{run:?}"
+    );
+    // The compressed copy made before the refusal may stay beside it, hidden, until the
+    // next run replaces it (as after a killed run).
+    let visible = |dir: &Path| -> Vec<String> {
+        dir_names(dir)
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    assert_eq!(visible(&home.incoming()), [name], "the WAL stays queued");
+    assert!(!archived_path(&home.wals(), name).exists());
+    assert_eq!(
+        visible(&home.wals()),
+        Vec::<String>::new(),
+        "nothing stored"
+    );
+
+    // archive-command --direct, from a pg_wal, with the command in the environment.
+    let pg_wal = home.dir.path().join("pg_wal");
+    fs::create_dir(&pg_wal).unwrap();
+    let source = pg_wal.join(name);
+    fs::copy(segment, &source).unwrap();
+    let run = wrappers::run(
+        wrapper("archive-command")
+            .args(["--home", &home_dir, "--server", SERVER, "--direct"])
+            .arg(&source)
+            .env(
+                "WALPIPE_PASSPHRASE_COMMAND",
+                "echo walpipe archive passphrase",
+            ),
+        None,
+    );
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("--passphrase-command alone does not encrypt"),
+        "{run:?}"
+    );
+    assert_eq!(
+        visible(&home.wals()),
+        Vec::<String>::new(),
+        "nothing stored"
+    );
+    assert!(source.exists());
 }

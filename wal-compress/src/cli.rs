@@ -47,7 +47,8 @@ pub struct Args {
     )]
     pub level: Option<Level>,
 
-    /// Files to work on at once; output keeps the input order [default: 0, one per core].
+    /// Files to work on at once, at most 256; output keeps the input order [default: 0,
+    /// one per core, at most 6].
     #[arg(long, value_name = "N", env = "WALPIPE_JOBS")]
     pub jobs: Option<usize>,
 

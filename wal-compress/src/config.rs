@@ -13,8 +13,8 @@ use wal_core::{Compression, WalError};
 
 use crate::cli::Args;
 
-/// The algorithm when none is given: zstd is both fast and strong on WAL
-/// (../shared/recipes/crates.md: level 3 compresses at about 300 MB/s, ratio 6).
+/// The algorithm when none is given: zstd is both fast and strong on WAL (at level 3
+/// about 300 MB/s, ratio 6, on the real segments of scripts/bench-archive).
 pub const DEFAULT_ALGORITHM: Compression = Compression::Zstd;
 
 /// What to do with each record's file.
@@ -76,10 +76,16 @@ impl Config {
                 level: args.level.unwrap_or_default(),
             }
         };
-        let jobs = args
-            .jobs
-            .and_then(NonZeroUsize::new)
-            .unwrap_or_else(default_jobs);
+        let jobs = match args.jobs {
+            Some(asked) if asked > MAX_JOBS => {
+                return Err(WalError::Usage(format!(
+                    "--jobs {asked}: at most {MAX_JOBS} files at once (0: one per core)"
+                )));
+            }
+            asked => asked
+                .and_then(NonZeroUsize::new)
+                .unwrap_or_else(default_jobs),
+        };
         let temp_dir = match args.temp_dir {
             Some(dir) if dir.as_os_str().is_empty() => {
                 return Err(WalError::Usage("--temp-dir: empty path".into()));
@@ -93,10 +99,11 @@ impl Config {
         })
     }
 
-    /// The same configuration with `jobs` workers (0 means one per core).
+    /// The same configuration with `jobs` workers (0 means one per core, and more than
+    /// [`MAX_JOBS`] means [`MAX_JOBS`]).
     #[must_use]
     pub fn with_jobs(mut self, jobs: usize) -> Self {
-        self.jobs = NonZeroUsize::new(jobs).unwrap_or_else(default_jobs);
+        self.jobs = NonZeroUsize::new(jobs.min(MAX_JOBS)).unwrap_or_else(default_jobs);
         self
     }
 
@@ -111,6 +118,8 @@ impl Config {
 /// Most jobs by default: each holds about 3.5 MiB of codec state and buffers (measured
 /// by scripts/bench-archive), and a stage should stay within 32 MiB. `--jobs` can go higher.
 const DEFAULT_JOBS_CAP: usize = 6;
+
+pub use wal_core::stage::MAX_JOBS;
 
 /// One job per core, up to [`DEFAULT_JOBS_CAP`]: compression is CPU-bound, and the file
 /// reads are sequential.
@@ -156,6 +165,30 @@ mod tests {
         .unwrap();
         assert_eq!(config.jobs, default_jobs());
         assert_eq!(Config::decompress().with_jobs(3).jobs.get(), 3);
+    }
+
+    #[test]
+    fn jobs_above_the_bound_are_a_usage_error() {
+        let config = Config::from_args(Args {
+            jobs: Some(MAX_JOBS),
+            ..args(false)
+        })
+        .unwrap();
+        assert_eq!(config.jobs.get(), MAX_JOBS);
+        let err = Config::from_args(Args {
+            jobs: Some(100_000),
+            ..args(false)
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Usage);
+        assert_eq!(
+            err.to_string(),
+            "--jobs 100000: at most 256 files at once (0: one per core)"
+        );
+        assert_eq!(
+            Config::decompress().with_jobs(usize::MAX).jobs.get(),
+            MAX_JOBS
+        );
     }
 
     #[test]

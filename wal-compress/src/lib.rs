@@ -3,7 +3,7 @@
 //!
 //! It sits between `wal-scan` (or `wal-hooks`) and `wal-encrypt`/`wal-store` when
 //! archiving, and after `wal-store get`/`wal-encrypt --decrypt` when restoring. It writes
-//! Barman's formats (spec §6: gzip, bzip2, xz, zstd, lz4 frames, snappy framing) so Barman
+//! Barman's formats (gzip, bzip2, xz, zstd, lz4 frames, snappy framing) so Barman
 //! and the stock CLIs read what it writes, and it reads theirs.
 //!
 //! It is not where files are stored or removed: it writes a hidden temporary copy, points
@@ -68,7 +68,7 @@ fn check_temp_dir(dir: &Path) -> Result<(), WalError> {
 }
 
 /// Says once on stderr when an integer level is outside the algorithm's range, as Barman
-/// logs "Compression level X out of range for <alg>, using Y instead" (spec §6.2).
+/// logs "Compression level X out of range for <alg>, using Y instead".
 fn note_clamped_level(algorithm: wal_core::Compression, level: Level) {
     if let (Level::Exact(asked), Some(used)) = (level, level.resolve(algorithm))
         && asked != used

@@ -86,7 +86,7 @@ impl<'a> Transformer<'a> {
         let path = record.require_path()?.clone();
         let algorithm = match record.compression {
             Some(algorithm) => algorithm,
-            // Records from an archive listing may not say; the magic does (spec §6.3).
+            // Records from an archive listing may not say; the magic does.
             None => match Compression::identify_file(&path).context("cannot read", &path)? {
                 Some(algorithm) => algorithm,
                 None => return Ok(()),

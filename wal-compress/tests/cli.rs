@@ -97,7 +97,7 @@ fn compressed_with(alg: &str, level: &str, data: &[u8]) -> Vec<u8> {
 #[test]
 fn named_levels_map_to_barmans_numbers() {
     let data = sample(11, 200_000);
-    // gzip: low = 1, medium = 6, high = 9 (spec §6.1); our gzip output is deterministic.
+    // gzip: low = 1, medium = 6, high = 9 (Barman's table); our gzip output is deterministic.
     assert_eq!(
         compressed_with("gzip", "low", &data),
         compressed_with("gzip", "1", &data)
@@ -233,4 +233,111 @@ fn decompress_ignores_compression_settings_from_the_environment() {
     assert_eq!(output.status.code(), Some(0));
     let out = crate::util::parse(&output.stdout);
     assert_eq!(fs::read(path_of(&out[0])).unwrap(), data);
+}
+
+/// Issue 11: `--jobs 100000` started threads until memory ran out and aborted (exit 134).
+/// Above 256 it is a usage error, in one line, before any record is read or file written;
+/// from the environment too (WALPIPE_JOBS is shared with wal-store and wal-encrypt).
+#[test]
+fn too_many_jobs_are_a_usage_error_never_an_abort() {
+    let dir = tempdir().unwrap();
+    let name = segment_name(1);
+    let file = write_file(dir.path(), &name, &sample(3, 50_000));
+    let input = ndjson([&record(&name, &file)]);
+    for jobs in ["257", "100000", "18446744073709551615"] {
+        let output = wal_compress()
+            .args(["--jobs", jobs])
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "--jobs {jobs}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(
+            stderr,
+            format!("wal-compress: --jobs {jobs}: at most 256 files at once (0: one per core)\n")
+        );
+        let output = wal_compress()
+            .env("WALPIPE_JOBS", jobs)
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "WALPIPE_JOBS={jobs}");
+    }
+    // One past what a usize holds is clap's own usage error.
+    wal_compress()
+        .args(["--jobs", "18446744073709551616"])
+        .write_stdin(input.clone())
+        .assert()
+        .code(64)
+        .stderr(predicate::str::contains("--jobs"));
+    assert_eq!(
+        crate::util::dot_files(dir.path()),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+    // The bound itself works.
+    let out = run_ok(&["--jobs", "256"], &input, 0);
+    assert_eq!(out[0]["compression"], "zstd");
+}
+
+/// Issue 11: every other value a flag or variable can take ends in a usage line or is
+/// used as documented; none panics or exits above 125.
+#[test]
+fn extreme_values_never_panic() {
+    let dir = tempdir().unwrap();
+    let name = segment_name(1);
+    let file = write_file(dir.path(), &name, &sample(4, 50_000));
+    let input = ndjson([&record(&name, &file)]);
+    for args in [
+        &["--level", "NaN"][..],
+        &["--level", "1e3"],
+        &["--temp-dir", ""],
+        &["--algorithm", ""],
+    ] {
+        let output = wal_compress()
+            .args(args)
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        let code = output.status.code();
+        assert_eq!(code, Some(64), "{args:?}: {output:?}");
+    }
+    // Integer levels of any size are clamped, as documented, with Barman's one-line note.
+    for (level, used) in [
+        (
+            "-2147483648",
+            "-2147483648 out of range for zstd, using -22",
+        ),
+        (
+            "-99999999999999999999",
+            "-2147483648 out of range for zstd, using -22",
+        ),
+        (
+            "99999999999999999999",
+            "2147483647 out of range for zstd, using 22",
+        ),
+    ] {
+        let output = wal_compress()
+            .args(["--algorithm", "zstd", "--level", level])
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert_eq!(
+            String::from_utf8(output.stderr).unwrap(),
+            format!("wal-compress: compression level {used}\n")
+        );
+    }
+    // A temp dir whose path is not UTF-8 (and does not exist): 73, not a panic.
+    let odd = dir
+        .path()
+        .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"t\xffmp"));
+    let output = wal_compress()
+        .arg("--temp-dir")
+        .arg(&odd)
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(73), "{output:?}");
 }

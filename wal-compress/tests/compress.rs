@@ -45,8 +45,8 @@ fn every_algorithm_is_read_back_by_its_cli() {
                     data.len()
                 );
             } else {
-                // No snappy CLI: our own decoder (python-snappy compatibility is in
-                // shared/recipes/crates.md).
+                // No snappy CLI: our own decoder (Barman reads the framing format with
+                // python-snappy, which is what wal-compress writes).
                 let back = run_ok(&["--decompress"], &ndjson([record]), 0);
                 assert!(content_of(&back[0]) == *data, "snappy round trip");
             }

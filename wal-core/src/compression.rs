@@ -6,7 +6,6 @@
 //! archives and Barman reads ours.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::str::FromStr;
@@ -98,7 +97,7 @@ impl Compression {
     /// Reads the first [`MAGIC_MAX_LENGTH`] bytes of `path` and identifies them.
     pub fn identify_file(path: &Path) -> io::Result<Option<Compression>> {
         let mut head = Vec::with_capacity(MAGIC_MAX_LENGTH);
-        File::open(path)?
+        crate::durable::open_regular(path)?
             .take(MAGIC_MAX_LENGTH as u64)
             .read_to_end(&mut head)?;
         Ok(Compression::identify(&head))

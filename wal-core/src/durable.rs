@@ -37,9 +37,71 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// fsyncs a file's content and metadata.
 pub fn fsync_file(path: &Path) -> Result<()> {
-    File::open(path)
+    open_regular(path)
         .and_then(|f| f.sync_all())
         .context("cannot fsync", path)
+}
+
+/// Opens `path` for reading only if it is a regular file: never through a symbolic link
+/// (`O_NOFOLLOW`), and never waiting on a fifo or a device (`O_NONBLOCK`, which regular
+/// files ignore). A record's `path` is input: a fifo there must fail at once, not hang a
+/// stage forever, and only regular files are WAL.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, not a regular file",
+            ),
+            _ => e,
+        })?;
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        return Ok(file);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{}, not a regular file", describe_type(file_type)),
+    ))
+}
+
+/// [`open_regular`] for a file that must be WAL: one that is not a regular file is
+/// `corrupt` (it cannot be WAL), any other failure an I/O error naming the file.
+pub fn open_wal(path: &Path) -> Result<File> {
+    open_regular(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidInput {
+            WalError::Corrupt {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        } else {
+            WalError::io("cannot open", path, e)
+        }
+    })
+}
+
+/// What a file that is not a regular file is, in a word or two.
+#[must_use]
+pub fn describe_type(file_type: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a fifo"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else {
+        "not a file"
+    }
 }
 
 /// fsyncs each distinct parent directory of `paths`, once.
@@ -160,11 +222,20 @@ pub enum Placement {
 
 /// Makes the content of `src` appear at `dest`, never replacing an existing `dest`
 /// (`AlreadyExists` then) and never leaving a partial file under `dest`. `src` stays.
+/// `src` must be a regular file with no other name (else it is copied, never linked).
 ///
 /// `src` is fsynced first; the new name is durable only after the caller fsyncs
 /// `dest`'s directory (batched by wal-store).
 pub fn place(src: &Path, dest: &Path) -> Result<Placement> {
-    fsync_file(src)?;
+    let file = open_regular(src).context("cannot open", src)?;
+    file.sync_all().context("cannot fsync", src)?;
+    // A file with other names can change under the archive: PostgreSQL recycles a
+    // segment by renaming and overwriting it in place, and any other name may be written.
+    // Only a file whose one name is ours is linked.
+    if std::os::unix::fs::MetadataExt::nlink(&file.metadata().context("cannot stat", src)?) > 1 {
+        copy_no_replace(src, dest)?;
+        return Ok(Placement::Copied);
+    }
     match fs::hard_link(src, dest) {
         Ok(()) => Ok(Placement::Linked),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -210,7 +281,7 @@ pub fn copy_no_replace(src: &Path, dest: &Path) -> Result<u64> {
 
 /// Copies `src` into `output` with its mode and mtime, and fsyncs it.
 fn fill_copy(src: &Path, output: &mut File, shown_as: &Path) -> Result<u64> {
-    let mut input = File::open(src).context("cannot open", src)?;
+    let mut input = open_regular(src).context("cannot open", src)?;
     let meta = input.metadata().context("cannot stat", src)?;
     let copied = copy_chunks(&mut input, output, src, shown_as)?;
     output
@@ -345,6 +416,46 @@ pub fn create_dir_durably(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn only_regular_files_open_and_nothing_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file).is_ok());
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for (path, what) in [
+            (&fifo, "a fifo"),
+            (&link, "a symbolic link"),
+            (&dir.path().to_path_buf(), "a directory"),
+        ] {
+            let err = open_regular(path).unwrap_err();
+            assert!(
+                err.to_string().starts_with(what),
+                "{}: {err}",
+                path.display()
+            );
+        }
+        let err = place(&fifo, &dir.path().join("dest")).unwrap_err();
+        assert!(err.to_string().contains("fifo"), "{err}");
+        assert!(fsync_file(&fifo).is_err());
+    }
+
+    #[test]
+    fn a_file_with_other_names_is_copied_never_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("000000010000000000000001");
+        fs::write(&src, b"wal bytes").unwrap();
+        fs::hard_link(&src, dir.path().join("other-name")).unwrap();
+        let dest = dir.path().join("archived");
+        assert_eq!(place(&src, &dest).unwrap(), Placement::Copied);
+        fs::write(dir.path().join("other-name"), b"recycled").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"wal bytes");
+        assert_eq!(fs::metadata(&dest).unwrap().nlink(), 1);
+    }
 
     #[test]
     fn place_links_and_never_replaces() {

@@ -32,8 +32,13 @@ pub enum ErrorKind {
     Aborted,
     /// A transient failure: retrying later may succeed.
     Temporary,
-    /// Bad flags or configuration.
+    /// Bad flags: a value that is not valid on its own (a number out of range, an unknown
+    /// algorithm, flags that exclude each other).
     Usage,
+    /// Settings that are each well-formed but name places walpipe cannot use: directories
+    /// that overlap, a server name that is not a plain name, an archive or endpoint URL
+    /// that does not parse, an archive that belongs to another PostgreSQL system.
+    Config,
     /// A bug: something walpipe believed impossible happened.
     Internal,
 }
@@ -52,6 +57,7 @@ impl ErrorKind {
             ErrorKind::Aborted => "aborted",
             ErrorKind::Temporary => "temporary",
             ErrorKind::Usage => "usage",
+            ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }
     }
@@ -126,9 +132,12 @@ pub enum WalError {
         /// The missing field.
         field: &'static str,
     },
-    /// Bad command-line flags or configuration values.
+    /// Bad command-line flags or values (exit 64).
     #[error("{0}")]
     Usage(String),
+    /// A configuration walpipe cannot work with (exit 78): see [`ErrorKind::Config`].
+    #[error("{0}")]
+    Config(String),
     /// Failure that may go away on retry (lock busy, store unreachable).
     #[error("{0}")]
     Temporary(String),
@@ -160,6 +169,7 @@ impl WalError {
             WalError::BadXlogLine { .. } | WalError::Corrupt { .. } => ErrorKind::Corrupt,
             WalError::Conflict { .. } => ErrorKind::Conflict,
             WalError::Usage(_) => ErrorKind::Usage,
+            WalError::Config(_) => ErrorKind::Config,
             WalError::Temporary(_) => ErrorKind::Temporary,
             WalError::Internal(_) => ErrorKind::Internal,
         }

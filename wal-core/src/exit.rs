@@ -58,6 +58,7 @@ impl ExitCode {
             ErrorKind::Conflict | ErrorKind::Aborted => ExitCode::RecordsFailed,
             ErrorKind::Temporary => ExitCode::TempFail,
             ErrorKind::Usage => ExitCode::Usage,
+            ErrorKind::Config => ExitCode::Config,
             ErrorKind::Internal => ExitCode::Software,
         }
     }
@@ -86,6 +87,7 @@ mod tests {
             ErrorKind::Aborted,
             ErrorKind::Temporary,
             ErrorKind::Usage,
+            ErrorKind::Config,
             ErrorKind::Internal,
         ] {
             assert!(ExitCode::for_kind(kind).code() < 126, "{kind}");
@@ -105,6 +107,10 @@ mod tests {
         assert_eq!(
             ExitCode::for_error(&WalError::Usage("bad".into())).code(),
             64
+        );
+        assert_eq!(
+            ExitCode::for_error(&WalError::Config("overlap".into())).code(),
+            78
         );
         assert_eq!(
             ExitCode::for_error(&WalError::Temporary("busy".into())).code(),

@@ -17,8 +17,10 @@ pub mod lock;
 pub mod names;
 pub mod openpgp;
 pub mod record;
+pub mod shape;
 pub mod stage;
 pub mod temp;
+pub mod trust;
 pub mod xlogdb;
 
 #[cfg(feature = "cli")]

@@ -153,6 +153,18 @@ impl WalName {
         }
     }
 
+    /// Parses a bare file name, refusing any path (`../00000002.history`, `a/b`): where a
+    /// name comes from input (a record, a command line) and is joined to a directory, a
+    /// path in it could reach outside that directory.
+    pub fn parse_file_name(name: &str) -> Result<WalName, WalError> {
+        if name.contains('/') {
+            return Err(WalError::BadWalName {
+                name: name.to_owned(),
+            });
+        }
+        WalName::parse(name)
+    }
+
     /// The basename as given (case preserved).
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -505,7 +517,17 @@ pub fn lsn_to_segment(lsn: u64, timeline: u32, size: SegmentSize) -> (String, u6
 /// inverse of [`lsn_to_segment`], Barman's `location_from_xlogfile_name_offset`.
 pub fn segment_to_lsn(name: &str, offset: u64, size: SegmentSize) -> Result<u64, WalError> {
     let (log, segment) = WalName::parse(name)?.log_and_segment()?;
-    Ok((u64::from(log) << 32) + u64::from(segment) * size.bytes() + offset)
+    // A segment number beyond the log's segments, or an offset beyond the segment, would
+    // overflow the 64-bit address space: a name and offset no server can reach.
+    u64::from(segment)
+        .checked_mul(size.bytes())
+        .and_then(|start| start.checked_add(u64::from(log) << 32))
+        .and_then(|start| start.checked_add(offset))
+        .ok_or_else(|| {
+            WalError::Usage(format!(
+                "{name} at offset {offset}: beyond the WAL address space"
+            ))
+        })
 }
 
 /// The last `/`-separated component, as Python's `os.path.basename` on POSIX (a trailing

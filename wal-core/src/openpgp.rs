@@ -19,7 +19,6 @@
 //!
 //! ASCII-armoured messages (`gpg --armor`) start with `-----BEGIN PGP MESSAGE-----`.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -182,7 +181,7 @@ pub fn identify(head: &[u8]) -> Option<MessageStart> {
 /// Reads the first [`HEAD_LENGTH`] bytes of `path` and identifies them.
 pub fn identify_file(path: &Path) -> io::Result<Option<MessageStart>> {
     let mut head = Vec::with_capacity(HEAD_LENGTH);
-    File::open(path)?
+    crate::durable::open_regular(path)?
         .take(HEAD_LENGTH as u64)
         .read_to_end(&mut head)?;
     Ok(identify(&head))

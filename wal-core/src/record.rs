@@ -174,10 +174,30 @@ impl WalRecord {
         })
     }
 
+    /// Refuses a name that is not a plain file name (`a/b`, `..`, a NUL): stages join
+    /// names to directories, so a name must never reach outside them. An empty name is
+    /// only for records that already failed (a malformed line passed on).
+    pub fn check_name(&self, line_number: u64) -> Result<(), WalError> {
+        let plain = !self.name.is_empty()
+            && self.name != "."
+            && self.name != ".."
+            && !self.name.contains(['/', '\0']);
+        if plain || (self.name.is_empty() && self.failed()) {
+            return Ok(());
+        }
+        Err(WalError::BadRecord {
+            line: line_number,
+            reason: format!("name {:?} is not a plain file name", self.name),
+        })
+    }
+
     /// Writes the record as one line, `\n` included.
     pub fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, self).map_err(io::Error::from)?;
-        out.write_all(b"\n")
+        // Whole or nothing: a record that cannot be serialised must not leave half a
+        // line for the next stage to read.
+        let mut line = serde_json::to_vec(self).map_err(io::Error::from)?;
+        line.push(b'\n');
+        out.write_all(&line)
     }
 
     /// True when an earlier stage failed this record.
@@ -247,6 +267,27 @@ mod tests {
             "{err}"
         );
         assert!(WalRecord::from_line(r#"{"name":5}"#, 4).is_err());
+    }
+
+    #[test]
+    fn names_must_be_plain_file_names() {
+        for bad in ["../00000002.history", "a/b", ".", "..", "", "x\0y", "/"] {
+            let rec = WalRecord::new(bad);
+            assert_eq!(
+                rec.check_name(9).unwrap_err().kind(),
+                ErrorKind::BadRecord,
+                "{bad:?}"
+            );
+        }
+        assert!(
+            WalRecord::new("000000010000000000000001")
+                .check_name(1)
+                .is_ok()
+        );
+        assert!(WalRecord::new("junk").check_name(1).is_ok());
+        let mut failed = WalRecord::new("");
+        failed.fail("wal-scan", &WalError::Usage("x".into()));
+        assert!(failed.check_name(1).is_ok());
     }
 
     #[test]

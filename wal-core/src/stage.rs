@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread;
@@ -22,8 +22,18 @@ use crate::error::{ErrorKind, WalError};
 use crate::exit::ExitCode;
 use crate::record::{RecordError, WalRecord};
 
+/// The most records any stage works on at once (`--jobs` of wal-compress, wal-encrypt
+/// and wal-store's cloud transfers, all read from `WALPIPE_JOBS`): far beyond any
+/// machine's cores or a store's useful connections, and low enough that a typo such as
+/// `--jobs 100000` is refused instead of exhausting threads or memory.
+pub const MAX_JOBS: usize = 256;
+
 /// How many records the input thread reads ahead of the stage.
 const READ_AHEAD: usize = 64;
+
+/// The longest input line taken for a record (a record is a few hundred bytes): a longer
+/// one is malformed, and is never held in memory whole.
+const MAX_LINE: usize = 1 << 20;
 
 /// What a stage run amounted to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -177,22 +187,56 @@ fn read_lines(
     let mut line_number = 0u64;
     loop {
         buffer.clear();
-        let read = input
+        let read = (&mut input)
+            .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut buffer)
             .map_err(|e| WalError::io("cannot read records from", "stdin", e))?;
         if read == 0 {
             return Ok(());
         }
         line_number += 1;
+        if buffer.len() > MAX_LINE && buffer.last() != Some(&b'\n') {
+            skip_rest_of_line(&mut input)?;
+            let start = String::from_utf8_lossy(&buffer[..200]).into_owned();
+            let err = WalError::BadRecord {
+                line: line_number,
+                reason: format!("longer than {MAX_LINE} bytes"),
+            };
+            if sender.send(malformed_record(stage, &start, &err)).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
         let text = String::from_utf8_lossy(&buffer);
         let text = text.trim();
         if text.is_empty() {
             continue;
         }
         let record = WalRecord::from_line(text, line_number)
+            .and_then(|record| record.check_name(line_number).map(|()| record))
             .unwrap_or_else(|err| malformed_record(stage, text, &err));
         if sender.send(record).is_err() {
             // The stage stopped reading: nothing more to do.
+            return Ok(());
+        }
+    }
+}
+
+/// Discards the input up to and including the next newline.
+fn skip_rest_of_line(input: &mut impl BufRead) -> Result<(), WalError> {
+    loop {
+        let available = input
+            .fill_buf()
+            .map_err(|e| WalError::io("cannot read records from", "stdin", e))?;
+        if available.is_empty() {
+            return Ok(());
+        }
+        let (used, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        input.consume(used);
+        if done {
             return Ok(());
         }
     }
@@ -264,11 +308,14 @@ where
         let (done_sender, done_receiver) = sync_channel::<(u64, WalRecord, bool)>(jobs);
         let task_receiver = Mutex::new(task_receiver);
         thread::scope(|scope| {
+            let mut started = 0;
             for _ in 0..jobs {
                 let done_sender = done_sender.clone();
                 let task_receiver = &task_receiver;
                 let work = &work;
-                scope.spawn(move || {
+                // A thread the system refuses is a job fewer, never a panic; with none at
+                // all the run cannot go on.
+                let spawned = thread::Builder::new().spawn_scoped(scope, move || {
                     loop {
                         let task = task_receiver.lock().map(|rx| rx.recv());
                         let Ok(Ok((sequence, mut record))) = task else {
@@ -283,6 +330,13 @@ where
                         }
                     }
                 });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) if started == 0 => {
+                        return Err(WalError::io("cannot start a worker thread for", stage, e));
+                    }
+                    Err(_) => break,
+                }
             }
             drop(done_sender);
             // Feed tasks from a thread of its own so the writer below never blocks the feeder.
@@ -436,6 +490,36 @@ mod tests {
                 malformed: 1
             }
         );
+        assert_eq!(summary.exit_code(), ExitCode::DataErr);
+    }
+
+    #[test]
+    fn paths_in_names_and_endless_lines_are_malformed() {
+        let mut input = String::from(r#"{"name":"../00000002.history","path":"/etc/passwd"}"#);
+        input.push('\n');
+        input.push_str(&"x".repeat(MAX_LINE + 10));
+        input.push('\n');
+        input.push_str(r#"{"name":"000000010000000000000001"}"#);
+        input.push('\n');
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        let summary = run_each("t", Cursor::new(input), &mut out, |record| {
+            touched.push(record.name.clone());
+            Ok(())
+        })
+        .unwrap();
+        let records = lines(&out);
+        assert_eq!(touched, ["000000010000000000000001"]);
+        assert_eq!(records[0]["error"]["kind"], "bad_record");
+        assert!(
+            records[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a plain file name")
+        );
+        assert_eq!(records[1]["error"]["kind"], "bad_record");
+        assert!(records[1]["line"].as_str().unwrap().len() <= 200);
+        assert_eq!(summary.malformed, 2);
         assert_eq!(summary.exit_code(), ExitCode::DataErr);
     }
 

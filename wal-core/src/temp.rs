@@ -69,6 +69,49 @@ impl TempNames {
     }
 }
 
+/// The suffixes of the temporary copies walpipe's stages make: wal-compress
+/// (`compressed`, `decompressed`), wal-encrypt (`gpg`, `decrypted`), wal-store's cloud
+/// downloads (`download`, `compare`).
+pub const TEMP_SUFFIXES: [&str; 6] = [
+    "compressed",
+    "decompressed",
+    "gpg",
+    "decrypted",
+    "download",
+    "compare",
+];
+
+/// Whether `file_name` is a name a stage could have given a temporary copy of `wal_name`:
+/// `.<wal_name>.<suffix>`, `.<wal_name>.<n>.<suffix>` ([`TempNames::claim`]) or
+/// `.<wal_name>.<pid>-<hex>.<suffix>` (unique downloads), with a suffix of
+/// [`TEMP_SUFFIXES`]. Anything else a record lists in `temps` is not ours to remove.
+#[must_use]
+pub fn is_temp_name(file_name: &str, wal_name: &str) -> bool {
+    let plain =
+        !wal_name.is_empty() && !wal_name.contains('/') && wal_name != "." && wal_name != "..";
+    let Some(rest) = file_name
+        .strip_prefix('.')
+        .and_then(|r| r.strip_prefix(wal_name))
+        .and_then(|r| r.strip_prefix('.'))
+    else {
+        return false;
+    };
+    if !plain {
+        return false;
+    }
+    let (middle, suffix) = match rest.rsplit_once('.') {
+        Some((middle, suffix)) => (Some(middle), suffix),
+        None => (None, rest),
+    };
+    let counter = |m: &str| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit());
+    let unique = |m: &str| {
+        m.split_once('-').is_some_and(|(pid, random)| {
+            counter(pid) && !random.is_empty() && random.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    TEMP_SUFFIXES.contains(&suffix) && middle.is_none_or(|m| counter(m) || unique(m))
+}
+
 /// The file name the temporary copy of a record is named after: the record's WAL name
 /// when it is a plain file name, else the last component of `path`.
 pub fn base_name(record_name: &str, path: &Path) -> String {
@@ -205,6 +248,42 @@ mod tests {
         assert_eq!(base_name("", path), ".x.decrypted");
         assert_eq!(base_name("../evil", path), ".x.decrypted");
         assert_eq!(base_name("..", Path::new("/")), "wal");
+    }
+
+    #[test]
+    fn temp_names_are_recognised_and_nothing_else() {
+        let wal = "000000010000000000000001";
+        for ours in [
+            ".000000010000000000000001.compressed",
+            ".000000010000000000000001.3.gpg",
+            ".000000010000000000000001.1234-0badcafe.download",
+            ".000000010000000000000001.decrypted",
+        ] {
+            assert!(is_temp_name(ours, wal), "{ours}");
+        }
+        for foreign in [
+            "000000010000000000000001",
+            ".000000010000000000000001",
+            ".000000010000000000000001.tmp",
+            ".000000010000000000000001.x.compressed",
+            ".000000010000000000000001.-1.compressed",
+            ".000000010000000000000002.compressed",
+            ".000000010000000000000001.12-zz.download",
+            ".bashrc",
+        ] {
+            assert!(!is_temp_name(foreign, wal), "{foreign}");
+        }
+        assert!(!is_temp_name("...compressed", ".."));
+        assert!(!is_temp_name("..compressed", ""));
+        // Every name TempNames hands out is recognised.
+        let names = TempNames::default();
+        for _ in 0..3 {
+            let path = names.claim(Path::new("/t"), wal, "gpg", &[]);
+            assert!(is_temp_name(
+                path.file_name().unwrap().to_str().unwrap(),
+                wal
+            ));
+        }
     }
 
     #[test]

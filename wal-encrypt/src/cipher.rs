@@ -2,13 +2,13 @@
 //!
 //! Why not sequoia here: sequoia computes every SHA-1, the MDC included, with collision
 //! detection (sha1collisiondetection), which caps a gpg-compatible stream at about
-//! 150-200 MB/s (../shared/recipes/crates.md), no faster than `gpg` itself. The MDC is a
-//! hash of plaintext under encryption, where collision detection protects nothing, so this
-//! module uses OpenSSL's SHA-1 (as GnuPG uses libgcrypt's) and runs it on a thread of its
-//! own, beside the cipher. Decryption computes CFB with the ECB primitive: each plaintext
-//! block is `E(previous ciphertext block) XOR ciphertext block`, and all the `E` inputs
-//! are known up front, so AES-NI pipelines them (about 8× faster than OpenSSL's serial
-//! CFB decryption). Key handling stays with sequoia.
+//! 150-200 MB/s, no faster than `gpg` itself. The MDC is a hash of plaintext under
+//! encryption, where collision detection protects nothing, so this module uses OpenSSL's
+//! SHA-1 (as GnuPG uses libgcrypt's) and runs it on a thread of its own, beside the
+//! cipher. Decryption computes CFB with the ECB primitive: each plaintext block is
+//! `E(previous ciphertext block) XOR ciphertext block`, and all the `E` inputs are known
+//! up front, so AES-NI pipelines them (about 8× faster than OpenSSL's serial CFB
+//! decryption). Key handling stays with sequoia.
 //!
 //! OpenPGP's CFB for SEIPD is plain CFB-128 with an all-zero IV (RFC 9580 §5.13.1): the
 //! random prefix plays the IV's part.
@@ -58,20 +58,11 @@ fn unsupported(algo: SymmetricAlgorithm) -> io::Error {
     )
 }
 
-/// Encrypts `data` in CFB-128 mode with an all-zero IV (how OpenPGP encrypts a session
-/// key under a passphrase-derived key, RFC 9580 §5.3).
-pub fn cfb_encrypt(algo: SymmetricAlgorithm, key: &[u8], data: &[u8]) -> io::Result<Vec<u8>> {
-    let (cfb, _) = ciphers(algo).ok_or_else(|| unsupported(algo))?;
-    let mut crypter = Crypter::new(cfb, Mode::Encrypt, key, Some(&[0u8; BLOCK])).map_err(ssl)?;
-    let mut out = vec![0u8; data.len() + BLOCK];
-    let len = crypter.update(data, &mut out).map_err(ssl)?;
-    out.truncate(len);
-    Ok(out)
-}
-
 /// RFC 9580 §5.13.1's quick check: whether `key` decrypts the first 18 bytes of a SEIPDv1
 /// body (`ciphertext`) to a prefix whose last two bytes repeat. A wrong key passes with
-/// probability 2⁻¹⁶ (the MDC catches it then).
+/// probability 2⁻¹⁶ (the MDC catches it then); the right key fails on a change to any of
+/// those 18 bytes, so a failure alone does not say which ([`crate::decrypt`] tells them
+/// apart by where the key came from).
 pub fn quick_check(algo: SymmetricAlgorithm, key: &[u8], ciphertext: &[u8]) -> io::Result<bool> {
     let (_, ecb) = ciphers(algo).ok_or_else(|| unsupported(algo))?;
     if ciphertext.len() < BLOCK + 2 {
@@ -373,6 +364,18 @@ mod tests {
     use std::io::Cursor;
 
     const KEY: [u8; 32] = [7u8; 32];
+
+    /// `data` in OpenSSL's own CFB-128 with an all-zero IV: what the ECB-based reader must
+    /// invert.
+    fn cfb_encrypt(algo: SymmetricAlgorithm, key: &[u8], data: &[u8]) -> io::Result<Vec<u8>> {
+        let (cfb, _) = ciphers(algo).ok_or_else(|| unsupported(algo))?;
+        let mut crypter =
+            Crypter::new(cfb, Mode::Encrypt, key, Some(&[0u8; BLOCK])).map_err(ssl)?;
+        let mut out = vec![0u8; data.len() + BLOCK];
+        let len = crypter.update(data, &mut out).map_err(ssl)?;
+        out.truncate(len);
+        Ok(out)
+    }
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 253) as u8).collect()

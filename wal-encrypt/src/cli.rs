@@ -19,11 +19,15 @@ use clap::Parser;
 /// updated, and the file listed in `temps` for wal-store to remove once stored. The source
 /// file is never touched. Records already encrypted pass through unchanged.
 ///
-/// With --decrypt, encrypted files (by the record's `encryption`, or by their first
-/// packet when it is null) are decrypted into `.<name>.decrypted` with the secret key of
+/// With --decrypt, each file is decrypted into `.<name>.decrypted` with the secret key of
 /// --key, or with the passphrase for `gpg --symmetric` messages. A message for another
-/// key, a wrong passphrase, or a corrupt, truncated or unauthenticated (no MDC) message
-/// fails its record and leaves no plaintext behind.
+/// key or a wrong passphrase fails its record as `usage`; a corrupt, truncated or
+/// unauthenticated (no MDC) message as `corrupt`, and leaves no plaintext behind. A file
+/// that is not encrypted fails as `corrupt` too (an encrypted archive holds nothing else,
+/// and passing it on would let anyone who can write to the archive inject WAL), unless
+/// --allow-unencrypted (or --allow-unencrypted-in its directory) lets it through
+/// unchanged; an OpenPGP message that is not encrypted (literal data, compressed or
+/// signed only) is always refused.
 ///
 /// Exit status: 0 all records done, 1 some records failed (their `error` says why),
 /// 64 bad usage or unusable keys, 65 input lines that are not records, 66 a key file does
@@ -61,10 +65,39 @@ pub struct Args {
     )]
     pub passphrase_file: Option<PathBuf>,
 
-    /// The passphrase is what CMD (run with `sh -c`) prints, surrounding white space
-    /// removed (Barman's `encryption_passphrase_command`); run once, when first needed.
-    #[arg(long, value_name = "CMD", env = "WALPIPE_PASSPHRASE_COMMAND")]
+    /// The passphrase is what CMD (run by `sh`) prints, surrounding white space removed
+    /// (Barman's `encryption_passphrase_command`); run once, when first needed. CMD
+    /// reaches the shell through its environment, never its command line, and no message
+    /// (nor this help) quotes it: give it in the variable rather than the flag to keep it
+    /// out of this process's command line too.
+    #[arg(
+        long,
+        value_name = "CMD",
+        env = "WALPIPE_PASSPHRASE_COMMAND",
+        hide_env_values = true
+    )]
     pub passphrase_command: Option<String>,
+
+    /// When decrypting, pass files that are not encrypted on unchanged instead of failing
+    /// them: the migration from an unencrypted archive. Without it a plain file fails as
+    /// `corrupt`.
+    #[arg(
+        long,
+        env = "WALPIPE_ALLOW_UNENCRYPTED",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_unencrypted: bool,
+
+    /// When decrypting, pass files that are not encrypted on unchanged when they are
+    /// directly in DIR (repeatable, or comma-separated): the queues of WAL not archived
+    /// yet, which `restore-wal` also reads.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "WALPIPE_ALLOW_UNENCRYPTED_IN",
+        value_delimiter = ','
+    )]
+    pub allow_unencrypted_in: Vec<PathBuf>,
 
     /// Files to work on at once; output keeps the input order [default: 0, one per core].
     #[arg(long, value_name = "N", env = "WALPIPE_JOBS")]

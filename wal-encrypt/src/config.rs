@@ -3,8 +3,9 @@
 //! [`crate::cli::Args`] mirrors what was typed; this is what it means. Wrappers export one
 //! set of `WALPIPE_*` variables for archiving and restoring alike, so each mode takes the
 //! flags it needs and ignores the others instead of refusing them: encryption ignores
-//! --key; decryption ignores --recipient; a passphrase encrypts only when no recipient is
-//! given (it never silently becomes a second way into messages meant for a key).
+//! --key and --allow-unencrypted*; decryption ignores --recipient; a passphrase encrypts
+//! only when no recipient is given (it never silently becomes a second way into messages
+//! meant for a key).
 //!
 //! Nothing here reads a file: keys are loaded by [`crate::run`].
 
@@ -13,16 +14,50 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use wal_core::WalError;
+use wal_core::stage::MAX_JOBS;
 
 use crate::cli::Args;
 
 /// Where a passphrase comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Passphrase {
     /// The first line of this file (`gpg --passphrase-file`).
     File(PathBuf),
     /// What this shell command prints (Barman's `encryption_passphrase_command`).
     Command(String),
+}
+
+/// The command is left out: it may hold the passphrase itself (`echo …`), and debug output
+/// ends up in logs.
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Passphrase::File(path) => f.debug_tuple("File").field(path).finish(),
+            Passphrase::Command(_) => f.write_str("Command(..)"),
+        }
+    }
+}
+
+/// Which files that are not encrypted a decryption passes on, unchanged.
+///
+/// An archive written with encryption holds nothing else, so by default a plain file is
+/// refused (kind `corrupt`): accepting it would let anyone who can write to the archive
+/// hand PostgreSQL WAL of their own without knowing the key or passphrase. An archive
+/// that was unencrypted before encryption was turned on holds both (Barman's `get-wal`
+/// passes plain files on, whatever the configuration): that migration needs
+/// [`Unencrypted::Allowed`]. An OpenPGP message that is not encrypted (literal data,
+/// compressed or signed only) is refused whatever this says: it is neither a file of an
+/// unencrypted archive nor an encrypted one, and its content is never taken for plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unencrypted {
+    /// Every plain file is refused.
+    Refused,
+    /// Every plain file passes (`--allow-unencrypted`).
+    Allowed,
+    /// Plain files directly in these directories pass (`--allow-unencrypted-in`): the
+    /// queues beside an archive, which hold WAL not archived (so not encrypted) yet and are
+    /// trusted as much as the archiving that reads them.
+    AllowedIn(Vec<PathBuf>),
 }
 
 /// What to do with each record's file.
@@ -41,6 +76,8 @@ pub enum Mode {
         key: Option<PathBuf>,
         /// Unlocks `key`, and opens symmetrically encrypted messages.
         passphrase: Option<Passphrase>,
+        /// Which plain files pass.
+        unencrypted: Unencrypted,
     },
 }
 
@@ -82,11 +119,15 @@ impl Config {
         }
     }
 
-    /// Decryption with `key` and/or `passphrase`, one job per core.
+    /// Decryption with `key` and/or `passphrase`, refusing plain files, one job per core.
     #[must_use]
     pub fn decrypt(key: Option<PathBuf>, passphrase: Option<Passphrase>) -> Self {
         Config {
-            mode: Mode::Decrypt { key, passphrase },
+            mode: Mode::Decrypt {
+                key,
+                passphrase,
+                unencrypted: Unencrypted::Refused,
+            },
             jobs: default_jobs(),
             temp_dir: None,
         }
@@ -100,6 +141,7 @@ impl Config {
             .chain(&args.key)
             .chain(&args.passphrase_file)
             .chain(&args.temp_dir)
+            .chain(&args.allow_unencrypted_in)
         {
             non_empty(path)?;
         }
@@ -121,9 +163,17 @@ impl Config {
                         .into(),
                 ));
             }
+            let unencrypted = if args.allow_unencrypted {
+                Unencrypted::Allowed
+            } else if args.allow_unencrypted_in.is_empty() {
+                Unencrypted::Refused
+            } else {
+                Unencrypted::AllowedIn(args.allow_unencrypted_in)
+            };
             Mode::Decrypt {
                 key: args.key,
                 passphrase,
+                unencrypted,
             }
         } else if !args.recipient.is_empty() {
             Mode::Encrypt {
@@ -142,10 +192,16 @@ impl Config {
                     .into(),
             ));
         };
-        let jobs = args
-            .jobs
-            .and_then(NonZeroUsize::new)
-            .unwrap_or_else(default_jobs);
+        let jobs = match args.jobs {
+            Some(asked) if asked > MAX_JOBS => {
+                return Err(WalError::Usage(format!(
+                    "--jobs {asked}: at most {MAX_JOBS} files at once (0: one per core)"
+                )));
+            }
+            asked => asked
+                .and_then(NonZeroUsize::new)
+                .unwrap_or_else(default_jobs),
+        };
         Ok(Config {
             mode,
             jobs,
@@ -153,10 +209,11 @@ impl Config {
         })
     }
 
-    /// The same configuration with `jobs` workers (0 means one per core).
+    /// The same configuration with `jobs` workers (0 means one per core, and more than
+    /// [`MAX_JOBS`] means [`MAX_JOBS`]).
     #[must_use]
     pub fn with_jobs(mut self, jobs: usize) -> Self {
-        self.jobs = NonZeroUsize::new(jobs).unwrap_or_else(default_jobs);
+        self.jobs = NonZeroUsize::new(jobs.min(MAX_JOBS)).unwrap_or_else(default_jobs);
         self
     }
 
@@ -164,6 +221,19 @@ impl Config {
     #[must_use]
     pub fn with_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_dir = Some(dir.into());
+        self
+    }
+
+    /// The same configuration passing on the plain files `unencrypted` says (decryption
+    /// only; encryption has no use for it).
+    #[must_use]
+    pub fn with_unencrypted(mut self, unencrypted: Unencrypted) -> Self {
+        if let Mode::Decrypt {
+            unencrypted: slot, ..
+        } = &mut self.mode
+        {
+            *slot = unencrypted;
+        }
         self
     }
 }
@@ -199,6 +269,8 @@ mod tests {
             key: None,
             passphrase_file: None,
             passphrase_command: None,
+            allow_unencrypted: false,
+            allow_unencrypted_in: Vec::new(),
             jobs: None,
             temp_dir: None,
         }
@@ -265,10 +337,52 @@ mod tests {
             config.mode,
             Mode::Decrypt {
                 key: Some("secret.gpg".into()),
-                passphrase: Some(Passphrase::File("pw".into()))
+                passphrase: Some(Passphrase::File("pw".into())),
+                unencrypted: Unencrypted::Refused,
             }
         );
         assert_eq!(config.jobs.get(), 3);
+    }
+
+    #[test]
+    fn plain_files_are_refused_unless_allowed_everywhere_or_in_given_directories() {
+        let decrypt = |allow_unencrypted, allow_unencrypted_in: &[&str]| {
+            let config = Config::from_args(Args {
+                decrypt: true,
+                key: Some("secret.gpg".into()),
+                allow_unencrypted,
+                allow_unencrypted_in: allow_unencrypted_in.iter().map(PathBuf::from).collect(),
+                ..args()
+            })
+            .unwrap();
+            let Mode::Decrypt { unencrypted, .. } = config.mode else {
+                panic!("decrypting");
+            };
+            unencrypted
+        };
+        assert_eq!(decrypt(false, &[]), Unencrypted::Refused);
+        assert_eq!(decrypt(true, &["q"]), Unencrypted::Allowed);
+        assert_eq!(
+            decrypt(false, &["in", "st"]),
+            Unencrypted::AllowedIn(vec!["in".into(), "st".into()])
+        );
+        let config = Config::decrypt(None, Some(Passphrase::File("pw".into())))
+            .with_unencrypted(Unencrypted::Allowed);
+        assert!(matches!(
+            config.mode,
+            Mode::Decrypt {
+                unencrypted: Unencrypted::Allowed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_passphrase_command() {
+        let config = Config::encrypt_with(Passphrase::Command("echo hunter2".into()));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Command(..)"), "{shown}");
     }
 
     #[test]
@@ -290,6 +404,12 @@ mod tests {
         ] {
             assert_eq!(Config::from_args(bad).unwrap_err().kind(), ErrorKind::Usage);
         }
+    }
+
+    #[test]
+    fn jobs_beyond_the_bound_are_refused_or_capped() {
+        let config = Config::encrypt_to(vec!["a".into()]).with_jobs(100_000);
+        assert_eq!(config.jobs.get(), MAX_JOBS);
     }
 
     #[test]

@@ -7,13 +7,42 @@
 //! armour) is read by sequoia's streaming decryptor, which is slower but reads every
 //! OpenPGP message, given the session key already found.
 //!
+//! Only encrypted messages are read. [`classify`] tells from the first bytes whether a
+//! file is one, a plain file, or an OpenPGP message that is not encrypted (`gpg --store`,
+//! `gpg --sign`, compressed data); the last is refused here, and sequoia, which would
+//! read it, is told to refuse any message whose outer layer is not encryption (armour
+//! hides the first packet until it is read). Whether a plain file passes is the caller's
+//! choice ([`crate::config::Unencrypted`]).
+//!
 //! What fails a record, and how it is told:
 //! * no key or passphrase opens the message: [`Failure::NoKey`], naming the keys the
 //!   message is for and the keys we hold;
 //! * a SED packet (encrypted data without integrity protection, which gpg itself only
 //!   decrypts with a warning): refused before decrypting anything;
-//! * a malformed, truncated or modified message: an `InvalidData` or `UnexpectedEof`
-//!   I/O error, which the caller reports as corrupt data.
+//! * a malformed, truncated, modified or unencrypted message: an `InvalidData` or
+//!   `UnexpectedEof` I/O error, which the caller reports as corrupt data.
+//!
+//! A wrong key and corrupt data can look alike. OpenPGP's quick check (the two repeated
+//! octets of the encrypted prefix) fails for a wrong session key and also for the right
+//! one over a change in the first 18 bytes of the encrypted data; the MDC fails for both
+//! too. So the rule goes by where the session key came from:
+//! * **From a PKESK packet, with one of our secret keys**: the packet checked it already
+//!   (PKCS #1 padding or the AES key wrap, the algorithm octet, the session key's
+//!   checksum), and a wrong secret key gets past those with negligible probability. A
+//!   session key that came out of a PKESK packet and then fails the quick check, or the
+//!   MDC, is the right key over corrupt data: `corrupt`. (Were it reported as a key
+//!   problem, a corrupt stored copy would fail every re-delivery of its WAL as a
+//!   configuration error, for ever.)
+//! * **From a passphrase (SKESK packet)**: nothing checks a key derived from a passphrase
+//!   (gpg's packets carry no encrypted session key at all; ours carry one whose algorithm
+//!   octet is right by chance once in 256 tries). A failing quick check is a wrong
+//!   passphrase or a corrupt first block, and nothing in a SEIPDv1 message tells which:
+//!   it is reported as a wrong passphrase (`usage`), the message naming both, the
+//!   passphrase being the likelier cause and the one a human can fix. Once the quick
+//!   check has passed, the passphrase is right (a wrong one passes once in 65 536 tries,
+//!   and the MDC still stops it), so every later failure is `corrupt`.
+//! * Encrypted data shorter than the 18 bytes of the quick check is truncated, whatever
+//!   the key.
 
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -24,15 +53,15 @@ use openpgp::crypto::SessionKey;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::Parse;
 use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
+    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
 };
 use openpgp::policy::StandardPolicy;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle, Packet};
 use wal_core::WalError;
 use wal_core::openpgp::{
-    BodyLength, HEAD_LENGTH, MessageStart, TAG_AEAD, TAG_MARKER, TAG_PKESK, TAG_SED, TAG_SEIPD,
-    TAG_SKESK,
+    ARMOR_HEADER, BodyLength, HEAD_LENGTH, TAG_AEAD, TAG_LITERAL, TAG_MARKER, TAG_PKESK, TAG_SED,
+    TAG_SEIPD, TAG_SKESK,
 };
 
 use crate::cipher::{self, BLOCK};
@@ -55,6 +84,74 @@ impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
         Failure::Io(e)
     }
+}
+
+/// What a file holds, as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// An encrypted OpenPGP message, or an ASCII-armoured message (whose packets are only
+    /// seen as it is read, and refused then if it is not encrypted).
+    Encrypted,
+    /// An OpenPGP message that is not encrypted; what it is.
+    Unencrypted(&'static str),
+    /// No OpenPGP at all: a plain file.
+    Plain,
+}
+
+/// Packet tags of the messages that are OpenPGP but not encrypted.
+const TAG_SIGNATURE: u8 = 2;
+const TAG_ONE_PASS_SIGNATURE: u8 = 4;
+const TAG_COMPRESSED: u8 = 8;
+
+/// The start of every ASCII-armoured OpenPGP block: messages, cleartext-signed text,
+/// keys, signatures.
+const ARMOR_ANY: &[u8] = b"-----BEGIN PGP ";
+
+/// What `head` (the first [`HEAD_LENGTH`] bytes of a file, or all of a shorter one)
+/// starts. None of walpipe's plain formats (WAL pages, whose magic starts below 0x80,
+/// history and backup files in ASCII, the compression magics) starts like an OpenPGP
+/// packet of these tags.
+#[must_use]
+pub fn classify(head: &[u8]) -> Content {
+    if head.starts_with(ARMOR_HEADER) {
+        return Content::Encrypted;
+    }
+    if head.starts_with(ARMOR_ANY) {
+        return Content::Unencrypted(
+            "ASCII-armoured OpenPGP data other than a message (cleartext-signed text, a key \
+             or a signature)",
+        );
+    }
+    if wal_core::openpgp::identify(head).is_some() {
+        return Content::Encrypted;
+    }
+    let Some(header) = wal_core::openpgp::parse_header(head) else {
+        return Content::Plain;
+    };
+    match header.tag {
+        // A marker packet ("PGP") may come first; readers skip it, as we do.
+        TAG_MARKER if header.length == BodyLength::Full(3) => {
+            let rest = head.get(header.header_len + 3..).unwrap_or_default();
+            match classify(rest) {
+                Content::Plain => Content::Unencrypted("an OpenPGP marker packet"),
+                other => other,
+            }
+        }
+        TAG_LITERAL => Content::Unencrypted("OpenPGP literal data (`gpg --store`)"),
+        TAG_COMPRESSED => Content::Unencrypted("OpenPGP compressed data"),
+        TAG_SIGNATURE | TAG_ONE_PASS_SIGNATURE => {
+            Content::Unencrypted("an OpenPGP message that is only signed")
+        }
+        _ => Content::Plain,
+    }
+}
+
+/// Why an OpenPGP message that is not encrypted is refused.
+pub fn not_encrypted(what: &str) -> io::Error {
+    invalid(format!(
+        "{what}, not encrypted: refusing to take its content for plaintext (anyone can \
+         write such a message)"
+    ))
 }
 
 /// The buffer for reading packet headers; bulk reads go around it.
@@ -89,13 +186,13 @@ impl Decryptor {
         let mut head = [0u8; HEAD_LENGTH];
         let len = read_full(input, &mut head)?;
         input.seek(SeekFrom::Start(0))?;
-        match wal_core::openpgp::identify(&head[..len]) {
-            None => return Err(invalid("not an encrypted OpenPGP message").into()),
-            Some(MessageStart::EncryptedData {
-                authenticated: false,
-            }) => return Err(unauthenticated().into()),
-            Some(MessageStart::Armored) => return self.with_sequoia(input, output, None),
-            Some(_) => {}
+        match classify(&head[..len]) {
+            Content::Plain => return Err(invalid("not an encrypted OpenPGP message").into()),
+            Content::Unencrypted(what) => return Err(not_encrypted(what).into()),
+            Content::Encrypted if head.starts_with(ARMOR_HEADER) => {
+                return self.with_sequoia(input, output, None);
+            }
+            Content::Encrypted => {}
         }
         // Small: reads of a chunk bypass it, straight into the cipher's buffer.
         let mut reader = BufReader::with_capacity(READ_BUFFER, &mut *input);
@@ -118,6 +215,10 @@ impl Decryptor {
         }
         let mut first = vec![0u8; 2 * BLOCK];
         let got = read_full(&mut body, &mut first)?;
+        if got < BLOCK + 2 {
+            // Not even the quick check's prefix: no key could open it.
+            return Err(truncated().into());
+        }
         first.truncate(got);
         let (algo, key) = self.session_key(&pkesks, &skesks, |algo, key| match algo {
             Some(algo) if cipher::ciphers(algo).is_some() => cipher::quick_check(algo, key, &first),
@@ -149,7 +250,10 @@ impl Decryptor {
     }
 
     /// Finds the session key: from the PKESK packets with our secret keys, then from the
-    /// SKESK packets with the passphrase; the first that `accept`s wins.
+    /// SKESK packets with the passphrase; the first that `accept`s (that opens the
+    /// encrypted data: the quick check) wins. A session key from a PKESK packet that
+    /// `accept` refuses makes the data corrupt, a passphrase's makes it a wrong passphrase
+    /// (the module doc says why).
     fn session_key(
         &self,
         pkesks: &[PKESK],
@@ -157,6 +261,8 @@ impl Decryptor {
         mut accept: impl FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> io::Result<bool>,
     ) -> Result<(Option<SymmetricAlgorithm>, SessionKey), Failure> {
         let mut problems = Vec::new();
+        // The key that opened a PKESK packet whose session key does not open the data.
+        let mut refused_by_data = None;
         if !pkesks.is_empty() {
             let recipients = key_list(pkesks.iter().map(PKESK::recipient));
             match &self.keys {
@@ -176,10 +282,11 @@ impl Decryptor {
                                 let Ok(mut decryptor) = secret.decryptor() else {
                                     continue;
                                 };
-                                if let Some((algo, key)) = pkesk.decrypt(&mut *decryptor, None)
-                                    && accept(algo, &key)?
-                                {
-                                    return Ok((algo, key));
+                                if let Some((algo, key)) = pkesk.decrypt(&mut *decryptor, None) {
+                                    if accept(algo, &key)? {
+                                        return Ok((algo, key));
+                                    }
+                                    refused_by_data.get_or_insert_with(|| secret.key_handle());
                                 }
                             }
                         }
@@ -205,9 +312,20 @@ impl Decryptor {
                             return Ok((Some(algo), key));
                         }
                     }
-                    problems.push("wrong passphrase".to_string());
+                    problems.push(
+                        "wrong passphrase (or the first 18 bytes of the encrypted data are \
+                         corrupt: with a passphrase, OpenPGP cannot tell the two apart)"
+                            .to_string(),
+                    );
                 }
             }
+        }
+        if let Some(handle) = refused_by_data {
+            return Err(Failure::Io(invalid(format!(
+                "the session key that key {handle:X} decrypted (its checksum verified) does \
+                 not open the encrypted data, which is corrupt from its start (OpenPGP's \
+                 quick check failed)"
+            ))));
         }
         if problems.is_empty() {
             problems.push("it holds no session key packet".to_string());
@@ -342,9 +460,21 @@ impl VerificationHelper for Helper<'_> {
         Ok(Vec::new())
     }
 
-    /// Signatures are not checked: archives are encrypted, not signed (as Barman's).
-    fn check(&mut self, _structure: MessageStructure) -> openpgp::Result<()> {
-        Ok(())
+    /// Signatures are not checked: archives are encrypted, not signed (as Barman's). The
+    /// message must be encrypted, though: sequoia reads unencrypted ones too, and their
+    /// content would pass for plaintext. Layers are nested, literal data innermost, so an
+    /// outer encryption layer means everything handed on was decrypted.
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        match structure.into_iter().next() {
+            Some(MessageLayer::Encryption { .. }) => Ok(()),
+            Some(MessageLayer::Compression { .. }) => {
+                Err(not_encrypted("OpenPGP compressed data").into())
+            }
+            Some(MessageLayer::SignatureGroup { .. }) => {
+                Err(not_encrypted("an OpenPGP message that is only signed").into())
+            }
+            None => Err(not_encrypted("OpenPGP literal data (`gpg --store`)").into()),
+        }
     }
 }
 

@@ -339,6 +339,9 @@ impl LazyPassphrase {
 /// Reads a passphrase: the first line of a file (as `gpg --passphrase-file`), or the
 /// output of a shell command with surrounding white space removed (as Barman's
 /// `encryption_passphrase_command`). An empty passphrase is an error.
+///
+/// Messages name a file but never quote a command: a command may carry the passphrase
+/// itself (`echo …`, `printf …`), and the messages end up in logs and records.
 pub fn read_passphrase(source: &Passphrase) -> Result<Password, String> {
     let (bytes, origin) = match source {
         Passphrase::File(path) => {
@@ -350,7 +353,7 @@ pub fn read_passphrase(source: &Passphrase) -> Result<Password, String> {
         }
         Passphrase::Command(command) => (
             run_passphrase_command(command)?,
-            format!("passphrase command {command:?}"),
+            "the passphrase command".to_string(),
         ),
     };
     if bytes.is_empty() {
@@ -359,19 +362,30 @@ pub fn read_passphrase(source: &Passphrase) -> Result<Password, String> {
     Ok(Password::from(bytes))
 }
 
+/// The variable that carries a passphrase command to the shell that runs it.
+const COMMAND_VARIABLE: &str = "WALPIPE_PASSPHRASE_COMMAND";
+
+/// The shell's script: take the command from the environment, drop it from what the
+/// command's own children inherit, run it. `sh -c COMMAND` (Barman's way) would put the
+/// command in the shell's argv, which every local user reads in `/proc/PID/cmdline`; the
+/// environment is readable by the same user only.
+const RUN_COMMAND_FROM_ENV: &str = "walpipe_passphrase_command=$WALPIPE_PASSPHRASE_COMMAND; \
+     unset WALPIPE_PASSPHRASE_COMMAND; eval \"$walpipe_passphrase_command\"";
+
+/// Runs `command` with `sh`; its stdout, trimmed. Its stderr is the terminal's or the
+/// caller's log, as PostgreSQL passes on `archive_command`'s: the command's own
+/// diagnostics (a vault that refused) are what a human needs.
 fn run_passphrase_command(command: &str) -> Result<Vec<u8>, String> {
     let output = Command::new("sh")
         .arg("-c")
-        .arg(command)
+        .arg(RUN_COMMAND_FROM_ENV)
+        .env(COMMAND_VARIABLE, command)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e: io::Error| format!("cannot run passphrase command {command:?}: {e}"))?;
+        .map_err(|e: io::Error| format!("cannot run the passphrase command: sh: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "passphrase command {command:?} failed: {}",
-            output.status
-        ));
+        return Err(format!("the passphrase command failed: {}", output.status));
     }
     Ok(output.stdout.trim_ascii().to_vec())
 }
@@ -398,10 +412,27 @@ mod tests {
     fn passphrase_commands_are_trimmed_and_checked() {
         let password = read_passphrase(&Passphrase::Command("printf '  pw \\n'".into())).unwrap();
         password.map(|p| assert_eq!(&p[..], b"pw"));
-        let err = read_passphrase(&Passphrase::Command("exit 3".into())).unwrap_err();
-        assert!(err.contains("failed"), "{err}");
-        let err = read_passphrase(&Passphrase::Command("true".into())).unwrap_err();
-        assert!(err.ends_with("empty passphrase"), "{err}");
+        let err = read_passphrase(&Passphrase::Command("exit 3 # s3cret".into())).unwrap_err();
+        assert_eq!(err, "the passphrase command failed: exit status: 3");
+        let err = read_passphrase(&Passphrase::Command("true # s3cret".into())).unwrap_err();
+        assert_eq!(err, "the passphrase command: empty passphrase");
+    }
+
+    #[test]
+    fn a_passphrase_command_runs_as_sh_would_run_it_but_not_from_argv() {
+        // Quotes, variables, pipes and a compound command, as `sh -c` takes them.
+        let command = "x='a b'; printf '%s|' \"$x\" | tr '|' '-'; echo \"$0\"";
+        let password = read_passphrase(&Passphrase::Command(command.into())).unwrap();
+        password.map(|p| assert_eq!(&p[..], b"a b-sh"));
+        // The command sees neither itself in the environment nor in its shell's argv.
+        let command = "tr '\\0' ' ' </proc/$$/cmdline; env | grep -c ^WALPIPE_PASSPHRASE_COMMAND= \
+                       || true";
+        let password = read_passphrase(&Passphrase::Command(command.into())).unwrap();
+        password.map(|p| {
+            let seen = String::from_utf8_lossy(p).into_owned();
+            assert!(!seen.contains("cmdline"), "{seen}");
+            assert!(seen.ends_with('0'), "{seen}");
+        });
     }
 
     #[test]

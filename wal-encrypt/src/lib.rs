@@ -3,10 +3,13 @@
 //!
 //! It sits between `wal-compress` and `wal-store` when archiving, and between
 //! `wal-store get` and `wal-compress --decompress` when restoring. Barman encrypts WAL by
-//! running `gpg` (spec §5.4); this stage encrypts in-process, so an archive host needs no
-//! gpg binary, keyring or agent, and writes what that gpg command writes: a binary
-//! OpenPGP message (SEIPDv1, no inner compression) that `gpg --decrypt` opens. It reads
-//! gpg's messages back, compressed or not, to a public key or a passphrase.
+//! running `gpg --encrypt --compress-level 0` (its `encryption = gpg`); this stage
+//! encrypts in-process, so an archive host needs no gpg binary, keyring or agent, and
+//! writes what that gpg command writes: a binary OpenPGP message (SEIPDv1, no inner
+//! compression) that `gpg --decrypt` opens. It reads gpg's messages back, compressed or
+//! not, to a public key or a passphrase. Restoring, it hands on nothing that was not
+//! encrypted unless told to ([`config::Unencrypted`]): an encrypted archive that accepted
+//! plaintext would let anyone who can write to it inject WAL.
 //!
 //! Keys are files (`gpg --export` and `gpg --export-secret-keys` output), parsed and
 //! checked by sequoia-openpgp; the bulk cipher and MDC run on OpenSSL ([`cipher`] says

@@ -1,11 +1,10 @@
 //! The SEIPDv1 packet with one literal data packet inside: what `gpg --encrypt
-//! --compress-level 0` writes (Barman's command, spec §5.4) and what this stage writes.
+//! --compress-level 0` writes (Barman's command) and what this stage writes.
 //!
-//! GnuPG 2.2 (Debian 12) reads SEIPDv1 but not SEIPDv2 (../shared/recipes/crates.md), so
-//! this is the format; the bulk work is in [`crate::cipher`]. The packet (RFC 9580
-//! §5.13.1) is a version octet, then under CFB encryption: a random prefix whose last two
-//! octets repeat, the literal data packet, and an MDC packet holding the SHA-1 of all the
-//! plaintext before the digest.
+//! GnuPG 2.2 (Debian 12) reads SEIPDv1 but not SEIPDv2, so this is the format; the bulk
+//! work is in [`crate::cipher`]. The packet (RFC 9580 §5.13.1) is a version octet, then
+//! under CFB encryption: a random prefix whose last two octets repeat, the literal data
+//! packet, and an MDC packet holding the SHA-1 of all the plaintext before the digest.
 //!
 //! Reading takes the same shape only: a message whose first inner packet is anything
 //! but a literal data packet (gpg's default zlib compression, a signed message) is handed

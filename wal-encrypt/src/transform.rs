@@ -6,19 +6,19 @@
 //! in a crash is made again from the untouched source. A failure removes the copy (so no
 //! plaintext is left behind by a failed decryption) and fails the record with a kind that
 //! says whose fault it was: `not_found` (the file is gone), `io` (reading or writing
-//! failed), `corrupt` (the message is malformed, truncated, modified or unauthenticated),
-//! `usage` (no configured key or passphrase opens it).
+//! failed), `corrupt` (the message is malformed, truncated, modified, unauthenticated or
+//! not encrypted at all), `usage` (no configured key or passphrase opens it).
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
 use wal_core::error::IoContext;
 use wal_core::record::Encryption;
 use wal_core::{WalError, WalRecord};
 
-use crate::config::{Config, Mode};
-use crate::decrypt::{Decryptor, Failure};
+use crate::config::{Config, Mode, Unencrypted};
+use crate::decrypt::{self, Content, Decryptor, Failure};
 use crate::encrypt::Encryptor;
 use crate::framing::CHUNK;
 use crate::keys;
@@ -29,7 +29,51 @@ use wal_core::temp::{TempFile, TempNames};
 #[derive(Debug)]
 enum Crypto {
     Encrypt(Encryptor),
-    Decrypt(Decryptor),
+    Decrypt(Decryptor, PlainPolicy),
+}
+
+/// Which plain files a decryption passes on, resolved once.
+#[derive(Debug)]
+enum PlainPolicy {
+    Refused,
+    Allowed,
+    /// Files directly in these directories (canonical paths; those that do not exist are
+    /// left out: nothing is in them).
+    AllowedIn(Vec<PathBuf>),
+}
+
+impl PlainPolicy {
+    fn new(unencrypted: &Unencrypted) -> Self {
+        match unencrypted {
+            Unencrypted::Refused => PlainPolicy::Refused,
+            Unencrypted::Allowed => PlainPolicy::Allowed,
+            Unencrypted::AllowedIn(dirs) => PlainPolicy::AllowedIn(
+                dirs.iter()
+                    .filter_map(|dir| fs::canonicalize(dir).ok())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether the plain file at `path` passes. Directories are compared canonical, so
+    /// `restore-wal`'s relative or symlinked spelling of a queue matches wal-store's.
+    fn allows(&self, path: &Path) -> bool {
+        match self {
+            PlainPolicy::Refused => false,
+            PlainPolicy::Allowed => true,
+            PlainPolicy::AllowedIn(dirs) => path
+                .parent()
+                .map(|parent| {
+                    if parent.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        parent
+                    }
+                })
+                .and_then(|parent| fs::canonicalize(parent).ok())
+                .is_some_and(|parent| dirs.contains(&parent)),
+        }
+    }
 }
 
 /// Does the configured job on each record; shared by all worker threads.
@@ -53,13 +97,18 @@ impl<'a> Transformer<'a> {
                     WalError::Usage("nothing to encrypt to: no recipient, no passphrase".into())
                 })?;
                 let password = keys::read_passphrase(source).map_err(WalError::Usage)?;
-                Encryptor::with_password(&password)?
+                Encryptor::with_password(password)
             } else {
                 Encryptor::to_recipients(keys::load_recipients(recipients)?)
             }),
-            Mode::Decrypt { key, passphrase } => {
-                Crypto::Decrypt(Decryptor::new(key.as_deref(), passphrase.clone())?)
-            }
+            Mode::Decrypt {
+                key,
+                passphrase,
+                unencrypted,
+            } => Crypto::Decrypt(
+                Decryptor::new(key.as_deref(), passphrase.clone())?,
+                PlainPolicy::new(unencrypted),
+            ),
         };
         Ok(Transformer {
             config,
@@ -73,7 +122,7 @@ impl<'a> Transformer<'a> {
     pub fn process(&self, record: &mut WalRecord) -> Result<(), WalError> {
         match &self.crypto {
             Crypto::Encrypt(encryptor) => self.encrypt(record, encryptor),
-            Crypto::Decrypt(decryptor) => self.decrypt(record, decryptor),
+            Crypto::Decrypt(decryptor, plain) => self.decrypt(record, decryptor, plain),
         }
     }
 
@@ -82,7 +131,7 @@ impl<'a> Transformer<'a> {
             return Ok(());
         }
         let path = record.require_path()?.clone();
-        let file = File::open(&path).context("cannot open", &path)?;
+        let file = wal_core::durable::open_wal(&path)?;
         let size = file.metadata().context("cannot stat", &path)?.len();
         let mut input = Watched::new(file);
         let (temp, mut output) = self.create_copy(record, &path, "gpg")?;
@@ -102,18 +151,48 @@ impl<'a> Transformer<'a> {
         Ok(())
     }
 
-    fn decrypt(&self, record: &mut WalRecord, decryptor: &Decryptor) -> Result<(), WalError> {
+    fn decrypt(
+        &self,
+        record: &mut WalRecord,
+        decryptor: &Decryptor,
+        plain: &PlainPolicy,
+    ) -> Result<(), WalError> {
         let path = record.require_path()?.clone();
-        // Records from an archive listing or `wal-store get` may not say; the first
-        // packet does.
-        if record.encryption.is_none()
-            && wal_core::openpgp::identify_file(&path)
-                .context("cannot read", &path)?
-                .is_none()
-        {
-            return Ok(());
+        let mut file = wal_core::durable::open_wal(&path)?;
+        // The bytes decide, not the record's `encryption`: a listing or `wal-store get`
+        // may not say, and a file can be swapped under a catalogue that says gpg.
+        let mut head = Vec::with_capacity(wal_core::openpgp::HEAD_LENGTH);
+        (&mut file)
+            .take(wal_core::openpgp::HEAD_LENGTH as u64)
+            .read_to_end(&mut head)
+            .context("cannot read", &path)?;
+        match decrypt::classify(&head) {
+            Content::Encrypted => {}
+            Content::Plain if record.encryption.is_some() => {
+                return Err(WalError::Corrupt {
+                    path,
+                    message: "not an encrypted OpenPGP message, though its record says it is"
+                        .into(),
+                });
+            }
+            Content::Plain if plain.allows(&path) => return Ok(()),
+            Content::Plain => {
+                return Err(WalError::Corrupt {
+                    path,
+                    message: "not encrypted; --allow-unencrypted to accept plaintext \
+                              (migration from an unencrypted archive)"
+                        .into(),
+                });
+            }
+            Content::Unencrypted(what) => {
+                return Err(WalError::Corrupt {
+                    path,
+                    message: decrypt::not_encrypted(what).to_string(),
+                });
+            }
         }
-        let mut input = Watched::new(File::open(&path).context("cannot open", &path)?);
+        file.rewind().context("cannot read", &path)?;
+        let mut input = Watched::new(file);
         let (temp, mut output) = self.create_copy(record, &path, "decrypted")?;
         let result = decryptor
             .decrypt(&mut input, &mut output)

@@ -26,6 +26,20 @@ fn help_and_version_exit_0_on_stdout() {
         .stdout(predicate::str::starts_with("wal-encrypt "));
 }
 
+/// Issue 11: clap shows a variable's value in the help by default; a passphrase command
+/// may hold the passphrase.
+#[test]
+fn help_never_shows_the_passphrase_command() {
+    wal_encrypt()
+        .arg("--help")
+        .env("WALPIPE_PASSPHRASE_COMMAND", "echo s3cret")
+        .env("WALPIPE_KEY", "shown.gpg")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("s3cret").not())
+        .stdout(predicate::str::contains("shown.gpg"));
+}
+
 #[test]
 fn bad_flags_exit_64_not_2() {
     for args in [

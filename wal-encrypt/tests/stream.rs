@@ -32,10 +32,15 @@ fn records_with_nothing_to_do_pass_through_untouched() {
         0,
     );
     assert_eq!(out, input);
-    // Decrypting: a plain record (its file is no message), and the failed one.
+    // Decrypting with plain files allowed: a plain record, and the failed one.
     let input = [record(&segment_name(1), &plain), failed];
     let out = run_ok(
-        args!["--decrypt", "--key", gpg.file("sec.gpg").as_os_str()],
+        args![
+            "--decrypt",
+            "--key",
+            gpg.file("sec.gpg").as_os_str(),
+            "--allow-unencrypted"
+        ],
         &ndjson(&input),
         0,
     );

@@ -118,21 +118,32 @@ pub enum Event {
 // Paths are OsStrings so that an empty value (a wrapper's unset setting) reads as "none"
 // (see `Config::from_args`) instead of being refused as clap's PathBuf parser does.
 
-/// Seconds as a non-negative decimal number (`30`, `0.5`); 0 means none.
+/// Seconds as a non-negative decimal number (`30`, `0.5`); 0 means none. A positive value
+/// too small to be a nanosecond is refused rather than read as 0, which would mean the
+/// opposite: no timeout at all.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text:?} is not a number of seconds from 0 up"))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration.is_zero() && seconds > 0.0 => Err(format!(
+            "{text:?} is less than a nanosecond (0 means no timeout)"
+        )),
+        Ok(duration) => Ok(duration),
+        Err(_) => Err(format!("{text:?} is not a number of seconds from 0 up")),
+    }
 }
 
-/// A finite, non-negative factor.
+/// The largest retry-sleep factor: Barman's 60 s pause times this stays far inside what
+/// a `Duration` holds (a larger factor would overflow it and panic between two runs).
+const MAX_SCALE: f64 = 1000.0;
+
+/// A factor from 0 to [`MAX_SCALE`].
 fn parse_scale(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(factor) if factor.is_finite() && factor >= 0.0 => Ok(factor),
-        _ => Err(format!("{text:?} is not a factor from 0 up")),
+        Ok(factor) if (0.0..=MAX_SCALE).contains(&factor) => Ok(factor),
+        _ => Err(format!("{text:?} is not a factor from 0 to {MAX_SCALE}")),
     }
 }
 
@@ -154,6 +165,13 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e300").is_err());
+        assert!(parse_seconds("1e-12").is_err(), "not silently no timeout");
+        assert!(
+            parse_seconds("1e18").is_ok(),
+            "a huge timeout is no timeout, and safe"
+        );
     }
 
     #[test]
@@ -164,5 +182,7 @@ mod tests {
         assert_eq!(parse_scale("0.001"), Ok(0.001));
         assert!(parse_scale("-2").is_err());
         assert!(parse_scale("NaN").is_err());
+        assert!(parse_scale("1e300").is_err());
+        assert_eq!(parse_scale("1000"), Ok(1000.0));
     }
 }

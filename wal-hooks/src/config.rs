@@ -146,7 +146,7 @@ mod tests {
             [plain.unwrap().option_name(), retry.unwrap().option_name()]
         })
         .collect();
-        // Barman's eight option names (spec §7.1).
+        // Barman's eight option names.
         assert_eq!(
             names,
             [

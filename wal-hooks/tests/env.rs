@@ -1,4 +1,4 @@
-//! Barman's environment, every variable and its exact value (spec §7.3), for segments,
+//! Barman's environment, every variable and its exact value, for segments,
 //! history and backup files, compressed and not, in each phase of archiving and deletion.
 
 use std::collections::BTreeMap;

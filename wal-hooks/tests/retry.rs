@@ -1,4 +1,4 @@
-//! Barman's failure rules (spec §7.4): plain scripts are reported and the record goes on;
+//! Barman's failure rules: plain scripts are reported and the record goes on;
 //! retry scripts run until 0, 62 or 63 with Barman's pauses (shortened here by the
 //! test-only `--retry-sleep-scale`); 63 before the work stops the stream, after it is
 //! ignored; a timeout kills the run and counts as a failure.

@@ -2,7 +2,7 @@
 //!
 //! Retention, verification and restore all start from "which WAL files are stored, and how
 //! is each stored". Locally a file's name never says how it is compressed or encrypted
-//! (spec §1.3): xlog.db does, and a file's first bytes tell its compression (or that it
+//! (Barman stores every file under its plain name): xlog.db does, and a file's first bytes tell its compression (or that it
 //! is an encrypted OpenPGP message) when xlog.db does not list it (a crash between store
 //! and catalogue, or a hand-copied file). The
 //! listing is wal-core's `list_archive`, the walk Barman's rebuild-xlogdb does.

@@ -15,6 +15,12 @@ pub struct Args {
     /// What to scan.
     #[command(subcommand)]
     pub command: Command,
+    /// Queues and named files: take a plain (neither compressed nor encrypted) file for
+    /// WAL without checking that it has WAL's shape for its name (a segment of exactly
+    /// its segment size opening with a PostgreSQL page header whose address matches the
+    /// name; a history file or backup label of their grammar).
+    #[arg(long, global = true, env = "WALPIPE_NO_HEADER_CHECK")]
+    pub no_header_check: bool,
 }
 
 /// The four things wal-scan can list.
@@ -33,6 +39,10 @@ pub enum Command {
     /// file is always left for pg_receivewal to find its restart position.
     Streaming(QueueArgs),
     /// Records for the given files (archive_command's `%p`).
+    ///
+    /// A named file must be a WAL file: a regular file (not a symbolic link) with a WAL
+    /// name. Anything else fails its record, and the first failed file sets the exit
+    /// status: 66 missing, 65 not a WAL file, 74 unreadable.
     File(FileArgs),
     /// What an archive holds, one record per archived file in name order.
     ///

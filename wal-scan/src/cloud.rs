@@ -9,7 +9,8 @@
 //! keys' extensions, `stored_at` the object's URL, no `path`) come out through this
 //! stage's writer like a local archive's. Its warnings are passed on under this stage's
 //! name; when it fails, its last line is this run's error and its exit status chooses
-//! ours (75 for a store that does not answer, 64 for bad flags).
+//! ours (75 for a store that does not answer, 64 for bad flags, 78 for an archive URL or
+//! endpoint that cannot be used).
 
 use std::env;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -76,7 +77,15 @@ fn list_command(exe: &Path, config: &CloudConfig) -> Command {
     }
     command
         .args(["list", "--archive", &config.url, "--server", &config.server])
-        .args(config.flags.iter().flat_map(|(flag, value)| [*flag, value]));
+        // `--flag=VALUE`, one argument each: a value that starts with `-` (`--timeout -1`)
+        // is then that flag's value, refused by wal-store with its own message, and not
+        // taken for another flag.
+        .args(
+            config
+                .flags
+                .iter()
+                .map(|(flag, value)| format!("{flag}={value}")),
+        );
     command
 }
 
@@ -126,6 +135,7 @@ fn error_for(url: &str, code: Option<i32>, message: String) -> WalError {
     let io_error = |kind| WalError::io("cannot list", url, io::Error::new(kind, message.clone()));
     match code {
         Some(64) => WalError::Usage(message),
+        Some(78) => WalError::Config(message),
         Some(75) => WalError::Temporary(message),
         Some(66) => io_error(io::ErrorKind::NotFound),
         Some(74) => io_error(io::ErrorKind::Other),
@@ -191,6 +201,7 @@ mod tests {
     fn failures_keep_wal_stores_exit_status_and_last_line() {
         let cases = [
             (64, "--timeout 0: a positive number of seconds", 64),
+            (78, "--endpoint-url \"localhost:9000\": not a URL", 78),
             (75, "cannot list s3://b/pg/wals: connection refused", 75),
             (66, "nothing there", 66),
             (74, "disk gone", 74),
@@ -229,8 +240,7 @@ mod tests {
                 "s3://b/p",
                 "--server",
                 "pg",
-                "--endpoint-url",
-                "http://127.0.0.1:1"
+                "--endpoint-url=http://127.0.0.1:1"
             ]
         );
     }

@@ -23,6 +23,18 @@ const XLOGDB_SUFFIX: &str = "-xlog.db";
 pub struct Config {
     /// What to scan.
     pub scan: Scan,
+    /// Whether plain WAL files of queues and named files are checked for WAL's shape.
+    pub shape: ShapeCheck,
+}
+
+/// Whether to check that a plain WAL file has the shape of WAL for its name
+/// ([`wal_core::shape`]) before it becomes a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeCheck {
+    /// Check: a file that fails becomes an error record (`corrupt`) and stays queued.
+    On,
+    /// `--no-header-check`.
+    Off,
 }
 
 /// The scan to run.
@@ -116,11 +128,29 @@ impl Config {
             }
             Command::Archive(archive) => Scan::Archive(archive_config(archive)?),
         };
-        Ok(Config { scan })
+        let shape = if args.no_header_check {
+            ShapeCheck::Off
+        } else {
+            ShapeCheck::On
+        };
+        Ok(Config { scan, shape })
     }
 }
 
+/// Refuses a directory whose path is not UTF-8: every record names its files by path, as
+/// a JSON string, which cannot hold such a path (configuration error, exit 78).
+fn utf8_dir(what: &str, dir: &Path) -> Result<(), WalError> {
+    if dir.to_str().is_some() {
+        return Ok(());
+    }
+    Err(WalError::Config(format!(
+        "{what} {}: the path is not UTF-8, and records carry paths as JSON strings",
+        dir.display()
+    )))
+}
+
 fn queue_config(kind: QueueKind, args: QueueArgs) -> Result<QueueConfig, WalError> {
+    utf8_dir("queue", &args.dir)?;
     let server = match args.server {
         Some(server) => non_empty_server(server)?,
         None => server_from_queue_dir(&args.dir)?,
@@ -166,6 +196,7 @@ fn non_empty_server(server: String) -> Result<String, WalError> {
 }
 
 fn archive_config(args: ArchiveArgs) -> Result<ArchiveConfig, WalError> {
+    utf8_dir("archive", &args.dir)?;
     let server = args.server.map(non_empty_server).transpose()?;
     let xlogdb_required = args.xlogdb.is_some();
     let catalogue = match (server, args.xlogdb) {

@@ -3,7 +3,7 @@
 //! Both list the directory as a shell glob `*` would (dot-files are invisible: Barman's
 //! `put-wal` and walpipe's durable writes name their temporaries `.<something>`), sort the
 //! names by bytes, and cut
-//! the batch **before** looking at any file (spec §4.1-4.2). Barman #1087: a streaming
+//! the batch **before** looking at any file. Barman #1087: a streaming
 //! directory of 200 000 WALs took over a day because every run built a WalFileInfo, and ran
 //! `file(1)`, for every file, batch size or not. Here a run over a backlog costs one
 //! `readdir` pass and a sort of names; only the batch's entries are stat'ed or opened.
@@ -17,12 +17,16 @@ use wal_core::error::IoContext;
 use wal_core::names::{WalKind, classify};
 use wal_core::{WalError, WalRecord};
 
-use crate::config::{QueueConfig, QueueKind};
+use crate::config::{QueueConfig, QueueKind, ShapeCheck};
 use crate::entry::{Entry, STAGE, Sniff, examine};
 use crate::output::Records;
 
 /// Scans the queue of `config` into `out`, then says on stderr what it found.
-pub fn scan<W: Write>(config: &QueueConfig, out: &mut Records<W>) -> Result<(), WalError> {
+pub fn scan<W: Write>(
+    config: &QueueConfig,
+    shape: ShapeCheck,
+    out: &mut Records<W>,
+) -> Result<(), WalError> {
     let names = list(config)?;
     let total = names.len();
     let end = match config.batch_size {
@@ -31,8 +35,8 @@ pub fn scan<W: Write>(config: &QueueConfig, out: &mut Records<W>) -> Result<(), 
     };
     let (batch, rest) = names.split_at(end);
     match config.kind {
-        QueueKind::Incoming => scan_incoming(config, batch, out)?,
-        QueueKind::Streaming => scan_streaming(config, batch, rest, out)?,
+        QueueKind::Incoming => scan_incoming(config, batch, shape, out)?,
+        QueueKind::Streaming => scan_streaming(config, batch, rest, shape, out)?,
     }
     eprintln!(
         "{STAGE}: {}",
@@ -41,7 +45,7 @@ pub fn scan<W: Write>(config: &QueueConfig, out: &mut Records<W>) -> Result<(), 
     Ok(())
 }
 
-/// The queue's names, without dot-files, in byte order (spec §1.5). Nothing but `readdir`:
+/// The queue's names, without dot-files, in byte order (Barman's `sorted(glob(...))`). Nothing but `readdir`:
 /// no stat, no open, no parsing.
 ///
 /// A missing queue is an error (exit 66), not an empty queue: a typo in a path must not
@@ -71,10 +75,11 @@ fn is_temporary(name: &OsString) -> bool {
 fn scan_incoming<W: Write>(
     config: &QueueConfig,
     batch: &[OsString],
+    shape: ShapeCheck,
     out: &mut Records<W>,
 ) -> Result<(), WalError> {
     for name in batch.iter().filter(|name| !is_temporary(name)) {
-        out.emit(examine(&config.dir.join(name), name, Sniff::Content))?;
+        out.emit(examine(&config.dir.join(name), name, Sniff::Content, shape))?;
     }
     Ok(())
 }
@@ -99,13 +104,14 @@ fn scan_streaming<W: Write>(
     config: &QueueConfig,
     batch: &[OsString],
     rest: &[OsString],
+    shape: ShapeCheck,
     out: &mut Records<W>,
 ) -> Result<(), WalError> {
     // The latest WAL of the batch and the error records found after it.
     let mut latest: Vec<Entry> = Vec::new();
     let mut partials: Vec<WalRecord> = Vec::new();
     for name in batch.iter().filter(|name| !is_temporary(name)) {
-        match examine(&config.dir.join(name), name, Sniff::Nothing) {
+        match examine(&config.dir.join(name), name, Sniff::Nothing, shape) {
             Entry::Wal(record) if record.kind == Some(WalKind::Partial) => partials.push(record),
             wal @ Entry::Wal(_) => {
                 for entry in latest.drain(..) {
@@ -144,7 +150,7 @@ fn scan_streaming<W: Write>(
     Ok(())
 }
 
-/// Barman's summary of a batch (spec §3.2 step 3), word for word.
+/// Barman's summary of a batch, word for word.
 fn batch_message(kind: QueueKind, server: &str, total: usize, archived: usize) -> String {
     let archiver = kind.archiver_name();
     if archived == 0 {

@@ -9,11 +9,13 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use wal_core::WalError;
 use wal_core::layout::ServerLayout;
+use wal_core::stage::MAX_JOBS;
+use wal_core::trust::{Role, Territory};
 use wal_core::xlogdb::Xlogdb;
 
 use crate::cloud::CloudTarget;
 use crate::cloud::connect::CloudOptions;
-use crate::cloud::location::CloudLocation;
+use crate::cloud::location::{CloudLocation, Endpoint};
 
 /// Stores WAL files into an archive, gets them back, deletes them, and keeps xlog.db.
 #[derive(Debug, Parser)]
@@ -49,6 +51,23 @@ pub enum Command {
         /// How to decrypt an encrypted copy to compare it with a re-delivered WAL.
         #[command(flatten)]
         decryption: DecryptArgs,
+        /// Where the earlier stages wrote their temporary copies (`wal-compress
+        /// --temp-dir`): a record's temps are removed only from here or from a queue.
+        #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
+        temp_dir: Option<PathBuf>,
+        /// Store files whose first page is not a WAL page header of this archive's system
+        /// (pgBackRest's `archive-header-check=n`): for archives that hold WAL of an
+        /// unusual build. The size and page address checks go too.
+        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK")]
+        no_header_check: bool,
+    },
+    /// Check that the archive, its queues, errors directory and server name can be used
+    /// together (no directory inside another, a plain server name); exit 78 if not.
+    /// Prints nothing on success: the wrappers run it before any work.
+    CheckLayout {
+        /// Where the archive is.
+        #[command(flatten)]
+        archive: ArchiveArgs,
     },
     /// Find archived files (NAME...), or write out the files of the records on stdin.
     ///
@@ -81,8 +100,15 @@ pub enum Command {
         to_dir: Option<PathBuf>,
         /// Cloud archives, without --to/--to-dir: download each object here, as a temp
         /// file the record lists in `temps` [default: the system's temp directory].
+        /// Without NAMEs: where the earlier stages wrote their temporary copies (and a
+        /// spool of complete files under their WAL names), besides the destination's own
+        /// directory; a record's temps are removed or moved only from there.
         #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
         temp_dir: Option<PathBuf>,
+        /// Write out files whose first page is not a WAL page header matching their name
+        /// (the size and page address checks go too).
+        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK")]
+        no_header_check: bool,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
     Delete {
@@ -124,6 +150,15 @@ pub struct ArchiveArgs {
     /// The xlog.db file [default: `<archive>/<server>-xlog.db`; none for a cloud archive].
     #[arg(long, env = "WALPIPE_XLOGDB")]
     pub xlogdb: Option<PathBuf>,
+    /// The incoming queue (archive_command's drop directory): `put` removes, links or
+    /// moves a source only when it is an entry of a queue [default: beside a local
+    /// archive: `../incoming`; none for a cloud archive].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_INCOMING")]
+    pub incoming: Option<PathBuf>,
+    /// The streaming queue (pg_receivewal's directory) [default: beside a local archive:
+    /// `../streaming`; none for a cloud archive].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_STREAMING")]
+    pub streaming: Option<PathBuf>,
     /// How to reach a cloud archive.
     #[command(flatten)]
     pub cloud: CloudArgs,
@@ -134,8 +169,10 @@ pub struct ArchiveArgs {
 /// `AZURE_STORAGE_*`, `GOOGLE_APPLICATION_CREDENTIALS`.
 #[derive(Debug, ClapArgs)]
 pub struct CloudArgs {
-    /// An S3-compatible server (`http://127.0.0.1:3900`), or an Azure blob endpoint
-    /// [default: `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the connection string's].
+    /// An S3-compatible server (`http://127.0.0.1:3900`), an Azure blob endpoint, or a GCS
+    /// emulator: `http://` or `https://`, a host, an optional port and path [default:
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the
+    /// connection string's `BlobEndpoint`, `GOOGLE_BASE_URL`].
     #[arg(long, value_name = "URL", env = "WALPIPE_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
     /// The AWS profile to read from `~/.aws/credentials` and `~/.aws/config`
@@ -146,7 +183,7 @@ pub struct CloudArgs {
     #[arg(long, env = "WALPIPE_REGION")]
     pub region: Option<String>,
     /// Most seconds one record may take, retries included; then it fails as
-    /// `temporary` (exit 75).
+    /// `temporary` (exit 75). From 0.001 to 86400.
     #[arg(
         long,
         value_name = "SECS",
@@ -154,7 +191,7 @@ pub struct CloudArgs {
         default_value_t = 60.0
     )]
     pub timeout: f64,
-    /// Most seconds one request may take.
+    /// Most seconds one request may take. From 0.001 to 86400.
     #[arg(
         long,
         value_name = "SECS",
@@ -162,7 +199,7 @@ pub struct CloudArgs {
         default_value_t = 30.0
     )]
     pub request_timeout: f64,
-    /// Records uploaded, downloaded or deleted at once.
+    /// Records uploaded, downloaded or deleted at once: at most 256 (0 counts as 1).
     #[arg(long, env = "WALPIPE_JOBS", default_value_t = 8)]
     pub jobs: usize,
     /// Objects up to this many MiB go up in one create-only request; larger ones in parts
@@ -176,14 +213,21 @@ pub struct CloudArgs {
     pub part_size: usize,
 }
 
+/// The longest `--timeout` and `--request-timeout`: a day. Longer is no bound at all, and
+/// far longer does not fit the clocks the client adds it to.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// The shortest: a millisecond (a smaller value would round to no time at all).
+const MIN_SECONDS: f64 = 0.001;
+
 impl CloudArgs {
     fn resolve(self) -> Result<CloudOptions, WalError> {
         let duration = |flag: &str, secs: f64| {
-            if secs.is_finite() && secs > 0.0 {
+            if (MIN_SECONDS..=MAX_SECONDS).contains(&secs) {
                 Ok(Duration::from_secs_f64(secs))
             } else {
                 Err(WalError::Usage(format!(
-                    "--{flag} {secs}: a positive number of seconds"
+                    "--{flag} {secs}: a number of seconds from {MIN_SECONDS} to {MAX_SECONDS}"
                 )))
             }
         };
@@ -193,8 +237,22 @@ impl CloudArgs {
                 self.part_size
             )));
         }
+        if self.jobs > MAX_JOBS {
+            return Err(WalError::Usage(format!(
+                "--jobs {}: at most {MAX_JOBS} records at once",
+                self.jobs
+            )));
+        }
+        if self.region.as_deref() == Some("") {
+            return Err(WalError::Usage("--region: empty".into()));
+        }
+        // Checked before anything connects: the client would panic on a malformed URL.
+        let endpoint = self
+            .endpoint_url
+            .map(|text| Endpoint::parse("--endpoint-url", &text))
+            .transpose()?;
         Ok(CloudOptions {
-            endpoint_url: self.endpoint_url,
+            endpoint,
             profile: self.profile,
             region: self.region,
             request_timeout: duration("request-timeout", self.request_timeout)?,
@@ -210,7 +268,7 @@ impl CloudArgs {
 /// A duplicate whose stored copy is encrypted is compared after decryption by
 /// `wal-encrypt --decrypt` (found next to this executable); without a key or passphrase
 /// it cannot be compared and is a conflict, as in Barman.
-#[derive(Debug, ClapArgs)]
+#[derive(ClapArgs)]
 pub struct DecryptArgs {
     /// The secret key to decrypt encrypted copies with (`gpg --export-secret-keys` output).
     #[arg(long, value_name = "KEY", env = "WALPIPE_KEY")]
@@ -224,19 +282,50 @@ pub struct DecryptArgs {
         conflicts_with = "passphrase_command"
     )]
     pub passphrase_file: Option<PathBuf>,
-    /// The passphrase is what CMD (run with `sh -c`) prints (Barman's
-    /// `encryption_passphrase_command`).
-    #[arg(long, value_name = "CMD", env = "WALPIPE_PASSPHRASE_COMMAND")]
+    /// The passphrase is what CMD (run by `sh`) prints (Barman's
+    /// `encryption_passphrase_command`). wal-encrypt gets it in its environment; give it
+    /// in the variable rather than the flag to keep it off this command line too.
+    #[arg(
+        long,
+        value_name = "CMD",
+        env = "WALPIPE_PASSPHRASE_COMMAND",
+        hide_env_values = true
+    )]
     pub passphrase_command: Option<String>,
 }
 
+/// As derived, but the command left out (see [`PassphraseSource`]'s).
+impl std::fmt::Debug for DecryptArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptArgs")
+            .field("key", &self.key)
+            .field("passphrase_file", &self.passphrase_file)
+            .field(
+                "passphrase_command",
+                &self.passphrase_command.as_ref().map(|_| ".."),
+            )
+            .finish()
+    }
+}
+
 /// Where a passphrase comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PassphraseSource {
     /// The first line of this file.
     File(PathBuf),
     /// What this shell command prints.
     Command(String),
+}
+
+/// The command is left out: it may hold the passphrase itself, and debug output ends up
+/// in logs.
+impl std::fmt::Debug for PassphraseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PassphraseSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            PassphraseSource::Command(_) => f.write_str("Command(..)"),
+        }
+    }
 }
 
 /// How to decrypt encrypted copies, resolved.
@@ -282,6 +371,50 @@ impl Target {
         }
     }
 
+    /// The queues whose entries are sources this server's `put` may remove.
+    #[must_use]
+    pub fn queues(&self) -> Vec<(&'static str, &Path)> {
+        match self {
+            Target::Local(local) => vec![
+                ("--incoming", local.layout.incoming.as_path()),
+                ("--streaming", local.layout.streaming.as_path()),
+            ],
+            Target::Cloud(cloud) => [
+                ("--incoming", cloud.incoming.as_deref()),
+                ("--streaming", cloud.streaming.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, dir)| dir.map(|dir| (flag, dir)))
+            .collect(),
+        }
+    }
+
+    /// The directories `put` owns, and what each is to it: the queues, the archive (or,
+    /// storing into a queue, that queue), `errors/`, and `temp_dir`.
+    pub fn territory(
+        &self,
+        into_queue: bool,
+        temp_dir: Option<&Path>,
+    ) -> Result<Territory, WalError> {
+        let mut territory = Territory::new();
+        if let Target::Local(local) = self {
+            territory.add(Role::Archive, "--archive", &local.layout.wals)?;
+        }
+        if !into_queue {
+            for (flag, dir) in self.queues() {
+                territory.add(Role::Queue, flag, dir)?;
+            }
+            if let Some(errors) = self.errors_dir() {
+                territory.add(Role::Errors, "--errors-dir", errors)?;
+            }
+        }
+        if let Some(dir) = temp_dir {
+            territory.add(Role::Temp, "--temp-dir", dir)?;
+        }
+        territory.check_disjoint()?;
+        Ok(territory)
+    }
+
     /// Where conflicting and unknown sources go, if anywhere.
     #[must_use]
     pub fn errors_dir(&self) -> Option<&Path> {
@@ -314,11 +447,9 @@ impl TryFrom<ArchiveArgs> for Target {
     type Error = WalError;
 
     fn try_from(args: ArchiveArgs) -> Result<Self, WalError> {
-        if args.server.is_empty() || args.server.contains('/') {
-            return Err(WalError::Usage(format!(
-                "--server {:?}: a server name is a non-empty name without '/'",
-                args.server
-            )));
+        check_server_name(&args.server)?;
+        if args.archive.is_empty() {
+            return Err(WalError::Config("--archive \"\": no archive given".into()));
         }
         if let Some(location) = CloudLocation::parse(&args.archive)? {
             let lock_dir = args.lock_dir;
@@ -336,6 +467,8 @@ impl TryFrom<ArchiveArgs> for Target {
                 options: args.cloud.resolve()?,
                 xlogdb,
                 errors: args.errors_dir,
+                incoming: args.incoming,
+                streaming: args.streaming,
             }));
         }
         let archive = PathBuf::from(&args.archive);
@@ -345,6 +478,12 @@ impl TryFrom<ArchiveArgs> for Target {
         }
         if let Some(lock_dir) = args.lock_dir {
             layout.lock_dir = lock_dir;
+        }
+        if let Some(incoming) = args.incoming {
+            layout.incoming = incoming;
+        }
+        if let Some(streaming) = args.streaming {
+            layout.streaming = streaming;
         }
         let xlogdb = match args.xlogdb {
             Some(path) => Xlogdb::at(
@@ -374,7 +513,16 @@ pub enum Config {
         max_batch: usize,
         /// How to decrypt encrypted copies to compare them.
         decryption: Option<Decryption>,
+        /// The directories put may act on.
+        territory: Territory,
+        /// Where comparison copies go when the record's own file is not in a directory
+        /// of ours.
+        temp_dir: Option<PathBuf>,
+        /// Check that what is stored has the shape of this archive's WAL.
+        header_check: bool,
     },
+    /// `check-layout`.
+    CheckLayout,
     /// `get`.
     Get {
         /// Where from.
@@ -387,6 +535,10 @@ pub enum Config {
         to: GetDestination,
         /// Where cloud downloads go without a destination.
         temp_dir: PathBuf,
+        /// Write-out: the directories whose temps (and spooled files) are ours.
+        territory: Territory,
+        /// Write-out: check that what is written has the shape of WAL for its name.
+        header_check: bool,
     },
     /// `delete`.
     Delete {
@@ -403,6 +555,47 @@ pub enum Config {
         /// Which archive.
         target: Target,
     },
+}
+
+/// The directories a write-out owns: the destination's (temps of the last stages sit
+/// beside `%p`), and `--temp-dir`, also a spool of complete files under their names.
+fn write_out_territory(
+    to: &GetDestination,
+    temp_dir: Option<&Path>,
+) -> Result<Territory, WalError> {
+    let mut territory = Territory::new();
+    match to {
+        GetDestination::File(path) => {
+            territory.add(Role::Temp, "--to", wal_core::durable::parent_of(path))?;
+        }
+        GetDestination::Dir(dir) => {
+            territory.add(Role::Temp, "--to-dir", dir)?;
+        }
+        GetDestination::InPlace => {}
+    }
+    if let Some(dir) = temp_dir {
+        territory.add(Role::Spool, "--temp-dir", dir)?;
+    }
+    Ok(territory)
+}
+
+/// A server name is a plain name: it becomes a directory (`<home>/<server>`), lock and
+/// catalogue file names, and a key prefix, so `..`, `/` or a leading dot or dash could
+/// reach outside the home or hide the files.
+pub fn check_server_name(server: &str) -> Result<(), WalError> {
+    let plain = !server.is_empty()
+        && server.len() <= 128
+        && !server.starts_with(['.', '-'])
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if plain {
+        return Ok(());
+    }
+    Err(WalError::Config(format!(
+        "--server {server:?}: a server name is letters, digits, '.', '_' and '-' \
+         (not starting with '.' or '-'), at most 128 characters"
+    )))
 }
 
 /// Where `get` writes the files it gets.
@@ -456,14 +649,27 @@ impl TryFrom<Args> for Config {
                 report,
                 max_batch,
                 decryption,
-            } => Config::Put {
-                target: archive.try_into()?,
-                queue,
-                keep_source,
-                report,
-                max_batch: max_batch.max(1),
-                decryption: decryption.resolve(),
-            },
+                temp_dir,
+                no_header_check,
+            } => {
+                let target: Target = archive.try_into()?;
+                Config::Put {
+                    territory: target.territory(queue, temp_dir.as_deref())?,
+                    target,
+                    queue,
+                    keep_source,
+                    report,
+                    max_batch: max_batch.max(1),
+                    decryption: decryption.resolve(),
+                    temp_dir,
+                    header_check: !no_header_check,
+                }
+            }
+            Command::CheckLayout { archive } => {
+                let target: Target = archive.try_into()?;
+                target.territory(false, None)?;
+                Config::CheckLayout
+            }
             Command::Get {
                 archive,
                 names,
@@ -471,13 +677,24 @@ impl TryFrom<Args> for Config {
                 to,
                 to_dir,
                 temp_dir,
-            } => Config::Get {
-                to: GetDestination::new(&names, to, to_dir)?,
-                temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
-                target: archive.try_into()?,
-                names,
-                partial,
-            },
+                no_header_check,
+            } => {
+                let to = GetDestination::new(&names, to, to_dir)?;
+                let territory = if names.is_empty() {
+                    write_out_territory(&to, temp_dir.as_deref())?
+                } else {
+                    Territory::new()
+                };
+                Config::Get {
+                    to,
+                    temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
+                    target: archive.try_into()?,
+                    names,
+                    partial,
+                    territory,
+                    header_check: !no_header_check,
+                }
+            }
             Command::Delete { archive } => Config::Delete {
                 target: archive.try_into()?,
             },

@@ -58,6 +58,7 @@ pub fn compare(
     incoming: &Path,
     name: &str,
     decryption: Option<&Decryption>,
+    scratch: &Path,
 ) -> Result<Comparison> {
     let mut plaintexts = Plaintexts::default();
     let mut sides = [stored.to_path_buf(), incoming.to_path_buf()];
@@ -80,11 +81,7 @@ pub fn compare(
             .iter()
             .map(|&index| (name, sides[index].as_path()))
             .collect();
-        let dir = match incoming.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let results = decrypt::decrypt(&files, dir, decryption, &mut plaintexts)?;
+        let results = decrypt::decrypt(&files, scratch, decryption, &mut plaintexts)?;
         for (&index, result) in encrypted.iter().zip(results) {
             match result {
                 Decrypted::Plain(path) => sides[index] = path,

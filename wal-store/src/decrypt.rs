@@ -5,9 +5,16 @@
 //! plaintexts can be compared. wal-store does not link an OpenPGP implementation (heavy
 //! dependencies live in the one binary that needs them): it runs `wal-encrypt --decrypt`,
 //! found next to its own executable, on a small record stream, with the key and
-//! passphrase flags it was given and none of its own `WALPIPE_*` environment. The
-//! plaintexts are hidden temporary files (mode 0600, written by wal-encrypt) in a
-//! directory the caller picks, removed when the [`Plaintexts`] holding them is dropped.
+//! passphrase it was given and none of its own `WALPIPE_*` environment. The plaintexts
+//! are hidden temporary files (mode 0600, written by wal-encrypt) in a directory the
+//! caller picks, removed when the [`Plaintexts`] holding them is dropped.
+//!
+//! A passphrase command goes to the child in its environment, never on its command line:
+//! every local user reads any process's argv in `/proc/PID/cmdline`, while its environment
+//! is readable by the same user only, and the command may hold the passphrase itself
+//! (`echo …`). No error here quotes it either. Paths (the key, a passphrase file) are no
+//! secret and stay flags. Only records wal-store found encrypted are sent, so
+//! wal-encrypt's refusal of plain files (its default) never applies here.
 
 use std::env;
 use std::fs;
@@ -23,6 +30,9 @@ use crate::cli::{Decryption, PassphraseSource};
 
 /// The binary that decrypts.
 const WAL_ENCRYPT: &str = "wal-encrypt";
+
+/// The variable wal-encrypt takes a passphrase command from.
+const PASSPHRASE_COMMAND: &str = "WALPIPE_PASSPHRASE_COMMAND";
 
 /// Decrypted copies, removed on drop.
 #[derive(Debug, Default)]
@@ -81,7 +91,7 @@ pub fn decrypt(
     }
     match &decryption.passphrase {
         Some(PassphraseSource::File(path)) => command.arg("--passphrase-file").arg(path),
-        Some(PassphraseSource::Command(line)) => command.arg("--passphrase-command").arg(line),
+        Some(PassphraseSource::Command(line)) => command.env(PASSPHRASE_COMMAND, line),
         None => &mut command,
     };
     let mut input = Vec::new();

@@ -83,7 +83,7 @@ fn delete_cloud_batch(bucket: &Bucket<'_>, batch: &mut [WalRecord]) {
 /// Deletes every object of `name`; returns the URL of the first (or of the key it would
 /// have, when none was left).
 async fn delete_object(bucket: &Bucket<'_>, name: &str) -> Result<PathBuf> {
-    let wal = WalName::parse(name)?;
+    let wal = WalName::parse_file_name(name)?;
     let objects = bucket.find(&wal).await?;
     for object in &objects {
         bucket.delete(&object.key).await?;
@@ -150,7 +150,7 @@ fn delete_batch(target: &LocalTarget, batch: &mut [WalRecord]) {
 }
 
 fn delete_one(target: &LocalTarget, record: &WalRecord) -> Result<PathBuf> {
-    let name = WalName::parse(&record.name)?;
+    let name = WalName::parse_file_name(&record.name)?;
     let path = target.layout.archived_path(&name);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(path),

@@ -41,6 +41,7 @@ use wal_core::error::{IoContext, Result};
 use wal_core::layout::{ServerLayout, mtime_seconds};
 use wal_core::record::Outcome;
 use wal_core::stage::{self, RecordWriter, Summary};
+use wal_core::trust::Territory;
 use wal_core::{WalError, WalKind, WalName, WalRecord};
 
 use futures::StreamExt;
@@ -50,22 +51,45 @@ use crate::cli::{GetDestination, Target};
 use crate::cloud::download::Kind;
 use crate::cloud::{Bucket, StoredObject};
 
+/// What `get` was asked to do.
+#[derive(Debug)]
+pub struct GetOptions<'a> {
+    /// Where from.
+    pub target: &'a Target,
+    /// The names to look up; none: write out the records on stdin.
+    pub names: &'a [String],
+    /// Also look for `<segment>.partial`.
+    pub partial: bool,
+    /// Where to.
+    pub to: &'a GetDestination,
+    /// Where cloud downloads go without a destination.
+    pub temp_dir: &'a Path,
+    /// Write-out: the directories whose temps are ours ([`wal_core::trust`]).
+    pub territory: &'a Territory,
+    /// Write-out: check that what is handed to PostgreSQL is WAL of the right shape.
+    pub header_check: bool,
+}
+
 /// Runs `get`: looks up `names`, or, when there are none, writes out the records of `input`.
 pub fn run(
-    target: &Target,
-    names: &[String],
-    partial: bool,
-    to: &GetDestination,
-    temp_dir: &Path,
+    options: &GetOptions<'_>,
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary> {
+    let GetOptions {
+        target,
+        names,
+        partial,
+        to,
+        temp_dir,
+        ..
+    } = *options;
     if names.is_empty() {
-        return write_out(to, input, output);
+        return write_out(options, input, output);
     }
     let wals = names
         .iter()
-        .map(|name| WalName::parse(name))
+        .map(|name| WalName::parse_file_name(name))
         .collect::<Result<Vec<_>>>()?;
     let (archive, looked_up) = match target {
         Target::Local(local) => (
@@ -272,16 +296,32 @@ fn candidates(layout: &ServerLayout, wal: &WalName, partial: bool) -> Vec<(WalNa
 }
 
 /// The first candidate that exists, or `None`. A candidate that exists but is not a
-/// regular file is an error (it cannot be WAL), as is one we may not look at.
+/// regular file is an error (it cannot be WAL: a directory, a fifo, a dangling link), as
+/// is one we may not look at: only where there is no entry at all is the WAL "not in the
+/// archive" (exit 66, which PostgreSQL takes for the end of the archive). A symbolic link
+/// to a regular file is followed (early walpipe archives stored some).
 fn find(layout: &ServerLayout, wal: &WalName, partial: bool) -> Result<Option<Found>> {
     for (name, path) in candidates(layout, wal, partial) {
-        match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => return Ok(Some(Found { name, path, meta })),
-            Ok(_) => {
-                return Err(WalError::Corrupt {
-                    path,
-                    message: "not a regular file".into(),
-                });
+        match fs::symlink_metadata(&path) {
+            Ok(entry) => {
+                let meta = if entry.file_type().is_symlink() {
+                    fs::metadata(&path).map_err(|e| WalError::Corrupt {
+                        path: path.clone(),
+                        message: format!("a symbolic link to nothing usable: {e}"),
+                    })?
+                } else {
+                    entry
+                };
+                if !meta.is_file() {
+                    return Err(WalError::Corrupt {
+                        message: format!(
+                            "{}, not a regular file",
+                            durable::describe_type(meta.file_type())
+                        ),
+                        path,
+                    });
+                }
+                return Ok(Some(Found { name, path, meta }));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(WalError::io("cannot stat", &path, e)),
@@ -316,10 +356,12 @@ fn fetch(record: &mut WalRecord, found: &Found, to: &GetDestination) -> Result<(
 /// (their temps removed: this is the end of the pipeline). `--to PATH` with no record at
 /// all is an error of kind `not_found` (exit 66): nothing came down the pipe.
 fn write_out(
-    to: &GetDestination,
+    options: &GetOptions<'_>,
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary> {
+    let to = options.to;
+    let territory = options.territory;
     let mut writer = RecordWriter::new(STAGE, output);
     let mut seen = 0u64;
     stage::with_reader(STAGE, input, |reader| {
@@ -329,12 +371,12 @@ fn write_out(
             if !was_failed
                 && let Err(err) = still_encrypted(&record)
                     .and_then(|()| destination(&record, to, seen))
-                    .and_then(|dest| place(&mut record, &dest))
+                    .and_then(|dest| place(&mut record, &dest, options))
             {
                 record.fail(STAGE, &err);
             }
             if record.failed() {
-                remove_temps(&record.temps, None);
+                remove_temps(territory, &record, None);
             }
             writer.write(&record, was_failed)?;
             writer.flush()?;
@@ -373,22 +415,30 @@ fn destination(record: &WalRecord, to: &GetDestination, nth: u64) -> Result<Path
             path.display()
         ))),
         // The name becomes a file name: it must be a WAL name, never `../x`.
-        GetDestination::Dir(dir) => Ok(dir.join(WalName::parse(&record.name)?.as_str())),
+        GetDestination::Dir(dir) => Ok(dir.join(WalName::parse_file_name(&record.name)?.as_str())),
         GetDestination::InPlace => {
             Err(WalError::Internal("write-out without a destination".into()))
         }
     }
 }
 
-/// Puts the record's file at `dest` durably and points the record there.
-fn place(record: &mut WalRecord, dest: &Path) -> Result<()> {
+/// Puts the record's file at `dest` durably and points the record there: moved when it
+/// is a temp of ours, else copied (and left as it is); checked first, unless told not to,
+/// to be WAL of the right shape for its name.
+fn place(record: &mut WalRecord, dest: &Path, options: &GetOptions<'_>) -> Result<()> {
     let src = record.require_path()?.clone();
-    let size = if record.temps.contains(&src) {
+    let file = durable::open_wal(&src)?;
+    if options.header_check {
+        crate::shape::check_plain(&WalName::parse_file_name(&record.name)?, &src, file)?;
+    }
+    let ours =
+        record.temps.contains(&src) && options.territory.temp_file(&src, &record.name).is_ok();
+    let size = if ours {
         move_into_place(&src, dest)?
     } else {
         durable::copy_durably(&src, dest)?
     };
-    remove_temps(&record.temps, Some(&src));
+    remove_temps(options.territory, record, Some(&src));
     record.temps.clear();
     record.path = Some(dest.to_path_buf());
     record.size = size;
@@ -417,14 +467,18 @@ fn move_into_place(src: &Path, dest: &Path) -> Result<u64> {
 }
 
 /// Removes a record's temps (except `keep`), reporting but not failing on errors: the
-/// record's fate is decided already.
-fn remove_temps(temps: &[PathBuf], keep: Option<&Path>) {
-    let doomed = temps
-        .iter()
-        .map(PathBuf::as_path)
-        .filter(|t| Some(*t) != keep);
-    if let Err(err) = durable::remove_files(doomed) {
-        stage::report_error(STAGE, &err);
+/// record's fate is decided already. Only temps of ours ([`Territory::temp_file`]) go: a
+/// record may list any path.
+fn remove_temps(territory: &Territory, record: &WalRecord, keep: Option<&Path>) {
+    for temp in record.temps.iter().filter(|t| Some(t.as_path()) != keep) {
+        let removed = territory
+            .temp_file(temp, &record.name)
+            .and_then(|()| durable::remove_files([temp.as_path()]));
+        if let Err(err) = removed
+            && !matches!(err.kind(), wal_core::ErrorKind::NotFound)
+        {
+            stage::report_error(STAGE, &err);
+        }
     }
 }
 

@@ -13,10 +13,12 @@ mod compare;
 mod decrypt;
 mod delete;
 mod get;
+mod identity;
 mod list;
 mod put;
 mod rebuild;
 mod report;
+mod shape;
 
 use std::io::{BufRead, Write};
 
@@ -42,6 +44,9 @@ pub fn run(
             report,
             max_batch,
             decryption,
+            territory,
+            temp_dir,
+            header_check,
         } => put::run(
             &put::PutOptions {
                 target,
@@ -50,17 +55,35 @@ pub fn run(
                 report: *report,
                 max_batch: *max_batch,
                 decryption: decryption.as_ref(),
+                territory,
+                temp_dir: temp_dir.as_deref(),
+                header_check: *header_check,
             },
             input,
             output,
         ),
+        Config::CheckLayout => Ok(Summary::default()),
         Config::Get {
             target,
             names,
             partial,
             to,
             temp_dir,
-        } => get::run(target, names, *partial, to, temp_dir, input, output),
+            territory,
+            header_check,
+        } => get::run(
+            &get::GetOptions {
+                target,
+                names,
+                partial: *partial,
+                to,
+                temp_dir,
+                territory,
+                header_check: *header_check,
+            },
+            input,
+            output,
+        ),
         Config::Delete { target } => delete::run(target, input, output),
         Config::RebuildXlogdb { target } => rebuild::run(target),
         Config::List { target } => list::run(target, output),

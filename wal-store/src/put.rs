@@ -28,6 +28,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,7 @@ use wal_core::error::{ErrorKind, IoContext, Result};
 use wal_core::layout::errors_path;
 use wal_core::record::{Outcome, RecordError};
 use wal_core::stage::{self, Summary};
+use wal_core::trust::Territory;
 use wal_core::xlogdb::XlogLine;
 use wal_core::{WalError, WalName, WalRecord};
 
@@ -46,10 +48,15 @@ use crate::cli::{Decryption, Target};
 use crate::cloud::download::{self, Kind};
 use crate::cloud::{Bucket, Upload};
 use crate::compare::{Comparison, compare};
+use crate::identity::{self, Identity};
 use crate::report::Report;
+use crate::shape::Seen;
+use wal_core::shape::LongHeader;
 
 /// What `put` was asked to do.
 #[derive(Debug)]
+// Each flag is an independent switch of the command line, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 pub struct PutOptions<'a> {
     /// Where to store.
     pub target: &'a Target,
@@ -63,6 +70,12 @@ pub struct PutOptions<'a> {
     pub max_batch: usize,
     /// How to decrypt encrypted copies to compare them; `None`: they cannot be compared.
     pub decryption: Option<&'a Decryption>,
+    /// The directories put may act on ([`wal_core::trust`]).
+    pub territory: &'a Territory,
+    /// Where comparison copies go when a record's file lies outside our directories.
+    pub temp_dir: Option<&'a Path>,
+    /// Check the shape of what is stored (`--no-header-check` turns it off).
+    pub header_check: bool,
 }
 
 /// Stores every record of `input`.
@@ -79,6 +92,7 @@ pub fn run(
         options,
         bucket: bucket.as_ref(),
         catalogued: None,
+        identity: None,
         report: Report::new(options.report, options.target.server()),
     };
     let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
@@ -95,7 +109,21 @@ struct Store<'a> {
     bucket: Option<&'a Bucket<'a>>,
     /// Names in xlog.db, read when first needed (only to resume an interrupted store).
     catalogued: Option<HashSet<String>>,
+    /// The system the local archive belongs to, read or written when first needed.
+    identity: Option<Identity>,
     report: Report,
+}
+
+/// What the trust boundary lets put do with one record's files ([`wal_core::trust`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Admitted {
+    /// The file at `path` is ours (the record's queue source, or one of its temps): it
+    /// may be linked into the archive, given the source's mode and mtime, and removed.
+    /// Any other file is only read: copied into the archive, never changed.
+    path_ours: bool,
+    /// The source is an entry of one of our queues: it may be removed once stored, or
+    /// moved to errors/.
+    source_ours: bool,
 }
 
 /// What step 1 found for a record, before any comparison.
@@ -129,18 +157,38 @@ impl Store<'_> {
         for record in batch.iter_mut().filter(|r| r.failed()) {
             self.quarantine_unknown(record);
         }
+        let mut admitted = vec![Admitted::default(); batch.len()];
+        for (index, record) in batch.iter_mut().enumerate() {
+            if record.failed() {
+                continue;
+            }
+            match self.admit(record) {
+                Ok(verdict) => admitted[index] = verdict,
+                Err(err) => record.fail(STAGE, &err),
+            }
+        }
         let found = match self.bucket {
-            Some(bucket) => upload_all(bucket, batch),
+            Some(bucket) => upload_all(bucket, batch, self.options, &admitted),
             None => batch
                 .iter()
                 .enumerate()
                 .filter(|(_, record)| !record.failed())
-                .map(|(index, record)| (index, self.place(record)))
+                .map(|(index, record)| (index, self.place(record, admitted[index])))
                 .collect(),
         };
+        // A WAL queued twice (by pg_receivewal and by archive_command) may come twice in
+        // one batch: it is stored and catalogued once, the other copy is a duplicate.
+        let mut new_names = HashSet::new();
         for (index, found) in found {
             let record = &mut batch[index];
-            match found.and_then(|found| self.settle(record, found)) {
+            let placed = found.and_then(|found| self.settle(record, found, admitted[index]));
+            let placed = match placed {
+                Ok(Placed::New(dest, _)) if !new_names.insert(record.name.clone()) => {
+                    Ok(Placed::Duplicate(dest))
+                }
+                other => other,
+            };
+            match placed {
                 Ok(Placed::New(dest, size)) => {
                     record.outcome = Some(Outcome::Stored);
                     record.stored_at = Some(dest);
@@ -168,14 +216,85 @@ impl Store<'_> {
             }
         }
         settled.sort_unstable();
-        self.remove_sources(batch, &settled);
+        self.remove_sources(batch, &settled, &admitted);
         for record in batch.iter() {
             self.report.record(record);
         }
     }
 
+    /// The trust boundary for one record, before anything is done with it: its source
+    /// and path are never inside the archive or errors/; without `--keep-source` (and
+    /// `--queue`) its source is an entry of one of our queues; every temp it lists is a
+    /// temporary file of ours; its file is a regular file with the shape of WAL for its
+    /// name. Anything else fails the record, with nothing touched.
+    fn admit(&mut self, record: &WalRecord) -> Result<Admitted> {
+        let territory = self.options.territory;
+        let name = WalName::parse_file_name(&record.name)?;
+        let path = record.require_path()?;
+        // A temp of ours may sit in the archive root (archive-command --direct writes its
+        // copies there, to link them); any other file the record points at is a source
+        // and must not be a stored file.
+        let path_is_temp = record.temps.contains(path) && record.source.as_ref() != Some(path);
+        if !path_is_temp {
+            territory.outside_guarded(path)?;
+        }
+        let mut source_ours = false;
+        if let Some(source) = &record.source {
+            territory.outside_guarded(source)?;
+            if !self.options.keep_source && !self.options.queue {
+                territory.queue_entry(source)?;
+                source_ours = true;
+            }
+        }
+        for temp in &record.temps {
+            if record.source.as_ref() == Some(temp) {
+                return Err(WalError::Usage(format!(
+                    "{}: the record lists its source among its temps; left untouched",
+                    temp.display()
+                )));
+            }
+            territory.temp_file(temp, name.as_str())?;
+        }
+        let path_ours = if record.source.as_ref() == Some(path) {
+            source_ours
+        } else {
+            record.temps.contains(path)
+        };
+        // Only a regular file is WAL; a fifo here must fail now, not hang a read later.
+        let file = durable::open_wal(path)?;
+        if self.options.header_check
+            && let Seen::Checked(Some(header)) = crate::shape::check_file(&name, path, file)?
+        {
+            self.check_identity(&name, &header)?;
+        }
+        Ok(Admitted {
+            path_ours,
+            source_ours,
+        })
+    }
+
+    /// Refuses a segment of another system or release than the local archive's; the
+    /// first segment stored gives an archive without an identity file its identity.
+    fn check_identity(&mut self, name: &WalName, header: &LongHeader) -> Result<()> {
+        let Target::Local(local) = self.options.target else {
+            return Ok(());
+        };
+        if self.options.queue {
+            return Ok(());
+        }
+        let path = identity::path_for(&local.layout);
+        if self.identity.is_none() {
+            self.identity = identity::load(&path)?;
+        }
+        let known = match &self.identity {
+            Some(known) => known,
+            None => self.identity.insert(identity::record(&path, header)?),
+        };
+        identity::check(known, header, name, &path)
+    }
+
     /// Step 1 for one record, in a local archive.
-    fn place(&self, record: &WalRecord) -> Result<Found> {
+    fn place(&self, record: &WalRecord, admitted: Admitted) -> Result<Found> {
         let Target::Local(target) = self.options.target else {
             return Err(WalError::Internal(
                 "local placement for a cloud archive".into(),
@@ -192,7 +311,7 @@ impl Store<'_> {
         if let Some(dir) = dest.parent() {
             durable::create_dir_durably(dir)?;
         }
-        if record.source.as_ref() != Some(&path) {
+        if admitted.path_ours && record.source.as_ref() != Some(&path) {
             // Barman gives the archived file the source's mode and mtime (copystat).
             copy_stat(record.source.as_deref(), &path, record.time)?;
         }
@@ -205,15 +324,14 @@ impl Store<'_> {
             // Cheap early answer; the no-replace placement below stays the real guard.
             return Ok(taken(dest));
         }
-        // A source we do not own (pg_wal, with --keep-source) is never hard-linked:
-        // PostgreSQL recycles segments by renaming and overwriting them in place, which
-        // would rewrite the archived copy through the shared inode.
-        let shares_foreign_inode =
-            self.options.keep_source && record.source.as_ref() == Some(&path);
-        let placed = if shares_foreign_inode {
-            durable::copy_no_replace(&path, &dest).map(|_| ())
-        } else {
+        // A file we do not own (pg_wal, with --keep-source; a file a record names
+        // elsewhere) is never hard-linked: PostgreSQL recycles segments by renaming and
+        // overwriting them in place, which would rewrite the archived copy through the
+        // shared inode. It is copied, and left as it is.
+        let placed = if admitted.path_ours {
             durable::place(&path, &dest).map(|_| ())
+        } else {
+            durable::copy_no_replace(&path, &dest).map(|_| ())
         };
         match placed {
             Ok(()) => {
@@ -230,7 +348,12 @@ impl Store<'_> {
     }
 
     /// What a record's step 1 amounts to: a taken name is the same WAL, or a conflict.
-    fn settle(&mut self, record: &mut WalRecord, found: Found) -> Result<Placed> {
+    fn settle(
+        &mut self,
+        record: &mut WalRecord,
+        found: Found,
+        admitted: Admitted,
+    ) -> Result<Placed> {
         match found {
             Found::New(dest, size) => Ok(Placed::New(dest, size)),
             Found::Taken {
@@ -240,7 +363,7 @@ impl Store<'_> {
             } => {
                 let name = WalName::parse(&record.name)?;
                 let path = record.require_path()?.clone();
-                let settled = self.already_stored(record, &name, &path, &copy, stored_at);
+                let settled = self.already_stored(record, &name, &path, &copy, stored_at, admitted);
                 if downloaded {
                     if settled.is_err() && !copy.exists() {
                         // Removed under us (another process's sweep): say so, and let the
@@ -265,18 +388,20 @@ impl Store<'_> {
         path: &Path,
         stored_copy: &Path,
         dest: PathBuf,
+        admitted: Admitted,
     ) -> Result<Placed> {
         // Compare with the original when we still have it: that is what was handed to us.
-        let original = record
-            .source
-            .clone()
-            .filter(|source| source.exists())
-            .unwrap_or_else(|| path.to_path_buf());
+        let (original, original_ours) = match &record.source {
+            Some(source) if source.exists() => (source.clone(), admitted.source_ours),
+            _ => (path.to_path_buf(), admitted.path_ours),
+        };
+        let scratch = self.scratch_dir(record, admitted)?;
         let why = match compare(
             stored_copy,
             &original,
             name.as_str(),
             self.options.decryption,
+            &scratch,
         )? {
             Comparison::Same(stored) => {
                 if self.options.queue || self.is_catalogued(name.as_str())? {
@@ -297,9 +422,12 @@ impl Store<'_> {
         // Our temps are of no further use either way.
         remove_quietly(record.temps.iter().map(PathBuf::as_path), false);
         let errors = match self.options.target.errors_dir() {
-            Some(errors) if !self.options.queue && !self.options.keep_source => errors,
-            // The source is not ours to move (pg_wal), or there is no errors directory:
-            // fail, and let the caller retry after a human looked at the stored copy.
+            Some(errors) if !self.options.queue && !self.options.keep_source && original_ours => {
+                errors
+            }
+            // The source is not ours to move (pg_wal, a file elsewhere), or there is no
+            // errors directory: fail, and let the caller retry after a human looked at
+            // the stored copy.
             _ => {
                 return Err(WalError::Conflict {
                     name: name.to_string(),
@@ -322,6 +450,13 @@ impl Store<'_> {
         });
         record.stored_at = Some(moved_to);
         Ok(Placed::Conflict)
+    }
+
+    /// Where put may write a record's comparison copies (decrypted or downloaded): the
+    /// `--temp-dir`, else beside the record's file or source when they are ours, else the
+    /// root of a local archive (hidden names, on the archive's filesystem).
+    fn scratch_dir(&self, record: &WalRecord, admitted: Admitted) -> Result<PathBuf> {
+        scratch_dir(self.options, record, admitted)
     }
 
     fn is_catalogued(&mut self, name: &str) -> Result<bool> {
@@ -402,13 +537,16 @@ impl Store<'_> {
     /// dropped next run), never an orphaned temp hard-linked to an archived WAL. Only the
     /// sources' directories are fsynced: a temp that reappears after a power loss is a
     /// hidden file that the next temp of that name replaces.
-    fn remove_sources(&self, batch: &[WalRecord], indices: &[usize]) {
+    fn remove_sources(&self, batch: &[WalRecord], indices: &[usize], admitted: &[Admitted]) {
         let temps = indices
             .iter()
             .flat_map(|&i| batch[i].temps.iter().map(PathBuf::as_path));
         remove_quietly(temps, false);
         if !self.options.keep_source {
-            let sources = indices.iter().filter_map(|&i| batch[i].source.as_deref());
+            let sources = indices
+                .iter()
+                .filter(|&&i| admitted[i].source_ours)
+                .filter_map(|&i| batch[i].source.as_deref());
             // The WAL is safe in the archive; a source left behind is found identical and
             // dropped by the next run.
             remove_quietly(sources, true);
@@ -433,6 +571,11 @@ impl Store<'_> {
         if std::fs::symlink_metadata(&source).is_err() {
             return;
         }
+        // Only an entry of our own queues is moved: a record may name any file.
+        if let Err(err) = self.options.territory.queue_entry(&source) {
+            stage::report_error(STAGE, &err);
+            return;
+        }
         let base = source
             .file_name()
             .map_or_else(|| record.name.clone(), |n| n.to_string_lossy().into_owned());
@@ -450,14 +593,21 @@ impl Store<'_> {
 }
 
 /// Cloud step 1 for every healthy record of the batch, `--jobs` at a time.
-fn upload_all(bucket: &Bucket<'_>, batch: &[WalRecord]) -> Vec<(usize, Result<Found>)> {
+fn upload_all(
+    bucket: &Bucket<'_>,
+    batch: &[WalRecord],
+    options: &PutOptions<'_>,
+    admitted: &[Admitted],
+) -> Vec<(usize, Result<Found>)> {
     let work = batch
         .iter()
         .enumerate()
         .filter(|(_, record)| !record.failed())
         .map(|(index, record)| async move {
             let what = bucket.name_url(&record.name);
-            let found = bucket.bounded(&what, upload_one(bucket, record)).await;
+            let found = bucket
+                .bounded(&what, upload_one(bucket, record, options, admitted[index]))
+                .await;
             (index, found)
         });
     let mut found: Vec<_> = bucket.block_on(
@@ -471,8 +621,13 @@ fn upload_all(bucket: &Bucket<'_>, batch: &[WalRecord]) -> Vec<(usize, Result<Fo
 
 /// Uploads one record's file unless its WAL name is taken by an object under any
 /// extension; a taken name is downloaded beside the file, to be compared.
-async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
-    let name = WalName::parse(&record.name)?;
+async fn upload_one(
+    bucket: &Bucket<'_>,
+    record: &WalRecord,
+    options: &PutOptions<'_>,
+    admitted: Admitted,
+) -> Result<Found> {
+    let name = WalName::parse_file_name(&record.name)?;
     let path = record.require_path()?;
     let key = bucket.key_for(record, &name);
     let mut existing = bucket.find(&name).await?;
@@ -494,7 +649,8 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
             bucket.url(&key)
         )));
     };
-    let dir = wal_core::temp::dir_for(None, path);
+    let scratch = scratch_dir(options, record, admitted)?;
+    let dir = scratch.as_path();
     // What an earlier put of this WAL, killed while comparing, left here.
     download::sweep_dead_compares(dir, name.as_str());
     let (copy, _) = bucket
@@ -507,11 +663,42 @@ async fn upload_one(bucket: &Bucket<'_>, record: &WalRecord) -> Result<Found> {
     })
 }
 
+/// See [`Store::scratch_dir`].
+fn scratch_dir(
+    options: &PutOptions<'_>,
+    record: &WalRecord,
+    admitted: Admitted,
+) -> Result<PathBuf> {
+    let beside = |path: &Path| durable::parent_of(path).to_path_buf();
+    if let Some(dir) = options.temp_dir {
+        return Ok(dir.to_path_buf());
+    }
+    if admitted.path_ours
+        && let Some(path) = &record.path
+    {
+        return Ok(beside(path));
+    }
+    if admitted.source_ours
+        && let Some(source) = &record.source
+    {
+        return Ok(beside(source));
+    }
+    match options.target {
+        Target::Local(local) => Ok(local.layout.wals.clone()),
+        Target::Cloud(_) => Err(WalError::Usage(format!(
+            "{}: its file is in no directory of ours, so the stored copy cannot be \
+             fetched beside it for comparison: give --temp-dir DIR",
+            record.name
+        ))),
+    }
+}
+
 /// Gives `path` the source's permissions (when the source is still there) and `time` as
 /// its mtime.
 fn copy_stat(source: Option<&Path>, path: &Path, time: f64) -> Result<()> {
     let file = File::options()
         .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(path)
         .context("cannot open", path)?;
     if let Some(meta) = source.and_then(|s| std::fs::metadata(s).ok()) {

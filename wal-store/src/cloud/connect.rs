@@ -10,26 +10,32 @@
 //! Every request is bounded: a connect timeout, a per-request timeout, and a few retries
 //! with exponential backoff for transient failures, all inside the per-record deadline
 //! that [`super::Bucket`] enforces.
+//!
+//! Where the requests go is decided here, once, for every provider: `--endpoint-url`,
+//! else the variable or file the provider's own tools read. Whichever wins is checked
+//! ([`Endpoint::parse`]) and given to the client as the one endpoint, so no other
+//! setting (`AWS_ENDPOINT_URL_S3`, the emulator's address) can send the requests, signed
+//! with the user's credentials, somewhere else without a word.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::list::PaginatedListStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use wal_core::WalError;
 
-use super::location::{CloudLocation, Provider};
+use super::location::{CloudLocation, Endpoint, Provider};
 
 /// How to reach the store, from flags (credentials come from the environment).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudOptions {
-    /// `--endpoint-url`: an S3-compatible server (or an Azure blob endpoint).
-    pub endpoint_url: Option<String>,
+    /// `--endpoint-url`: an S3-compatible server, an Azure blob endpoint, a GCS emulator.
+    pub endpoint: Option<Endpoint>,
     /// `--profile`: the AWS profile to read from `~/.aws`.
     pub profile: Option<String>,
     /// `--region`.
@@ -98,8 +104,7 @@ pub fn connect(location: &CloudLocation, options: &CloudOptions) -> Result<Conne
             }
         }
         Provider::Gcs => {
-            let gcs = gcs_builder(&environment())
-                .with_client_options(client)
+            let gcs = gcs_builder(options, client, &environment())?
                 .with_bucket_name(&location.bucket)
                 .with_retry(retry)
                 .build()
@@ -114,10 +119,22 @@ pub fn connect(location: &CloudLocation, options: &CloudOptions) -> Result<Conne
     Ok(built)
 }
 
+/// The client refused its settings: a configuration error (exit 78). Any URL in its
+/// words is shown without credentials or query, as everywhere else.
 fn config_error(location: &CloudLocation, err: &object_store::Error) -> WalError {
-    WalError::Usage(format!(
+    let cause: Vec<String> = super::one_line(err)
+        .split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                super::location::shown(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect();
+    WalError::Config(format!(
         "{location}: cannot configure the client: {}",
-        super::one_line(err)
+        cause.join(" ")
     ))
 }
 
@@ -153,7 +170,12 @@ fn s3_builder(
     let mut builder = AmazonS3Builder::new().with_client_options(client);
     for (key, value) in env {
         if key.starts_with("AWS_")
-            && let Ok(config_key) = key.to_ascii_lowercase().parse()
+            && let Ok(config_key) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+            // The endpoint is chosen below, once, from every place that may name one.
+            && !matches!(
+                config_key,
+                AmazonS3ConfigKey::Endpoint | AmazonS3ConfigKey::S3Endpoint
+            )
         {
             builder = builder.with_config(config_key, value);
         }
@@ -165,8 +187,8 @@ fn s3_builder(
         .unwrap_or_else(|| "default".to_string());
     let from_profile = profile_settings(&credentials, &config, &profile);
     if options.profile.is_some() && from_profile.is_empty() {
-        return Err(WalError::Usage(format!(
-            "--profile {profile}: no such profile in ~/.aws/credentials or ~/.aws/config"
+        return Err(WalError::Config(format!(
+            "--profile {profile:?}: no such profile in ~/.aws/credentials or ~/.aws/config"
         )));
     }
     let has_keys = env.contains_key("AWS_ACCESS_KEY_ID");
@@ -174,7 +196,6 @@ fn s3_builder(
         let apply = match setting.as_str() {
             "aws_access_key_id" | "aws_secret_access_key" | "aws_session_token" => !has_keys,
             "region" => !env.contains_key("AWS_REGION") && !env.contains_key("AWS_DEFAULT_REGION"),
-            "endpoint_url" => !env.contains_key("AWS_ENDPOINT_URL"),
             _ => false,
         };
         if apply && let Ok(config_key) = setting.parse() {
@@ -184,23 +205,42 @@ fn s3_builder(
     if let Some(region) = &options.region {
         builder = builder.with_region(region);
     }
-    if let Some(endpoint) = &options.endpoint_url {
-        builder = builder.with_endpoint(endpoint);
-    }
-    let endpoint = options
-        .endpoint_url
-        .clone()
-        .or_else(|| env.get("AWS_ENDPOINT_URL").cloned())
-        .or_else(|| from_profile.get("endpoint_url").cloned());
-    if let Some(endpoint) = endpoint {
+    if let Some(endpoint) = s3_endpoint(options, env, &profile, &from_profile)? {
         // S3-compatible servers are addressed path-style (barman-cloud's `auto` does the
-        // same for an endpoint URL); plain http only when the endpoint says so.
+        // same for an endpoint URL); plain http only when the endpoint says so. The
+        // S3-specific key too: object_store would prefer it to the general one.
         builder = builder
-            .with_endpoint(&endpoint)
+            .with_endpoint(endpoint.as_str())
+            .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint.as_str())
             .with_virtual_hosted_style_request(false)
-            .with_allow_http(endpoint.starts_with("http://"));
+            .with_allow_http(endpoint.is_http());
     }
     Ok(builder)
+}
+
+/// The S3 endpoint, checked: `--endpoint-url`, else the variables the AWS tools read
+/// (the S3-specific one first; object_store's `AWS_ENDPOINT` too), else the profile's
+/// `endpoint_url`. An empty variable counts as unset, as an `export VAR=` meant.
+fn s3_endpoint(
+    options: &CloudOptions,
+    env: &HashMap<String, String>,
+    profile: &str,
+    from_profile: &HashMap<String, String>,
+) -> Result<Option<Endpoint>, WalError> {
+    if let Some(endpoint) = &options.endpoint {
+        return Ok(Some(endpoint.clone()));
+    }
+    for var in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"] {
+        if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
+            return Endpoint::parse(var, value).map(Some);
+        }
+    }
+    match from_profile.get("endpoint_url").filter(|v| !v.is_empty()) {
+        Some(value) => {
+            Endpoint::parse(&format!("endpoint_url of AWS profile {profile}"), value).map(Some)
+        }
+        None => Ok(None),
+    }
 }
 
 /// The settings of `profile` from the shared credentials file (`[name]`) and the config
@@ -235,17 +275,36 @@ fn ini_section(text: &str, section: &str) -> HashMap<String, String> {
 }
 
 /// The GCS builder: the `GOOGLE_*` variables (`GOOGLE_APPLICATION_CREDENTIALS`,
-/// `GOOGLE_SERVICE_ACCOUNT`, …), as object_store's `from_env` reads them.
-fn gcs_builder(env: &HashMap<String, String>) -> GoogleCloudStorageBuilder {
+/// `GOOGLE_SERVICE_ACCOUNT`, …), as object_store's `from_env` reads them; `--endpoint-url`
+/// (else `GOOGLE_BASE_URL`) for a GCS emulator.
+fn gcs_builder(
+    options: &CloudOptions,
+    client: ClientOptions,
+    env: &HashMap<String, String>,
+) -> Result<GoogleCloudStorageBuilder, WalError> {
     let mut builder = GoogleCloudStorageBuilder::new();
     for (key, value) in env {
         if key.starts_with("GOOGLE_")
-            && let Ok(config_key) = key.to_ascii_lowercase().parse()
+            && let Ok(config_key) = key.to_ascii_lowercase().parse::<GoogleConfigKey>()
+            && config_key != GoogleConfigKey::BaseUrl
         {
             builder = builder.with_config(config_key, value);
         }
     }
-    builder
+    let endpoint = match &options.endpoint {
+        Some(endpoint) => Some(endpoint.clone()),
+        None => env
+            .get("GOOGLE_BASE_URL")
+            .filter(|v| !v.is_empty())
+            .map(|value| Endpoint::parse("GOOGLE_BASE_URL", value))
+            .transpose()?,
+    };
+    // Plain http only when the endpoint says so (an emulator on loopback).
+    let http = endpoint.as_ref().is_some_and(Endpoint::is_http);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_base_url(endpoint.as_str());
+    }
+    Ok(builder.with_client_options(client.with_allow_http(http)))
 }
 
 /// The Azure builder: `AZURE_STORAGE_CONNECTION_STRING` when set (what the Azure SDK
@@ -260,12 +319,14 @@ fn azure_builder(
     for (key, value) in env {
         if key.starts_with("AZURE_")
             && key != "AZURE_STORAGE_CONNECTION_STRING"
-            && let Ok(config_key) = key.to_ascii_lowercase().parse()
+            && let Ok(config_key) = key.to_ascii_lowercase().parse::<AzureConfigKey>()
+            // The endpoint is chosen below, once, from every place that may name one.
+            && config_key != AzureConfigKey::Endpoint
         {
             builder = builder.with_config(config_key, value);
         }
     }
-    let mut endpoint = options.endpoint_url.clone();
+    let mut endpoint = options.endpoint.clone();
     if let Some(text) = env.get("AZURE_STORAGE_CONNECTION_STRING") {
         let parsed = parse_connection_string(text)?;
         if let Some(account) = parsed.account {
@@ -283,14 +344,39 @@ fn azure_builder(
             builder = builder.with_sas_authorization(pairs);
         }
         if parsed.development {
+            // object_store's emulator mode takes its address from AZURITE_BLOB_STORAGE_URL
+            // and would drop an endpoint given here without a word.
+            if let Some(endpoint) = &endpoint {
+                return Err(WalError::Config(format!(
+                    "--endpoint-url {:?}: not used with UseDevelopmentStorage=true in \
+                     AZURE_STORAGE_CONNECTION_STRING (the emulator's address is \
+                     AZURITE_BLOB_STORAGE_URL); give the emulator's BlobEndpoint instead",
+                    endpoint.as_str()
+                )));
+            }
             builder = builder.with_use_emulator(true);
         }
-        endpoint = endpoint.or(parsed.blob_endpoint);
+        if endpoint.is_none()
+            && let Some(blob_endpoint) = parsed.blob_endpoint
+        {
+            endpoint = Some(Endpoint::parse(
+                "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING",
+                &blob_endpoint,
+            )?);
+        }
+    }
+    if endpoint.is_none() {
+        for var in ["AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"] {
+            if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
+                endpoint = Some(Endpoint::parse(var, value)?);
+                break;
+            }
+        }
     }
     if let Some(endpoint) = endpoint {
         builder = builder
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_endpoint(endpoint.trim_end_matches('/').to_string());
+            .with_allow_http(endpoint.is_http())
+            .with_endpoint(endpoint.as_str().to_string());
     }
     Ok(builder)
 }
@@ -310,7 +396,7 @@ fn parse_connection_string(text: &str) -> Result<ConnectionString, WalError> {
     let mut fields = HashMap::new();
     for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((key, value)) = part.split_once('=') else {
-            return Err(WalError::Usage(
+            return Err(WalError::Config(
                 "AZURE_STORAGE_CONNECTION_STRING: expected Key=Value pairs separated by ';'".into(),
             ));
         };
@@ -342,11 +428,10 @@ fn parse_connection_string(text: &str) -> Result<ConnectionString, WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::aws::AmazonS3ConfigKey;
 
     fn options() -> CloudOptions {
         CloudOptions {
-            endpoint_url: None,
+            endpoint: None,
             profile: None,
             region: None,
             request_timeout: Duration::from_secs(30),
@@ -411,6 +496,146 @@ mod tests {
         );
     }
 
+    fn endpoint(text: &str) -> Endpoint {
+        Endpoint::parse("--endpoint-url", text).unwrap()
+    }
+
+    fn s3(opts: &CloudOptions, vars: &[(&str, &str)]) -> Result<AmazonS3Builder, WalError> {
+        s3_builder(
+            opts,
+            ClientOptions::new(),
+            &env(vars),
+            (CREDENTIALS.into(), CONFIG.into()),
+        )
+    }
+
+    #[test]
+    fn the_endpoint_flag_wins_over_every_variable_and_the_profile() {
+        let mut opts = options();
+        opts.profile = Some("backup".into());
+        opts.endpoint = Some(endpoint("https://minio.example:9000"));
+        let vars = [
+            ("AWS_ENDPOINT_URL_S3", "http://elsewhere:1"),
+            ("AWS_ENDPOINT_URL", "http://elsewhere:2"),
+        ];
+        let builder = s3(&opts, &vars).unwrap();
+        for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+            assert_eq!(
+                builder.get_config_value(&key).as_deref(),
+                Some("https://minio.example:9000")
+            );
+        }
+        // Without the flag the S3-specific variable wins, and is the only endpoint.
+        let builder = s3(&options(), &vars).unwrap();
+        for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+            assert_eq!(
+                builder.get_config_value(&key).as_deref(),
+                Some("http://elsewhere:1")
+            );
+        }
+        // An empty variable is unset: the default profile names none, so none at all.
+        let builder = s3(&options(), &[("AWS_ENDPOINT_URL", "")]).unwrap();
+        assert_eq!(builder.get_config_value(&AmazonS3ConfigKey::Endpoint), None);
+    }
+
+    #[test]
+    fn an_unusable_endpoint_from_anywhere_is_a_configuration_error_naming_it() {
+        let err = s3(&options(), &[("AWS_ENDPOINT_URL", "localhost:9000")]).unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Config);
+        assert!(
+            err.to_string()
+                .starts_with("AWS_ENDPOINT_URL \"localhost:9000\""),
+            "{err}"
+        );
+        let mut opts = options();
+        opts.profile = Some("bad".into());
+        let err = s3_builder(
+            &opts,
+            ClientOptions::new(),
+            &env(&[]),
+            (
+                String::new(),
+                "[profile bad]\nendpoint_url = minio:9000\n".into(),
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("endpoint_url of AWS profile bad \"minio:9000\""),
+            "{err}"
+        );
+        let err = azure_builder(
+            &options(),
+            ClientOptions::new(),
+            &env(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=a;AccountKey=k;BlobEndpoint=127.0.0.1:10000/a",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Config);
+        assert!(err.to_string().contains("BlobEndpoint"), "{err}");
+        let err = gcs_builder(
+            &options(),
+            ClientOptions::new(),
+            &env(&[("GOOGLE_BASE_URL", "gcs:4443")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("GOOGLE_BASE_URL"), "{err}");
+        let mut opts = options();
+        opts.profile = Some("nope".into());
+        assert_eq!(
+            s3(&opts, &[]).unwrap_err().kind(),
+            wal_core::ErrorKind::Config
+        );
+    }
+
+    #[test]
+    fn azure_and_gcs_take_the_endpoint_flag_too() {
+        let mut opts = options();
+        opts.endpoint = Some(endpoint("HTTP://127.0.0.1:10000/devstoreaccount1/"));
+        let builder = azure_builder(
+            &opts,
+            ClientOptions::new(),
+            &env(&[
+                ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+                ("AZURE_STORAGE_ENDPOINT", "http://elsewhere:1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            builder
+                .get_config_value(&AzureConfigKey::Endpoint)
+                .as_deref(),
+            Some("http://127.0.0.1:10000/devstoreaccount1")
+        );
+        // The emulator mode would take its address elsewhere: refused, not dropped.
+        let err = azure_builder(
+            &opts,
+            ClientOptions::new(),
+            &env(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Config);
+        let mut opts = options();
+        opts.endpoint = Some(endpoint("http://127.0.0.1:4443"));
+        let builder = gcs_builder(
+            &opts,
+            ClientOptions::new(),
+            &env(&[("GOOGLE_BASE_URL", "http://elsewhere:1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            builder
+                .get_config_value(&GoogleConfigKey::BaseUrl)
+                .as_deref(),
+            Some("http://127.0.0.1:4443")
+        );
+    }
+
     #[test]
     fn connection_strings_parse_like_the_azure_sdk() {
         let parsed = parse_connection_string(
@@ -463,15 +688,22 @@ mod tests {
         let key = dir.path().join("sa.json");
         std::fs::write(&key, account.to_string()).unwrap();
         let path = key.to_string_lossy().into_owned();
-        let built = gcs_builder(&env(&[("GOOGLE_APPLICATION_CREDENTIALS", &path)]))
-            .with_bucket_name("bucket")
-            .build();
+        let built = gcs_builder(
+            &options(),
+            ClientOptions::new(),
+            &env(&[("GOOGLE_APPLICATION_CREDENTIALS", &path)]),
+        )
+        .unwrap()
+        .with_bucket_name("bucket")
+        .build();
         assert!(built.is_ok(), "{built:?}");
         // A credentials file that is not there is a configuration error.
-        let missing = gcs_builder(&env(&[(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "/nonexistent.json",
-        )]))
+        let missing = gcs_builder(
+            &options(),
+            ClientOptions::new(),
+            &env(&[("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent.json")]),
+        )
+        .unwrap()
         .with_bucket_name("bucket")
         .build();
         assert!(missing.is_err());

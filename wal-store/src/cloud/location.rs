@@ -1,6 +1,6 @@
 //! Where a cloud archive is, and Barman's object keys inside it.
 //!
-//! barman-cloud and Barman's cloud WAL storage (spec §5.2) name an object
+//! barman-cloud and Barman's cloud WAL storage name an object
 //! `<prefix>/<server>/wals/<hash_dir>/<name><ext>`: history files without the hash
 //! directory, `<ext>` the compression's extension (`.gz .bz2 .xz .zst .lz4 .snappy`, none
 //! when uncompressed). Keeping that layout exactly is what lets barman-cloud-wal-restore
@@ -9,6 +9,11 @@
 //! Encrypted objects are walpipe's own (Barman does not encrypt client-side): their key
 //! gets `.gpg` after the compression extension (`<name>.zst.gpg`). barman-cloud tools
 //! then see a name that is not WAL and skip it, rather than hand ciphertext to PostgreSQL.
+//!
+//! An archive URL or an endpoint that walpipe cannot use is refused here, before any
+//! request, as a configuration error (exit 78) naming the setting: the object-store client
+//! would otherwise panic on it, or quietly send the requests, signed with the user's
+//! credentials, somewhere the user did not say.
 
 use std::fmt;
 
@@ -55,30 +60,45 @@ pub struct CloudLocation {
 
 impl CloudLocation {
     /// Parses an archive URL; `Ok(None)` when `text` is not a cloud URL (a local path).
+    ///
+    /// The bucket must be a bucket or container name (letters, digits, `.`, `-`, `_`: what
+    /// S3, Azure and GCS allow between them) and the prefix plain path segments of
+    /// characters an object key holds as they are: the client would percent-encode the
+    /// others, giving keys Barman would not find.
     pub fn parse(text: &str) -> Result<Option<CloudLocation>, WalError> {
         let Some((scheme, rest)) = text.split_once("://") else {
             return Ok(None);
         };
+        let refuse = |why: String| WalError::Config(format!("--archive {:?}: {why}", shown(text)));
         let provider = match scheme {
             "s3" => Provider::S3,
             "az" | "azure" => Provider::Azure,
             "gs" | "gcs" => Provider::Gcs,
             _ => {
-                return Err(WalError::Usage(format!(
-                    "--archive {text}: unknown scheme {scheme:?} (s3://, az:// or gs://, or a directory)"
+                return Err(refuse(format!(
+                    "unknown scheme {scheme:?} (s3://, az:// or gs://, or a directory)"
                 )));
             }
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(WalError::Usage(format!(
-                "--archive {text}: no bucket or container name"
+            return Err(refuse("no bucket or container name".into()));
+        }
+        if let Some(bad) = bucket
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        {
+            return Err(refuse(format!(
+                "{bad:?} cannot be in a bucket or container name"
             )));
         }
         let prefix = prefix.trim_matches('/');
         if prefix.split('/').any(|part| part == "." || part == "..") || prefix.contains("//") {
-            return Err(WalError::Usage(format!(
-                "--archive {text}: the prefix must be plain path segments"
+            return Err(refuse("the prefix must be plain path segments".into()));
+        }
+        if let Some(bad) = prefix.chars().find(|&c| !key_char(c)) {
+            return Err(refuse(format!(
+                "{bad:?} cannot be in the prefix (object keys would not hold it as it is)"
             )));
         }
         Ok(Some(CloudLocation {
@@ -142,6 +162,175 @@ impl fmt::Display for CloudLocation {
             self.prefix
         )
     }
+}
+
+/// Whether object_store keeps `c` as it is in a key: it percent-encodes control
+/// characters and those S3 and GCS advise against.
+fn key_char(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\\' | '{'
+                | '^'
+                | '}'
+                | '%'
+                | '`'
+                | ']'
+                | '"'
+                | '>'
+                | '['
+                | '~'
+                | '<'
+                | '#'
+                | '|'
+                | '*'
+                | '?'
+        )
+}
+
+/// A URL as messages show it: `…` in place of the `user:password@` of its authority and
+/// of its query (an Azure SAS is one) or fragment, so that no error line carries a secret.
+#[must_use]
+pub fn shown(text: &str) -> String {
+    let (text, tail) = match text.find(['?', '#']) {
+        Some(at) => (&text[..at], format!("{}…", &text[at..=at])),
+        None => (text, String::new()),
+    };
+    let Some(scheme_end) = text.find("://") else {
+        return format!("{text}{tail}");
+    };
+    let (scheme, rest) = text.split_at(scheme_end + 3);
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}…@{}{tail}", &rest[at + 1..]),
+        None => format!("{text}{tail}"),
+    }
+}
+
+/// A server to send the requests to instead of the provider's own: an S3-compatible
+/// server, an Azure blob endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite),
+/// a GCS emulator.
+///
+/// `http://` or `https://` (any case), a host (a name, an IPv4 address or a bracketed IPv6
+/// one), an optional port from 1 to 65535, an optional path; no `user:password@`
+/// (credentials come from each cloud's own settings), no query, no fragment, nothing a URL
+/// cannot hold as it is. A trailing `/` is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    url: String,
+    http: bool,
+}
+
+impl Endpoint {
+    /// Parses `text`, given by `setting` (`--endpoint-url`, `AWS_ENDPOINT_URL`, …), which
+    /// names it in the error: a configuration error (exit 78).
+    pub fn parse(setting: &str, text: &str) -> Result<Endpoint, WalError> {
+        let refuse = |why: &str| WalError::Config(format!("{setting} {:?}: {why}", shown(text)));
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(refuse("not a URL (http://HOST[:PORT][/PATH] or https://…)"));
+        };
+        let http = if scheme.eq_ignore_ascii_case("http") {
+            true
+        } else if scheme.eq_ignore_ascii_case("https") {
+            false
+        } else {
+            return Err(refuse("the scheme must be http:// or https://"));
+        };
+        if rest.contains(['?', '#']) {
+            return Err(refuse("an endpoint has no query or fragment"));
+        }
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.contains('@') {
+            return Err(refuse(
+                "credentials do not belong in the endpoint URL (give them as the cloud's \
+                 own settings)",
+            ));
+        }
+        let port = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((address, after)) = v6.split_once(']') else {
+                return Err(refuse("an IPv6 address must end with ']'"));
+            };
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(refuse("not an IPv6 address between '[' and ']'"));
+            }
+            match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return Err(refuse("only :PORT may follow the host")),
+                },
+            }
+        } else {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            if host.is_empty() {
+                return Err(refuse("no host"));
+            }
+            if !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(refuse(
+                    "the host must be a name or an address (letters, digits, '.', '-')",
+                ));
+            }
+            port
+        };
+        if let Some(port) = port
+            && !(port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p > 0))
+        {
+            return Err(refuse("the port must be a number from 1 to 65535"));
+        }
+        if !path_is_plain(path) {
+            return Err(refuse(
+                "the path holds a character a URL cannot carry as it is",
+            ));
+        }
+        let scheme = if http { "http" } else { "https" };
+        Ok(Endpoint {
+            url: format!("{scheme}://{authority}{}", path.trim_end_matches('/')),
+            http,
+        })
+    }
+
+    /// The URL, scheme in lower case, without a trailing `/`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether requests go in plain http (which the client then has to be allowed).
+    #[must_use]
+    pub fn is_http(&self) -> bool {
+        self.http
+    }
+}
+
+/// Whether `path` is made of RFC 3986 path characters (`%` only before two hex digits).
+fn path_is_plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if !plain {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// `<hash_dir>/<name>`, or `<name>` for history files.
@@ -213,9 +402,106 @@ mod tests {
             CloudLocation::parse("/var/lib/barman/pg/wals").unwrap(),
             None
         );
-        assert!(CloudLocation::parse("ftp://x/y").is_err());
-        assert!(CloudLocation::parse("s3:///prefix").is_err());
-        assert!(CloudLocation::parse("s3://b/a/../c").is_err());
+        for bad in [
+            "ftp://x/y",
+            "s3://",
+            "az://",
+            "gs:///p",
+            "s3:///prefix",
+            "s3://b/a/../c",
+            "s3://b/./c",
+            "s3://b/a//c",
+            "s3://my bucket/p",
+            "s3://b?versionId=1",
+            "s3://b/pre%20fix",
+            "s3://b/a*b",
+            "s3://b/a\nb",
+        ] {
+            let err = CloudLocation::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), wal_core::ErrorKind::Config, "{bad}");
+            let text = err.to_string();
+            assert!(text.starts_with("--archive \""), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+        // Legacy S3 bucket names and Garage's are accepted as they are.
+        assert!(CloudLocation::parse("s3://Old_Bucket.1/a-b/c_d.e").is_ok());
+    }
+
+    #[test]
+    fn a_refused_archive_url_never_shows_its_credentials() {
+        let err = CloudLocation::parse("s3://AKIA:SECRET@bucket/p?sig=SAS").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("SECRET") && !text.contains("SAS"), "{text}");
+        assert!(!text.contains("AKIA"), "{text}");
+        assert_eq!(
+            shown("https://user:pw@host:1/p?sv=1&sig=x"),
+            "https://…@host:1/p?…"
+        );
+        assert_eq!(shown("http://host/p#frag"), "http://host/p#…");
+        assert_eq!(shown("localhost:9000"), "localhost:9000");
+    }
+
+    #[test]
+    fn endpoints_are_http_urls_with_a_host() {
+        let ok = |text: &str| Endpoint::parse("--endpoint-url", text).unwrap();
+        let garage = ok("http://127.0.0.1:3900/");
+        assert_eq!(
+            (garage.as_str(), garage.is_http()),
+            ("http://127.0.0.1:3900", true)
+        );
+        let upper = ok("HTTP://Example.COM");
+        assert_eq!(
+            (upper.as_str(), upper.is_http()),
+            ("http://Example.COM", true)
+        );
+        let azurite = ok("https://[::1]:10000/devstoreaccount1");
+        assert_eq!(
+            (azurite.as_str(), azurite.is_http()),
+            ("https://[::1]:10000/devstoreaccount1", false)
+        );
+        ok("https://s3.eu-west-1.amazonaws.com");
+        ok("http://minio_1:9000/a%2Fb");
+        for bad in [
+            "",
+            "localhost:9000",
+            "127.0.0.1",
+            "http//127.0.0.1:1",
+            "http:/127.0.0.1:1",
+            "https:127.0.0.1",
+            "ftp://x",
+            "s3://bucket",
+            "http://",
+            "http://:9000",
+            "http://bad host",
+            " http://127.0.0.1:1",
+            "http://127.0.0.1:1 ",
+            "http://127.0.0.1:",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:+80",
+            "http://[::1",
+            "http://[zz]:1",
+            "http://[::1]x",
+            "http://bücher.example",
+            "http://127.0.0.1:1/a b",
+            "http://127.0.0.1:1/%zz",
+            "http://127.0.0.1:1/?x=1",
+            "http://127.0.0.1:1#f",
+            "http://127.0.0.1:1/\n",
+        ] {
+            let err = Endpoint::parse("--endpoint-url", bad).unwrap_err();
+            assert_eq!(err.kind(), wal_core::ErrorKind::Config, "{bad:?}");
+            let text = err.to_string();
+            assert!(text.starts_with("--endpoint-url \""), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+        let err = Endpoint::parse("AWS_ENDPOINT_URL", "http://key:secret@127.0.0.1:1").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("AWS_ENDPOINT_URL \"http://…@127.0.0.1:1\": credentials"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct CloudTarget {
     /// Where a conflicting source goes (`--errors-dir`); without it a conflict fails the
     /// record and leaves the source where it is.
     pub errors: Option<PathBuf>,
+    /// The local incoming queue (`--incoming`), if any: sources are removed only from a queue.
+    pub incoming: Option<PathBuf>,
+    /// The local streaming queue (`--streaming`), if any.
+    pub streaming: Option<PathBuf>,
 }
 
 /// One stored object.
