@@ -76,16 +76,7 @@ impl Config {
                 level: args.level.unwrap_or_default(),
             }
         };
-        let jobs = match args.jobs {
-            Some(asked) if asked > MAX_JOBS => {
-                return Err(WalError::Usage(format!(
-                    "--jobs {asked}: at most {MAX_JOBS} files at once (0: one per core)"
-                )));
-            }
-            asked => asked
-                .and_then(NonZeroUsize::new)
-                .unwrap_or_else(default_jobs),
-        };
+        let jobs = wal_core::stage::jobs(args.jobs, default_jobs)?;
         let temp_dir = match args.temp_dir {
             Some(dir) if dir.as_os_str().is_empty() => {
                 return Err(WalError::Usage("--temp-dir: empty path".into()));

@@ -61,7 +61,7 @@ impl<'a> Transformer<'a> {
             return Ok(());
         }
         let path = record.require_path()?.clone();
-        let mut input = Watched::new(File::open(&path).context("cannot open", &path)?);
+        let mut input = Watched::new(wal_core::durable::open_wal(&path)?);
         let (temp, mut output) = self.create_copy(record, &path, "compressed")?;
         let result = codec::compress(algorithm, level, &mut input, &mut output)
             .and_then(|(_, output)| output.flush());
@@ -92,7 +92,7 @@ impl<'a> Transformer<'a> {
                 None => return Ok(()),
             },
         };
-        let source = File::open(&path).context("cannot open", &path)?;
+        let source = wal_core::durable::open_wal(&path)?;
         let mut input = BufReader::with_capacity(BUFFER_SIZE, Watched::new(source));
         let (temp, mut output) = self.create_copy(record, &path, "decompressed")?;
         let result =

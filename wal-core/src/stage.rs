@@ -28,6 +28,22 @@ use crate::record::{RecordError, WalRecord};
 /// `--jobs 100000` is refused instead of exhausting threads or memory.
 pub const MAX_JOBS: usize = 256;
 
+/// A transforming stage's `--jobs`: `None` or 0 means `default` (one per core, capped by
+/// the stage), more than [`MAX_JOBS`] is a usage error naming the flag.
+pub fn jobs(
+    asked: Option<usize>,
+    default: impl FnOnce() -> std::num::NonZeroUsize,
+) -> Result<std::num::NonZeroUsize, WalError> {
+    match asked {
+        Some(asked) if asked > MAX_JOBS => Err(WalError::Usage(format!(
+            "--jobs {asked}: at most {MAX_JOBS} files at once (0: one per core)"
+        ))),
+        asked => Ok(asked
+            .and_then(std::num::NonZeroUsize::new)
+            .unwrap_or_else(default)),
+    }
+}
+
 /// How many records the input thread reads ahead of the stage.
 const READ_AHEAD: usize = 64;
 

@@ -192,16 +192,7 @@ impl Config {
                     .into(),
             ));
         };
-        let jobs = match args.jobs {
-            Some(asked) if asked > MAX_JOBS => {
-                return Err(WalError::Usage(format!(
-                    "--jobs {asked}: at most {MAX_JOBS} files at once (0: one per core)"
-                )));
-            }
-            asked => asked
-                .and_then(NonZeroUsize::new)
-                .unwrap_or_else(default_jobs),
-        };
+        let jobs = wal_core::stage::jobs(args.jobs, default_jobs)?;
         Ok(Config {
             mode,
             jobs,

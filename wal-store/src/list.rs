@@ -7,7 +7,6 @@
 //! listing of `…/<server>/wals/`; compression and encryption come from the key's
 //! extensions, as barman-cloud names them.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -121,7 +120,7 @@ pub fn run(target: &Target, output: impl Write) -> Result<Summary> {
 pub(crate) fn identify(path: &Path) -> io::Result<(Option<Compression>, Option<Encryption>)> {
     let length = MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH);
     let mut head = Vec::with_capacity(length);
-    File::open(path)?
+    wal_core::durable::open_regular(path)?
         .take(length as u64)
         .read_to_end(&mut head)?;
     if openpgp::identify(&head).is_some() {

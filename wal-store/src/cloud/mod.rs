@@ -344,7 +344,7 @@ impl<'a> Bucket<'a> {
         path: &Path,
         key: &str,
     ) -> Result<()> {
-        let mut file = File::open(path).context("cannot open", path)?;
+        let mut file = wal_core::durable::open_wal(path)?;
         let mut buffer = vec![0u8; part_size.min(8 << 20)];
         loop {
             writer
