@@ -21,11 +21,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wal_core::WalName;
+use wal_core::shape;
 use walpipe_tests::clean_cloud_command;
 use walpipe_tests::watchdog::run_within;
 use walpipe_tests::{
-    Azurite, Garage, WorkDir, ndjson, parse_records, target_bin, wal_cache_dir,
-    wal_fixture_segments,
+    Azurite, Garage, SEGMENT_SIZE, WorkDir, ndjson, parse_records, target_bin, wal_cache_dir,
+    wal_fixture_segments, wal_segment_of,
 };
 
 const SERVER: &str = "pg";
@@ -239,6 +241,9 @@ impl World {
                         SERVER,
                         "--archive",
                         &self.store.walpipe_url(prefix),
+                        // The queue whose entries it may remove once stored.
+                        "--incoming",
+                        queue.to_str().unwrap(),
                     ]),
                 ),
             ],
@@ -321,7 +326,10 @@ impl World {
         );
         let written = run(
             self.wal_store(&["get", "--server", SERVER, "--archive", &url, "--to"])
-                .arg(&dest),
+                .arg(&dest)
+                // Where the temps it may move into place or remove are.
+                .arg("--temp-dir")
+                .arg(&temps),
             &String::from_utf8(plain.stdout).unwrap(),
         );
         assert_eq!(
@@ -378,6 +386,15 @@ fn wal_set() -> Vec<(String, Vec<u8>)> {
     set
 }
 
+/// The system identifier of the cluster that wrote the real segment `(name, bytes)`,
+/// from its long page header.
+fn system_identifier((name, bytes): &(String, Vec<u8>)) -> u64 {
+    let parsed = WalName::parse(name).expect("a segment name");
+    shape::check_segment(&parsed, bytes, bytes.len() as u64)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .system_identifier
+}
+
 /// A timeline history file as PostgreSQL writes it.
 fn history() -> (String, Vec<u8>) {
     (
@@ -409,9 +426,15 @@ fn barman_restores_walpipe(world: &World, algorithm: &str) {
         );
     }
     // The end of a streamed timeline: barman-cloud-wal-restore takes `<seg>.partial` for
-    // `<seg>` when that is all there is.
+    // `<seg>` when that is all there is. pg_receivewal's partial is segment-sized and
+    // opens with the long page header of its segment, here of the real set's cluster.
     let partial = "000000010000000000000040.partial";
-    let data = files[0].1.clone();
+    let data = wal_segment_of(
+        &partial[..24],
+        40,
+        SEGMENT_SIZE,
+        system_identifier(&files[0]),
+    );
     world.walpipe_archive(
         &format!("{prefix}-partial"),
         algorithm,

@@ -77,6 +77,9 @@ impl Archiving {
                     cluster.endpoint(node).into(),
                     "--jobs".into(),
                     "2".into(),
+                    // The queue whose entries it may remove once stored.
+                    "--incoming".into(),
+                    queue.into(),
                 ],
             ),
         ];
@@ -189,7 +192,10 @@ fn restore(cluster: &GarageCluster, node: usize, name: &str, scratch: &Path) -> 
         ])
         .arg(cluster.endpoint(node))
         .arg("--to")
-        .arg(&dest);
+        .arg(&dest)
+        // Where the temps it may move into place or remove are.
+        .arg("--temp-dir")
+        .arg(&temps);
     let written = run(&mut write, &String::from_utf8(plain.1).unwrap());
     assert_eq!(written.0, 0, "get --to {name}: {}", written.2);
     let bytes = fs::read(&dest).unwrap();

@@ -57,7 +57,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use wal_core::Compression;
+use wal_core::shape::{self, HEADER_LENGTH};
+use wal_core::{Compression, WalName};
 use walpipe_tests::convergence::{
     BASE_MTIME, Catalogue, Original, Queue, WalState, column_problems, compare_stored, file_len,
     hidden_names, leftover_problems, names_in, new_windows, originals, wal_state,
@@ -68,7 +69,7 @@ use walpipe_tests::crash::{
 use walpipe_tests::s3reader::{S3Object, Upload};
 use walpipe_tests::wrappers::bin_dir;
 use walpipe_tests::{
-    Garage, Gpg, S3Reader, SEGMENT_SIZE, WorkDir, clean_cloud_command, script, synthetic_segment,
+    Garage, Gpg, S3Reader, SEGMENT_SIZE, WorkDir, clean_cloud_command, script, wal_segment_of,
 };
 
 /// The archive is `s3://<bucket>/PREFIX`; each epoch's server keeps its keys under
@@ -95,6 +96,16 @@ const PIPELINE: Pipeline = Pipeline {
     stages: &STAGES,
     hang_timeout: Duration::from_secs(120),
 };
+
+/// The system identifier of the cluster that wrote the real segment `original`, from its
+/// long page header.
+fn system_identifier(original: &Original) -> u64 {
+    let bytes = fs::read(&original.bytes_at).expect("read a real segment");
+    let name = WalName::parse(&original.name).expect("a segment name");
+    shape::check_segment(&name, &bytes, bytes.len() as u64)
+        .unwrap_or_else(|e| panic!("{}: {e}", original.name))
+        .system_identifier
+}
 
 // ---------------------------------------------------------------------------------------
 // Kill plans
@@ -226,17 +237,19 @@ impl Rig {
         fs::create_dir(work.join("check")).expect("create the check directory");
         let mut originals = originals(REAL_SEGMENTS, &keep);
         // Incompressible (xorshift bytes), then the kit's mixed content: names of another
-        // log file than the real set's, mtimes after theirs.
+        // log file than the real set's, mtimes after theirs. Each opens with the long page
+        // header of its name, of the real segments' cluster (wal-store stores nothing
+        // that is not WAL-shaped).
+        let system_id = system_identifier(&originals[0]);
         let mut bytes = Rng::new(seed, 3);
         for i in 0..=RANDOM_SEGMENTS {
             let name = format!("0000000100000001{i:08X}");
-            let content = if i < RANDOM_SEGMENTS {
-                (0..SEGMENT_SIZE / 8)
-                    .flat_map(|_| bytes.next_u64().to_le_bytes())
-                    .collect()
-            } else {
-                synthetic_segment(seed, SEGMENT_SIZE)
-            };
+            let mut content = wal_segment_of(&name, seed, SEGMENT_SIZE, system_id);
+            if i < RANDOM_SEGMENTS {
+                for chunk in content[HEADER_LENGTH..].chunks_mut(8) {
+                    chunk.copy_from_slice(&bytes.next_u64().to_le_bytes()[..chunk.len()]);
+                }
+            }
             let bytes_at = keep.join(&name);
             fs::write(&bytes_at, content).expect("write a synthetic segment");
             originals.push(Original {

@@ -6,9 +6,12 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
+use wal_core::WalName;
+use wal_core::shape;
 use walpipe_tests::{
-    PgCluster, SEGMENT_SIZE, WorkDir, as_postgres, clean_command, postgres_owner, script,
-    synthetic_segment, target_bin, wal_fixture_segments, workspace_root,
+    PG15_PAGE_MAGIC, PgCluster, SEGMENT_SIZE, TEST_SYSTEM_ID, WorkDir, as_postgres, clean_command,
+    history_file, postgres_owner, script, synthetic_segment, target_bin, wal_fixture_segments,
+    wal_segment, wal_segment_of, wal_segment_sized, workspace_root,
 };
 
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -220,6 +223,56 @@ fn synthetic_segment_is_deterministic_and_mixed() {
     assert!(zeros > SEGMENT_SIZE / 10, "zeros: {zeros}");
     assert!(zeros < SEGMENT_SIZE / 2, "zeros: {zeros}");
     assert!(histogram.iter().all(|&n| n > 0), "every byte value occurs");
+}
+
+/// What wal-store checks before storing and before restoring ([`wal_core::shape`]) must
+/// take the kit's WAL for what it says it is: every test that stores a `wal_segment` relies
+/// on it.
+#[test]
+fn wal_segments_and_history_files_have_the_shape_walpipe_checks() {
+    let checked = |name: &str, bytes: &[u8]| {
+        let parsed = WalName::parse(name).unwrap();
+        shape::check(&parsed, bytes, bytes.len() as u64).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    for name in ["000000010000000000000001", "00000003000000020000000F"] {
+        let a = wal_segment(name, 1);
+        assert_eq!(a.len(), 1 << 20);
+        let header = checked(name, &a).expect("a segment has a long header");
+        assert_eq!(header.system_identifier, TEST_SYSTEM_ID);
+        assert_eq!(header.magic, PG15_PAGE_MAGIC);
+        assert_eq!(header.pg_version, "15");
+        assert_eq!(header.segment_size.bytes(), 1 << 20);
+        let b = wal_segment(name, 2);
+        assert!(a != b, "another seed, other content under the same name");
+        assert_eq!(a[..40], b[..40], "the same header");
+        // The same bytes under another segment's name are not that segment.
+        let parsed = WalName::parse("000000010000000000000005").unwrap();
+        assert!(shape::check(&parsed, &a, a.len() as u64).is_err(), "{name}");
+        // A partial segment of it too.
+        checked(&format!("{name}.partial"), &a);
+    }
+    let name = "000000010000000000000003";
+    let big = wal_segment_sized(name, 7, SEGMENT_SIZE);
+    assert_eq!(
+        checked(name, &big).unwrap().segment_size.bytes(),
+        SEGMENT_SIZE as u64
+    );
+    let other = wal_segment_of(name, 7, SEGMENT_SIZE, 42);
+    assert_eq!(checked(name, &other).unwrap().system_identifier, 42);
+    for timeline in [2, 3, 16] {
+        checked(&format!("{timeline:08X}.history"), &history_file(timeline));
+    }
+    // The real segments, and of one cluster.
+    let systems: std::collections::BTreeSet<u64> = wal_fixture_segments()
+        .iter()
+        .map(|path| {
+            let bytes = fs::read(path).unwrap();
+            checked(path.file_name().unwrap().to_str().unwrap(), &bytes)
+                .unwrap()
+                .system_identifier
+        })
+        .collect();
+    assert_eq!(systems.len(), 1, "{systems:?}");
 }
 
 #[test]

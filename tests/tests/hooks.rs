@@ -182,10 +182,15 @@ echo $n > "$count"
     }
 
     fn queue_file(&self, name: &str, text: &str, fixture: usize) -> Vec<u8> {
+        self.queue_bytes(name, text.as_bytes(), fixture)
+    }
+
+    /// `bytes` as `incoming/<name>`, with the mtime of fixture number `fixture`.
+    fn queue_bytes(&self, name: &str, bytes: &[u8], fixture: usize) -> Vec<u8> {
         let path = self.incoming().join(name);
-        fs::write(&path, text).unwrap();
+        fs::write(&path, bytes).unwrap();
         set_mtime(&path, mtime_for(fixture));
-        text.as_bytes().to_vec()
+        bytes.to_vec()
     }
 
     fn archive_wal<I, S>(&self, args: I) -> Run
@@ -494,8 +499,12 @@ fn post_hooks_see_barman_error_after_a_conflict() {
     let fx = Fixture::new();
     fx.queue_segment(SEG1, 0);
     assert_eq!(fx.archive_wal(Vec::<&str>::new()).code, 0);
-    // The same name with other content: wal-store moves it to errors/ and fails it.
-    fx.queue_segment(SEG1, 1);
+    // The same name with other content (the same segment, one byte changed past its page
+    // header, so it still has the shape of SEG1): wal-store moves it to errors/ and fails
+    // it.
+    let mut other = fs::read(&wal_fixture_segments()[0]).unwrap();
+    other[1 << 20] ^= 0xFF;
+    fx.queue_bytes(SEG1, &other, 1);
     let run = fx.archive_wal([
         "--post-archive-retry-script",
         &fx.hook("post-retry"),

@@ -35,8 +35,8 @@ use walpipe_tests::wrappers::{
     wrapper_as_postgres,
 };
 use walpipe_tests::{
-    Gpg, WorkDir, clean_command, running_as_root, script, synthetic_segment, wal_cache_dir,
-    wal_fixture_files,
+    Gpg, WorkDir, clean_command, running_as_root, script, wal_cache_dir, wal_fixture_files,
+    wal_segment,
 };
 
 const SERVER: &str = "pg";
@@ -129,10 +129,15 @@ fn segment_name(timeline: u32, segment: u32) -> String {
     format!("{timeline:08X}{:08X}{segment:08X}", 0)
 }
 
-/// `count` synthetic 1 MiB "segments" of timeline 1 from segment 1 on, with their content.
+/// `count` synthetic 1 MiB segments of timeline 1 from segment 1 on, with their content
+/// (WAL-shaped: wal-store checks what it stores and what it writes out).
 fn synthetic_files(count: u32) -> Vec<(String, Vec<u8>)> {
     (1..=count)
-        .map(|n| (segment_name(1, n), synthetic_segment(u64::from(n), 1 << 20)))
+        .map(|n| {
+            let name = segment_name(1, n);
+            let bytes = wal_segment(&name, u64::from(n));
+            (name, bytes)
+        })
         .collect()
 }
 
@@ -328,7 +333,7 @@ fn uncompressed_archives_queued_files_and_partial_segments_restore() {
     fs::write(home.incoming().join(&files[1].0), &files[1].1).unwrap();
     // The end of a streamed timeline: only a .partial, in the streaming queue.
     let last = segment_name(1, 3);
-    let partial = synthetic_segment(99, 1 << 20);
+    let partial = wal_segment(&last, 99);
     let streaming = home.home().join("pg/streaming");
     fs::create_dir_all(&streaming).unwrap();
     fs::write(streaming.join(format!("{last}.partial")), &partial).unwrap();

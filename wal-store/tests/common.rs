@@ -46,10 +46,11 @@ impl Home {
             self.wals().join(&name[..16]).join(name)
         }
     }
-    /// A queue file with deterministic content and a fixed mtime.
+    /// A queue file with WAL-shaped content for `name` ([`wal_content`]) and a fixed
+    /// mtime.
     pub fn queue_file(&self, name: &str, seed: u8) -> PathBuf {
         let path = self.incoming().join(name);
-        write_with_mtime(&path, &wal_bytes(seed), 1_700_000_000);
+        write_with_mtime(&path, &wal_content(name, seed), 1_700_000_000);
         path
     }
     pub fn errors_entries(&self) -> Vec<String> {
@@ -75,17 +76,40 @@ pub fn write_with_mtime(path: &Path, bytes: &[u8], mtime: u64) {
         .unwrap();
 }
 
-/// 64 KiB of WAL-like bytes: runs of zeros and a pattern that depends on `seed`.
-pub fn wal_bytes(seed: u8) -> Vec<u8> {
-    (0..65_536u32)
-        .map(|i| {
-            if i % 1024 < 512 {
-                0
-            } else {
-                (i as u8).wrapping_mul(31).wrapping_add(seed)
-            }
-        })
-        .collect()
+/// Content with the shape of WAL for the file name `name`, which `put` stores and `get`
+/// writes out: a 1 MiB segment ([`wal_segment`], also for a `.partial`), a history file
+/// (a `# seed` comment line makes seeds differ) or a backup label starting where the
+/// name says. Another `seed` gives other content under the same name.
+pub fn wal_content(name: &str, seed: u8) -> Vec<u8> {
+    if let Some(timeline) = name.strip_suffix(".history") {
+        let mut text = format!("# seed {seed}\n").into_bytes();
+        text.extend(history_file(u32::from_str_radix(timeline, 16).unwrap()));
+        return text;
+    }
+    if let Some(rest) = name.strip_suffix(".backup") {
+        return backup_label(&rest[..24], &rest[25..], seed);
+    }
+    wal_segment(&name[..24], u64::from(seed))
+}
+
+/// A backup label for a backup that started at `offset` (hex) into `segment`, with
+/// 1 MiB segments.
+fn backup_label(segment: &str, offset: &str, seed: u8) -> Vec<u8> {
+    let field = |range: std::ops::Range<usize>| u64::from_str_radix(&segment[range], 16).unwrap();
+    let start =
+        (field(8..16) << 32) + (field(16..24) << 20) + u64::from_str_radix(offset, 16).unwrap();
+    let stop = start + 0x100;
+    let lsn = |at: u64| format!("{:X}/{:X}", at >> 32, at & 0xFFFF_FFFF);
+    format!(
+        "START WAL LOCATION: {} (file {segment})\nSTOP WAL LOCATION: {} (file {segment})\n\
+         CHECKPOINT LOCATION: {}\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+         START TIME: 2023-11-14 22:13:20 UTC\nLABEL: seed {seed}\nSTART TIMELINE: 1\n\
+         STOP TIME: 2023-11-14 22:13:21 UTC\nSTOP TIMELINE: 1\n",
+        lsn(start),
+        lsn(stop),
+        lsn(start + 0x60),
+    )
+    .into_bytes()
 }
 
 /// The record wal-scan would emit for a queue file.
@@ -122,7 +146,7 @@ pub fn compressed_record(source: &Path) -> Value {
     record
 }
 
-pub use walpipe_tests::{ndjson, parse_records as parse};
+pub use walpipe_tests::{history_file, ndjson, parse_records as parse, wal_segment};
 
 /// `wal-store` with a clean environment.
 pub fn wal_store() -> Command {

@@ -39,8 +39,13 @@ fn compressed_by(tool: &str, bytes: &[u8]) -> Vec<u8> {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("the {tool} CLI is needed (scripts/install-test-deps): {e}"));
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    // Fed from another thread: a segment is larger than the pipes, and the tool writes
+    // its output while it reads.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(out.status.success());
     out.stdout
 }
@@ -128,7 +133,7 @@ fn a_barman_written_archive_is_read_by_magic() {
     // Barman stores compressed WAL under the plain name (spec §1.3) and catalogues it in
     // <server>-xlog.db; the magic alone says how to decompress it.
     let home = Home::new();
-    let gz = compressed_by("gzip", &wal_bytes(4));
+    let gz = compressed_by("gzip", &wal_segment(SEG1, 4));
     plant(&home.archived(SEG1), &gz);
     let history = compressed_by("bzip2", b"1\t0/3000028\tno recovery target specified\n");
     plant(&home.archived("00000002.history"), &history);
@@ -158,7 +163,7 @@ fn files_still_in_a_queue_are_found() {
     let home = Home::new();
     let queued = home.queue_file(SEG2, 2);
     let streaming = home.dir.path().join("pg/streaming").join(SEG3);
-    plant(&streaming, &wal_bytes(3));
+    plant(&streaming, &wal_segment(SEG3, 3));
     let out = get(&home, &[SEG2, SEG3], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let records = parse(&out.stdout);
@@ -170,7 +175,7 @@ fn files_still_in_a_queue_are_found() {
 #[test]
 fn the_archive_is_searched_before_the_queues() {
     let home = Home::new();
-    plant(&home.archived(SEG1), &wal_bytes(1));
+    plant(&home.archived(SEG1), &wal_segment(SEG1, 1));
     home.queue_file(SEG1, 9);
     let out = get(&home, &[SEG1], "");
     assert_eq!(parse(&out.stdout)[0]["path"], json!(home.archived(SEG1)));
@@ -180,7 +185,7 @@ fn the_archive_is_searched_before_the_queues() {
 fn partial_finds_the_partial_segment_only_when_asked() {
     let home = Home::new();
     let partial = format!("{SEG2}.partial");
-    plant(&home.archived(&partial), &wal_bytes(5));
+    plant(&home.archived(&partial), &wal_segment(SEG2, 5));
     let out = get(&home, &[SEG2], "");
     assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
 
@@ -193,12 +198,12 @@ fn partial_finds_the_partial_segment_only_when_asked() {
 
     // pg_receivewal's partial in the streaming queue comes first (Barman's order).
     let streaming = home.dir.path().join("pg/streaming").join(&partial);
-    plant(&streaming, &wal_bytes(6));
+    plant(&streaming, &wal_segment(SEG2, 6));
     let out = get(&home, &["--partial", SEG2], "");
     assert_eq!(parse(&out.stdout)[0]["path"], json!(streaming));
 
     // The complete segment wins over any partial.
-    plant(&home.archived(SEG2), &wal_bytes(7));
+    plant(&home.archived(SEG2), &wal_segment(SEG2, 7));
     let out = get(&home, &["--partial", SEG2], "");
     assert_eq!(parse(&out.stdout)[0]["name"], SEG2);
 }
@@ -206,8 +211,8 @@ fn partial_finds_the_partial_segment_only_when_asked() {
 #[test]
 fn several_names_print_the_found_and_name_each_missing_one() {
     let home = Home::new();
-    plant(&home.archived(SEG1), &wal_bytes(1));
-    plant(&home.archived(SEG3), &wal_bytes(3));
+    plant(&home.archived(SEG1), &wal_segment(SEG1, 1));
+    plant(&home.archived(SEG3), &wal_segment(SEG3, 3));
     let missing = "000000010000000000000009";
     let out = get(&home, &[SEG1, SEG2, SEG3, missing], "");
     assert_eq!(out.status.code(), Some(66));
@@ -224,13 +229,13 @@ fn several_names_print_the_found_and_name_each_missing_one() {
 #[test]
 fn to_dir_copies_each_under_its_name() {
     let home = Home::new();
-    plant(&home.archived(SEG1), &wal_bytes(1));
-    plant(&home.archived(SEG2), &wal_bytes(2));
+    plant(&home.archived(SEG1), &wal_segment(SEG1, 1));
+    plant(&home.archived(SEG2), &wal_segment(SEG2, 2));
     let dir = home.dir.path().join("spool");
     fs::create_dir(&dir).unwrap();
     let out = get(&home, &[SEG1, SEG2, "--to-dir", dir.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(fs::read(dir.join(SEG2)).unwrap(), wal_bytes(2));
+    assert_eq!(fs::read(dir.join(SEG2)).unwrap(), wal_segment(SEG2, 2));
     assert_eq!(parse(&out.stdout)[1]["path"], json!(dir.join(SEG2)));
 }
 
@@ -251,9 +256,10 @@ fn bad_flag_combinations_are_usage_errors() {
 /// A decompressed temp as wal-compress leaves it: `.<name>.decompressed`, listed in temps.
 fn temp_record(dir: &Path, name: &str, seed: u8) -> Value {
     let temp = dir.join(format!(".{name}.decompressed"));
-    fs::write(&temp, wal_bytes(seed)).unwrap();
+    let bytes = wal_segment(name, u64::from(seed));
+    fs::write(&temp, &bytes).unwrap();
     json!({
-        "name": name, "kind": "segment", "path": temp, "size": 65536, "time": 1.0,
+        "name": name, "kind": "segment", "path": temp, "size": bytes.len(), "time": 1.0,
         "compression": null, "encryption": null, "temps": [temp],
     })
 }
@@ -264,20 +270,21 @@ fn write_out_moves_a_temp_into_place() {
     let pg_wal = home.dir.path().join("pg_wal");
     fs::create_dir(&pg_wal).unwrap();
     let mut record = temp_record(&pg_wal, SEG1, 1);
-    let other = pg_wal.join(".fetched");
+    // The compressed download wal-store get left for wal-compress: a temp of ours too.
+    let other = pg_wal.join(format!(".{SEG1}.download"));
     fs::write(&other, b"compressed bytes").unwrap();
     record["temps"].as_array_mut().unwrap().push(json!(other));
     let temp = path_of(&record);
     let dest = pg_wal.join("RECOVERYXLOG");
     let out = get(&home, &["--to", dest.to_str().unwrap()], &ndjson(&[record]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(fs::read(&dest).unwrap(), wal_bytes(1));
+    assert_eq!(fs::read(&dest).unwrap(), wal_segment(SEG1, 1));
     assert!(!temp.exists(), "moved, not copied");
     assert!(!other.exists(), "the other temps are removed");
     let back = &parse(&out.stdout)[0];
     assert_eq!(back["path"], json!(dest));
     assert_eq!(back["outcome"], "fetched");
-    assert_eq!(back["size"], 65536);
+    assert_eq!(back["size"], 1 << 20);
     assert!(back.get("temps").is_none(), "{back}");
     assert_eq!(
         fs::read_dir(&pg_wal).unwrap().count(),
@@ -289,12 +296,12 @@ fn write_out_moves_a_temp_into_place() {
 #[test]
 fn write_out_copies_a_file_that_is_not_a_temp() {
     let home = Home::new();
-    plant(&home.archived(SEG1), &wal_bytes(1));
+    plant(&home.archived(SEG1), &wal_segment(SEG1, 1));
     let records = String::from_utf8(get(&home, &[SEG1], "").stdout).unwrap();
     let dest = home.dir.path().join("RECOVERYXLOG");
     let out = get(&home, &["--to", dest.to_str().unwrap()], &records);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(fs::read(&dest).unwrap(), wal_bytes(1));
+    assert_eq!(fs::read(&dest).unwrap(), wal_segment(SEG1, 1));
     assert!(home.archived(SEG1).exists(), "the archive keeps its file");
 }
 
@@ -307,17 +314,37 @@ fn write_out_to_dir_and_wal_names_only() {
     let mut evil = temp_record(&spool, SEG2, 2);
     evil["name"] = json!("../evil");
     let evil_temp = path_of(&evil);
+    // A record that fails here: its WAL name is taken in the spool.
+    plant(&spool.join(SEG3), b"already there");
+    let taken = temp_record(&spool, SEG3, 3);
+    let taken_temp = path_of(&taken);
     let out = get(
         &home,
         &["--to-dir", spool.to_str().unwrap()],
-        &ndjson(&[good, evil]),
+        &ndjson(&[good, evil, taken]),
     );
-    assert_eq!(out.status.code(), Some(1), "one record failed");
-    assert_eq!(fs::read(spool.join(SEG1)).unwrap(), wal_bytes(1));
+    // A name that is no plain file name makes the line no record at all (issue 11): it
+    // fails as bad input (65), and nothing it names is acted on.
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "the evil line is refused: {}",
+        stderr(&out)
+    );
+    let text = stderr(&out);
+    assert!(text.contains("../evil"), "{text}");
+    assert_eq!(fs::read(spool.join(SEG1)).unwrap(), wal_segment(SEG1, 1));
     assert!(!home.dir.path().join("evil").exists());
-    assert!(!evil_temp.exists(), "a failed record's temps are removed");
+    assert!(
+        evil_temp.exists(),
+        "a refused line's files are not ours to remove: left untouched"
+    );
+    assert!(!taken_temp.exists(), "a failed record's temps are removed");
+    assert_eq!(fs::read(spool.join(SEG3)).unwrap(), b"already there");
     let back = parse(&out.stdout);
-    assert_eq!(back[1]["error"]["kind"], "unknown");
+    assert_eq!(back[0]["outcome"], "fetched");
+    assert_eq!(back[1]["error"]["kind"], "bad_record");
+    assert!(back[2]["error"]["kind"].is_string(), "{}", back[2]);
 }
 
 #[test]
@@ -370,6 +397,6 @@ fn write_out_passes_failed_records_and_wants_one_for_to() {
         &ndjson(&[first, second]),
     );
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(fs::read(&dest).unwrap(), wal_bytes(1));
+    assert_eq!(fs::read(&dest).unwrap(), wal_segment(SEG1, 1));
     assert_eq!(parse(&out.stdout)[1]["error"]["kind"], "usage");
 }

@@ -15,11 +15,11 @@ fn stores_raw_wal_catalogues_it_and_removes_the_source() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(out[0]["outcome"], "stored");
     assert_eq!(out[0]["stored_at"], json!(home.archived(SEG1)));
-    assert_eq!(fs::read(home.archived(SEG1)).unwrap(), wal_bytes(1));
+    assert_eq!(fs::read(home.archived(SEG1)).unwrap(), wal_segment(SEG1, 1));
     assert!(!src.exists(), "source removed after storing");
     assert_eq!(
         home.xlogdb_text(),
-        format!("{SEG1}\t65536\t1700000000.0\tNone\tNone\n")
+        format!("{SEG1}\t1048576\t1700000000.0\tNone\tNone\n")
     );
     assert_eq!(
         fs::metadata(home.archived(SEG1)).unwrap().mtime(),
@@ -122,11 +122,11 @@ fn a_different_file_under_an_archived_name_goes_to_errors() {
     );
     assert_eq!(
         fs::read(home.errors().join(&errors[0])).unwrap(),
-        wal_bytes(2)
+        wal_segment(SEG1, 2)
     );
     assert_eq!(
         fs::read(home.archived(SEG1)).unwrap(),
-        wal_bytes(1),
+        wal_segment(SEG1, 1),
         "archive untouched"
     );
     assert!(!other.exists());
@@ -189,7 +189,7 @@ fn the_queue_mode_is_flat_and_has_no_catalogue() {
     let pg_wal = home.dir.path().join("pg_wal");
     fs::create_dir(&pg_wal).unwrap();
     let seg = pg_wal.join(SEG1);
-    write_with_mtime(&seg, &wal_bytes(1), 1_700_000_000);
+    write_with_mtime(&seg, &wal_segment(SEG1, 1), 1_700_000_000);
     let queue = |records: &[serde_json::Value]| {
         let out = wal_store()
             .args([
@@ -208,7 +208,10 @@ fn the_queue_mode_is_flat_and_has_no_catalogue() {
     };
     let (code, out) = queue(&[record_for(&seg)]);
     assert_eq!((code, out[0]["outcome"].as_str()), (0, Some("stored")));
-    assert_eq!(fs::read(home.incoming().join(SEG1)).unwrap(), wal_bytes(1));
+    assert_eq!(
+        fs::read(home.incoming().join(SEG1)).unwrap(),
+        wal_segment(SEG1, 1)
+    );
     assert!(seg.exists());
     assert!(!home.incoming().join("pg-xlog.db").exists());
     let (code, out) = queue(&[record_for(&seg)]);
@@ -217,11 +220,14 @@ fn the_queue_mode_is_flat_and_has_no_catalogue() {
         (0, Some("duplicate")),
         "re-delivery succeeds"
     );
-    write_with_mtime(&seg, &wal_bytes(9), 1_700_000_000);
+    write_with_mtime(&seg, &wal_segment(SEG1, 9), 1_700_000_000);
     let (code, out) = queue(&[record_for(&seg)]);
     assert_eq!(code, 1, "a different file with the same name fails");
     assert_eq!(out[0]["error"]["kind"], "conflict");
-    assert_eq!(fs::read(home.incoming().join(SEG1)).unwrap(), wal_bytes(1));
+    assert_eq!(
+        fs::read(home.incoming().join(SEG1)).unwrap(),
+        wal_segment(SEG1, 1)
+    );
 }
 
 #[test]
