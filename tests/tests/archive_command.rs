@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tempfile::TempDir;
-use walpipe_tests::wal_fixture_segments;
 use walpipe_tests::wrappers::{
     self, Run, XlogdbEntry, archived_path, dir_names, read_xlogdb, wrapper, zstd_decompress,
 };
+use walpipe_tests::{wal_fixture_segments, wal_segment_of};
 
 const SERVER: &str = "pg";
 const SEG1: &str = "000000010000000000000001";
@@ -86,6 +86,16 @@ impl Fixture {
     fn source(&self, name: &str, fixture: usize) -> PathBuf {
         self.source_in("src", name, fixture)
     }
+    /// `<tmp>/<sub>/<name>` holding [`other_wal`]`(name, seed)`, with the mtime of
+    /// fixture `seed`: another WAL under a name already delivered.
+    fn other_source_in(&self, sub: &str, name: &str, seed: u64) -> PathBuf {
+        let dir = self.dir.path().join(sub);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, other_wal(name, seed)).unwrap();
+        set_mtime(&path, mtime_for(seed as usize));
+        path
+    }
     /// `archive-command --home H --server pg ARGS...`
     fn archive_command<I, S>(&self, args: I) -> Run
     where
@@ -114,6 +124,16 @@ impl Fixture {
                 .args(args),
         )
     }
+}
+
+/// Another WAL under `name`: a segment of the fixtures' cluster (their system identifier
+/// and segment size, so the archive takes it for this server's WAL) whose content differs
+/// from the fixture of that name, as a timeline mix-up or a cluster restored from an old
+/// backup would hand over. Each `seed` gives other content.
+fn other_wal(name: &str, seed: u64) -> Vec<u8> {
+    let fixture = fs::read(&wal_fixture_segments()[0]).unwrap();
+    let system_id = u64::from_le_bytes(fixture[24..32].try_into().unwrap());
+    wal_segment_of(name, seed, fixture.len(), system_id)
 }
 
 fn mtime_for(fixture: usize) -> SystemTime {
@@ -231,14 +251,15 @@ fn queue_refuses_a_different_file_under_the_same_name() {
     let queued_before = snapshot(&first);
     assert_exit_0(&fx.archive_command([&first]), "first delivery");
 
-    // Another WAL under the same name (a second cluster archiving to the same place,
-    // or a timeline mix-up).
-    let other = fx.source_in("other", SEG1, 1);
+    // Another WAL under the same name (a timeline mix-up, a cluster restored from an
+    // old backup archiving to the same place).
+    let other = fx.other_source_in("other", SEG1, 1);
     let other_before = snapshot(&other);
     let run = fx.archive_command([&other]);
     assert_retryable_failure(&run, "different content");
     let line = one_line(&run.stderr);
     assert!(line.contains(SEG1), "the line names the file: {line:?}");
+    assert!(line.contains("different content"), "a conflict: {line:?}");
 
     assert_same_file(&fx.incoming().join(SEG1), &queued_before, "queued copy");
     assert_same_file(&other, &other_before, "refused source");
@@ -289,6 +310,193 @@ fn missing_wal_path_exits_66() {
         assert!(one_line(&run.stderr).contains(SEG1), "{run:?}");
     }
     assert!(!fx.home().exists(), "nothing created for a missing file");
+}
+
+/// Issue 11: a `%p` that is not a WAL file (another name, a directory, a FIFO, a symbolic
+/// link) used to exit 0 with nothing stored, and PostgreSQL then dropped the file as
+/// archived. It fails with 65, in one line naming the file and the cause; nothing is
+/// stored, queued, moved or left behind.
+#[test]
+fn a_wal_path_that_is_not_a_wal_file_fails_with_65_and_stores_nothing() {
+    let fx = Fixture::new();
+    let src = fx.src_dir();
+    let named_badly = fx.source("RECOVERYHISTORY", 0);
+    let directory = src.join(SEG2);
+    fs::create_dir(&directory).unwrap();
+    let fifo = src.join(SEG3);
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let target = fx.source_in("elsewhere", SEG1, 0);
+    let link = src.join(SEG1);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let cases = [
+        (&named_badly, "not a WAL file name"),
+        (&directory, "a directory, not a WAL file"),
+        (&fifo, "a fifo, not a WAL file"),
+        (&link, "a symbolic link, not a WAL file"),
+    ];
+    for direct in [false, true] {
+        for (path, cause) in cases {
+            let mut args = vec![path.as_os_str()];
+            if direct {
+                args.insert(0, OsStr::new("--direct"));
+            }
+            let run = fx.archive_command(args);
+            let what = format!("direct={direct} {}", path.display());
+            assert_eq!(run.code, 65, "{what}: {run:?}");
+            let line = one_line(&run.stderr);
+            assert!(
+                line.contains(&path.display().to_string()) && line.ends_with(cause),
+                "{what}: {line:?}"
+            );
+            assert_eq!(run.stdout, "", "{what}");
+        }
+    }
+    assert_eq!(
+        dir_names(&fx.incoming()),
+        Vec::<String>::new(),
+        "nothing queued"
+    );
+    let stored: Vec<String> = dir_names(&fx.wals())
+        .into_iter()
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert!(
+        stored.iter().all(|name| !name.starts_with('0')),
+        "nothing archived: {stored:?}"
+    );
+    assert_eq!(
+        dir_names(&fx.errors()),
+        Vec::<String>::new(),
+        "nothing moved"
+    );
+    assert!(named_badly.is_file() && directory.is_dir() && link.is_symlink() && fifo.exists());
+    assert_eq!(
+        dir_names(&src),
+        ["000000010000000000000001", SEG2, SEG3, "RECOVERYHISTORY"],
+        "nothing left beside the sources"
+    );
+}
+
+/// Issue 11: a `%p` under a WAL name that does not have the shape of WAL for that name
+/// (truncated, another segment's bytes) fails with 65 in one line naming the file and
+/// the cause: nothing is queued or stored, the source is left as it was, and PostgreSQL
+/// keeps the WAL.
+#[test]
+fn a_wal_path_without_the_shape_of_wal_fails_with_65() {
+    let fx = Fixture::new();
+    let truncated = fx.source(SEG1, 0);
+    let bytes = fs::read(&truncated).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    set_mtime(&truncated, mtime_for(0));
+    // Fixture 2 is segment 3: its bytes under the name of segment 2.
+    let renamed = fx.source(SEG2, 2);
+    let cases = [
+        (&truncated, "is not the segment size 16777216 of its header"),
+        (&renamed, "does not match the name (expected 0/2000000)"),
+    ];
+    for direct in [false, true] {
+        for (path, cause) in cases {
+            let before = snapshot(path);
+            let mut args = vec![path.as_os_str()];
+            if direct {
+                args.insert(0, OsStr::new("--direct"));
+            }
+            let run = fx.archive_command(args);
+            let what = format!("direct={direct} {}", path.display());
+            assert_eq!(run.code, 65, "{what}: {run:?}");
+            let line = one_line(&run.stderr);
+            assert!(
+                line.contains(&path.display().to_string()) && line.ends_with(cause),
+                "{what}: {line:?}"
+            );
+            assert_same_file(path, &before, &what);
+        }
+    }
+    assert_eq!(dir_names(&fx.incoming()), Vec::<String>::new());
+    assert!(!fx.wals().join(HASH).exists(), "nothing archived");
+    assert_eq!(dir_names(&fx.errors()), Vec::<String>::new());
+    assert_eq!(dir_names(&fx.src_dir()), [SEG1, SEG2]);
+}
+
+/// `--no-header-check` (the wrapper exports `WALPIPE_NO_HEADER_CHECK=1` to its stages)
+/// takes a `%p` by its name alone, as before issue 11: a truncated segment is queued as
+/// it is.
+#[test]
+fn no_header_check_queues_a_wal_path_by_its_name_alone() {
+    let fx = Fixture::new();
+    let truncated = fx.source(SEG1, 0);
+    let bytes = fs::read(&truncated).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    set_mtime(&truncated, mtime_for(0));
+    let before = snapshot(&truncated);
+    assert_eq!(fx.archive_command([&truncated]).code, 65, "checked");
+    let run = fx.archive_command([OsStr::new("--no-header-check"), truncated.as_os_str()]);
+    assert_exit_0(&run, "--no-header-check");
+    assert_same_file(&fx.incoming().join(SEG1), &before, "queued copy");
+    assert_same_file(&truncated, &before, "source");
+}
+
+/// Issue 11: a malformed `--endpoint-url` (or archive URL) panicked inside the object-store
+/// client, or was dropped and the segment sent, signed, to the provider's own endpoint.
+/// With `--direct` it is now a configuration error (78), one line naming the setting and
+/// the value without its credentials, found before any work or request.
+#[test]
+fn direct_to_a_cloud_archive_refuses_a_malformed_endpoint_or_url_with_78() {
+    let fx = Fixture::new();
+    let source = fx.source(SEG1, 0);
+    let temp = fx.dir.path().join("temp");
+    let secret = "s3cr3t-never-printed";
+    let cases: [(&str, &str, String); 5] = [
+        (
+            "s3://wals/p",
+            "localhost:9000",
+            "--endpoint-url \"localhost:9000\": ".into(),
+        ),
+        (
+            "gs://wals/p",
+            "http://bad host",
+            "--endpoint-url \"http://bad host\": ".into(),
+        ),
+        (
+            "az://wals/p",
+            "127.0.0.1:10000",
+            "--endpoint-url \"127.0.0.1:10000\": ".into(),
+        ),
+        (
+            "s3://wals/p",
+            "http://key:s3cr3t-never-printed@127.0.0.1:9",
+            "--endpoint-url \"http://…@127.0.0.1:9\": ".into(),
+        ),
+        (
+            "s3://",
+            "http://127.0.0.1:9",
+            "--archive \"s3://\": ".into(),
+        ),
+    ];
+    for (archive, endpoint, says) in cases {
+        let mut cmd = wrapper("archive-command");
+        walpipe_tests::clean_cloud_command(&mut cmd);
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "us-east-1")
+            .args(["--direct", "--server", SERVER, "--archive", archive])
+            .args(["--endpoint-url", endpoint, "--timeout", "2"])
+            .arg("--temp-dir")
+            .arg(&temp)
+            .arg(&source);
+        let run = run_cmd(&mut cmd);
+        assert_eq!(run.code, 78, "{archive} {endpoint}: {run:?}");
+        let line = one_line(&run.stderr);
+        assert!(line.contains(&says), "{archive} {endpoint}: {line:?}");
+        assert!(!line.contains(secret), "{line:?}");
+        assert!(!line.contains("panicked"), "{line:?}");
+        assert_eq!(
+            dir_names(&temp),
+            Vec::<String>::new(),
+            "no work done: {archive}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,11 +585,15 @@ fn direct_refuses_a_different_file_and_moves_nothing() {
     let stored_before = snapshot(&stored);
     let xlogdb_before = fx.xlogdb();
 
-    let other = fx.source_in("other", SEG1, 1);
+    let other = fx.other_source_in("other", SEG1, 1);
     let other_before = snapshot(&other);
     let run = fx.archive_command([OsStr::new("--direct"), other.as_os_str()]);
     assert_retryable_failure(&run, "different content");
     assert!(one_line(&run.stderr).contains(SEG1), "{run:?}");
+    assert!(
+        run.stderr.contains("different content"),
+        "a conflict: {run:?}"
+    );
 
     assert_same_file(&stored, &stored_before, "stored file");
     assert_eq!(fx.xlogdb(), xlogdb_before);
@@ -408,7 +620,14 @@ fn direct_places_history_and_backup_files_where_barman_does() {
     let backup = fx.src_dir().join(format!("{SEG2}.00000028.backup"));
     fs::write(
         &backup,
-        "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n",
+        "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+         STOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n\
+         CHECKPOINT LOCATION: 0/2000060\n\
+         BACKUP METHOD: streamed\n\
+         BACKUP FROM: primary\n\
+         START TIME: 2023-11-14 22:13:20 UTC\n\
+         LABEL: pg_basebackup base backup\n\
+         START TIMELINE: 1\n",
     )
     .unwrap();
     for path in [&history, &backup] {
@@ -720,9 +939,9 @@ fn archive_wal_moves_a_conflicting_wal_to_errors_with_barman_lines() {
     let stored_before = snapshot(&stored);
 
     // The same name with other content, then a new segment: the batch goes on.
-    let other = fx.source_in("home/pg/incoming", SEG1, 1);
+    let other = fx.other_source_in("home/pg/incoming", SEG1, 1);
     let other_bytes = fs::read(&other).unwrap();
-    fx.source_in("home/pg/incoming", SEG2, 2);
+    fx.source_in("home/pg/incoming", SEG2, 1);
     let run = fx.archive_wal(Vec::<&str>::new());
     assert_eq!(run.code, 1, "a failed record is reported: {run:?}");
     assert_eq!(

@@ -539,11 +539,140 @@ fn a_segment_of_another_system_is_refused_naming_both_identifiers() {
     );
     assert!(stranger.exists(), "the refused WAL stays where it is");
     assert!(fs::symlink_metadata(archived_path(&world.wals(), name)).is_err());
+    // archive_command's hand-off into the queue refuses it too: its PostgreSQL keeps it.
+    let pg_wal = world.work.join("pg_wal");
+    fs::create_dir_all(&pg_wal).unwrap();
+    let handed = write_file(
+        &pg_wal,
+        "00000001000000000000000A",
+        &wal_segment_of("00000001000000000000000A", 10, 1 << 20, TEST_SYSTEM_ID + 42),
+    );
+    let queue = Snapshot::of(&world.incoming());
+    let out = run(
+        wrapper("archive-command")
+            .arg("--home")
+            .arg(&world.home)
+            .args(["--server", SERVER])
+            .arg(&handed),
+        None,
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&TEST_SYSTEM_ID.to_string()),
+        "{}",
+        out.stderr
+    );
+    queue.assert_unchanged("archive-command of another system's WAL");
     // The archive's own WAL go on being archived.
     let next = "000000010000000000000009";
     world.queue(next, &wal_segment(next, 99));
     fs::remove_file(&stranger).unwrap();
     let out = world.archive_wal(&[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    world.assert_archive_intact();
+}
+
+#[test]
+fn a_source_is_dropped_only_for_what_was_made_from_it() {
+    let world = World::new();
+    let name = "000000010000000000000004";
+    let queued = world.incoming().join(name);
+    fs::write(&queued, wal_segment(name, 4)).unwrap();
+    // Another file (WAL-shaped, other bytes) as `path`, the queued WAL as `source`.
+    let other = write_file(&world.victim, "other", &wal_segment(name, 44));
+    let (out, records) = world.wal_store("put", &[], &[record(name, &other, Some(&queued), &[])]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(records[0]["outcome"], "stored");
+    assert!(
+        queued.exists(),
+        "the queued WAL was not what was stored: it stays"
+    );
+
+    // A temp that is a hard link to someone else's file is not ours to chmod or re-time.
+    let victim = Snapshot::of(&world.victim);
+    let temp = world.incoming().join(format!(".{name}.compressed"));
+    fs::hard_link(&other, &temp).unwrap();
+    let mut rec = record(name, &temp, Some(&queued), &[&temp]);
+    rec["time"] = json!(1e300);
+    let (out, records) = world.wal_store("put", &[], &[rec]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        records[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other names"),
+        "{}",
+        records[0]
+    );
+    victim.assert_unchanged("a hard-linked temp");
+    assert!(queued.exists());
+}
+
+#[test]
+fn a_precompressed_queue_file_is_checked_whole_and_catalogue_paths_must_be_files() {
+    let world = World::new();
+    let name = "000000010000000000000004";
+    let queued = world.incoming().join(name);
+    // Compressed by a client before it was queued: cut short, then padded beyond its size.
+    for bytes in [
+        wal_segment(name, 4)[..300_000].to_vec(),
+        [wal_segment(name, 4), vec![0u8; 5 << 20]].concat(),
+    ] {
+        let out = std::process::Command::new("zstd")
+            .args(["-q", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                let mut stdin = child.stdin.take().unwrap();
+                let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
+                let out = child.wait_with_output();
+                feeder.join().unwrap().unwrap();
+                out
+            })
+            .expect("the zstd CLI");
+        fs::write(&queued, &out.stdout).unwrap();
+        let out = world.archive_wal(&["--compression", "none"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains(name), "{}", out.stderr);
+        assert!(queued.exists(), "refused, kept queued");
+        assert!(fs::symlink_metadata(archived_path(&world.wals(), name)).is_err());
+    }
+    fs::remove_file(&queued).unwrap();
+
+    // xlog.db that is a fifo, a link or a WAL name: refused (78), nothing hangs or is
+    // written through.
+    let fifo = world.work.join("xlog.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let link = world.work.join("xlog.link");
+    symlink(world.victim.join("notes.txt"), &link).unwrap();
+    let victim = Snapshot::of(&world.victim);
+    let good = world.incoming().join(name);
+    fs::write(&good, wal_segment(name, 4)).unwrap();
+    for xlogdb in [
+        fifo,
+        link,
+        archived_path(&world.wals(), "000000010000000000000001"),
+    ] {
+        let line = ndjson(&[record(name, &good, Some(&good), &[])]);
+        let finished = run_within(
+            tool("wal-store")
+                .args(["put", "--server", SERVER, "--archive"])
+                .arg(world.wals())
+                .arg("--xlogdb")
+                .arg(&xlogdb),
+            &line,
+            Duration::from_secs(20),
+        );
+        assert!(
+            [1, 78].contains(&finished.code),
+            "{}: {finished:?}",
+            xlogdb.display()
+        );
+        victim.assert_unchanged(&format!("--xlogdb {}", xlogdb.display()));
+    }
+    let mut world = world;
+    world.archived.retain(|(n, _)| n != name);
     world.assert_archive_intact();
 }

@@ -43,6 +43,8 @@ impl LockFile {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // A lock file planted as a link must not make us write through it.
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(path)
             .context("cannot open lock file", path)?;
         let mut lock = match Flock::lock(file, how) {

@@ -81,17 +81,44 @@ impl Territory {
         Ok(self)
     }
 
-    /// Refuses queues, archive and `errors/` that are the same directory or lie one inside
-    /// another (temp directories may be anywhere: the archive root is a good one, a link
-    /// away from the hash directories).
+    /// Refuses queues, archive, `errors/` and a spool that are the same directory or lie
+    /// one inside another, and a spool that is one of the temp directories (restore's
+    /// `%p` directory: pg_wal). Temp directories may be anywhere else: the archive root
+    /// is a good one, a link away from the hash directories. A spool is emptied of
+    /// whatever carries a WAL name, so it must share nothing with WAL that must stay.
     pub fn check_disjoint(&self) -> Result<()> {
         let fixed: Vec<&Owned> = self
             .owned
             .iter()
-            .filter(|o| matches!(o.role, Role::Queue | Role::Archive | Role::Errors))
+            .filter(|o| {
+                matches!(
+                    o.role,
+                    Role::Queue | Role::Archive | Role::Errors | Role::Spool
+                )
+            })
             .collect();
+        for spool in self.owned.iter().filter(|o| o.role == Role::Spool) {
+            if let Some(temp) = self
+                .owned
+                .iter()
+                .find(|o| o.role == Role::Temp && o.resolved == spool.resolved)
+            {
+                return Err(WalError::Config(format!(
+                    "{} {} is the same directory as {} {}: a spool is emptied of WAL, \
+                     it must be a directory of its own",
+                    spool.label,
+                    spool.given.display(),
+                    temp.label,
+                    temp.given.display()
+                )));
+            }
+        }
         for (i, a) in fixed.iter().enumerate() {
-            for b in &fixed[i + 1..] {
+            // One spool may be named twice (`--to-dir` and `--temp-dir` of a prefetch).
+            for b in fixed[i + 1..]
+                .iter()
+                .filter(|b| !(a.role == Role::Spool && b.role == Role::Spool))
+            {
                 let relation = if a.resolved == b.resolved {
                     "is the same directory as"
                 } else if a.resolved.starts_with(&b.resolved) {
@@ -102,8 +129,8 @@ impl Territory {
                     continue;
                 };
                 return Err(WalError::Config(format!(
-                    "{} {} {relation} {} {}: the queues, the archive and the errors \
-                     directory must not overlap",
+                    "{} {} {relation} {} {}: the queues, the archive, the errors \
+                     directory and a spool must not overlap",
                     a.label,
                     a.given.display(),
                     b.label,
@@ -147,6 +174,11 @@ impl Territory {
         let meta = fs::symlink_metadata(path).map_err(|e| WalError::io("cannot stat", path, e))?;
         if !meta.file_type().is_file() {
             return Err(refusal(path, "is not a regular file"));
+        }
+        // A temp we made has one name: a second one is someone else's file, which
+        // changing the temp (its mode, its mtime) would change too.
+        if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(refusal(path, "has other names (hard links)"));
         }
         Ok(())
     }
@@ -292,9 +324,24 @@ mod tests {
         let mut t = territory(root);
         t.add(Role::Queue, "--incoming", &root.join("q")).unwrap();
         assert!(t.check_disjoint().is_err());
-        // A temp directory may be the archive root.
+        // A temp directory may be the archive root; a spool may not, nor a queue, nor
+        // the directory restore writes %p into.
         let mut t = territory(root);
         t.add(Role::Temp, "--temp-dir", &root.join("pg/wals"))
+            .unwrap();
+        assert!(t.check_disjoint().is_ok());
+        for spool in ["pg/wals", "pg/wals/0000000100000000", "pg/incoming", "tmp"] {
+            let mut t = territory(root);
+            t.add(Role::Spool, "--spool-dir", &root.join(spool))
+                .unwrap();
+            assert_eq!(
+                t.check_disjoint().unwrap_err().kind(),
+                crate::ErrorKind::Config,
+                "{spool}"
+            );
+        }
+        let mut t = territory(root);
+        t.add(Role::Spool, "--spool-dir", &root.join("spool"))
             .unwrap();
         assert!(t.check_disjoint().is_ok());
     }

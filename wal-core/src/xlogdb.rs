@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::compression::Compression;
@@ -159,11 +160,18 @@ impl Xlogdb {
         }
         let _lock = self.lock()?;
         let existed = self.path.exists();
+        // Never through a link, never a fifo or a device: the catalogue is a file of ours.
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
             .open(&self.path)
             .context("cannot open", &self.path)?;
+        self.must_be_regular(
+            file.metadata()
+                .context("cannot stat", &self.path)?
+                .file_type(),
+        )?;
         let text: String = lines.iter().map(XlogLine::to_line).collect();
         file.write_all(text.as_bytes())
             .context("cannot append to", &self.path)?;
@@ -182,7 +190,7 @@ impl Xlogdb {
     }
 
     fn read_locked(&self) -> Result<Vec<XlogLine>> {
-        let file = match fs::File::open(&self.path) {
+        let file = match durable::open_regular(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
@@ -207,6 +215,19 @@ impl Xlogdb {
         Ok(self.read()?.into_iter().map(|l| l.name).collect())
     }
 
+    /// Refuses a catalogue path that is not a regular file (a link, a fifo, a device, a
+    /// directory): a configuration error, before anything is written through it.
+    fn must_be_regular(&self, file_type: fs::FileType) -> Result<()> {
+        if file_type.is_file() {
+            return Ok(());
+        }
+        Err(WalError::Config(format!(
+            "{}: {}, not a catalogue file: xlog.db must be a regular file",
+            self.path.display(),
+            durable::describe_type(file_type)
+        )))
+    }
+
     /// Keeps only the lines `keep` accepts; returns how many were removed.
     pub fn retain(&self, mut keep: impl FnMut(&XlogLine) -> bool) -> Result<usize> {
         let _lock = self.lock()?;
@@ -227,6 +248,12 @@ impl Xlogdb {
     }
 
     fn write_locked(&self, lines: &[XlogLine]) -> Result<()> {
+        // Replacing renames over the path: whatever is there must be a catalogue already.
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) => self.must_be_regular(meta.file_type())?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io("cannot stat", &self.path, e)),
+        }
         let text: String = lines.iter().map(XlogLine::to_line).collect();
         durable::replace_durably(&self.path, |file| file.write_all(text.as_bytes()))
     }

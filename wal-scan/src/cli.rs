@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 /// `wal-scan`: list WAL files as records, one JSON object per line on stdout.
@@ -19,7 +20,7 @@ pub struct Args {
     /// WAL without checking that it has WAL's shape for its name (a segment of exactly
     /// its segment size opening with a PostgreSQL page header whose address matches the
     /// name; a history file or backup label of their grammar).
-    #[arg(long, global = true, env = "WALPIPE_NO_HEADER_CHECK")]
+    #[arg(long, global = true, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
     pub no_header_check: bool,
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{MTIME, Server, compressed_by, fake_wal, put, put_wal, scan, text};
+use crate::support::{MTIME, Server, compressed_by, put, put_wal, scan, text, wal_content};
 
 const SEG1: &str = "000000010000000000000001";
 const SEG2: &str = "000000010000000000000002";
@@ -18,9 +18,9 @@ fn archive(server: &Server) -> PathBuf {
     let wals = &server.wals;
     let hash = wals.join("0000000100000000");
     fs::create_dir(&hash).unwrap();
-    put(&hash, SEG1, &compressed_by("gzip", &fake_wal()));
-    put(&hash, SEG2, &compressed_by("zstd", &fake_wal()));
-    put(&hash, LABEL, b"START WAL LOCATION: 0/2000028\n");
+    put(&hash, SEG1, &compressed_by("gzip", &wal_content(SEG1, 0)));
+    put(&hash, SEG2, &compressed_by("zstd", &wal_content(SEG2, 0)));
+    put_wal(&hash, LABEL);
     put(&hash, ".000000010000000000000003.tmp", b"half-stored");
     put_wal(wals, HISTORY);
     put(wals, "stray", b"?");

@@ -131,12 +131,9 @@ fn the_listing_is_wal_store_lists_with_the_flags_given() {
             "s3://wals/prod",
             "--server",
             "pg",
-            "--endpoint-url",
-            "http://127.0.0.1:3900",
-            "--region",
-            "garage",
-            "--timeout",
-            "5"
+            "--endpoint-url=http://127.0.0.1:3900",
+            "--region=garage",
+            "--timeout=5"
         ]
     );
     assert_eq!(
@@ -166,6 +163,49 @@ fn a_failed_listing_fails_the_scan_with_wal_stores_status_and_line() {
     let beside = Beside::new("echo 'this is not a record'");
     let output = beside.scan(&["archive", "az://wals", "--server", "pg"], &[]);
     assert_eq!(output.status.code(), Some(70), "{}", stderr(&output));
+}
+
+/// Issue 11: an endpoint or archive URL wal-store cannot use is a configuration error
+/// (78), kept as such, in wal-store's one line.
+#[test]
+fn a_configuration_error_of_wal_store_stays_78() {
+    let message = r#"--endpoint-url "localhost:9000": not a URL"#;
+    let beside = Beside::new(&format!("echo 'wal-store: {message}' >&2\nexit 78"));
+    let output = beside.scan(
+        &[
+            "archive",
+            "s3://wals",
+            "--server",
+            "pg",
+            "--endpoint-url",
+            "localhost:9000",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(78));
+    assert_eq!(stderr(&output), format!("wal-scan: {message}\n"));
+}
+
+/// Issue 11: a value that starts with `-` goes to wal-store as that flag's value (which
+/// wal-store then judges), not as a flag of its own.
+#[test]
+fn flag_values_reach_wal_store_whole_even_when_they_look_like_flags() {
+    let beside = Beside::new("exit 0");
+    let output = beside.scan(
+        &[
+            "archive",
+            "s3://wals",
+            "--server",
+            "pg",
+            "--timeout=-1",
+            "--profile=-p",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let argv = beside.written("argv");
+    assert!(argv.contains(&"--timeout=-1".to_owned()), "{argv:?}");
+    assert!(argv.contains(&"--profile=-p".to_owned()), "{argv:?}");
 }
 
 #[test]

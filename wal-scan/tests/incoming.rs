@@ -1,4 +1,4 @@
-//! `wal-scan incoming`: Barman's FileWalArchiver batch (spec §4.1).
+//! `wal-scan incoming`: Barman's FileWalArchiver batch.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -6,7 +6,7 @@ use std::os::unix::fs::symlink;
 use serde_json::Value;
 
 use crate::support::{
-    FAKE_WAL_SIZE, MTIME, Server, compressed_by, fake_wal, put, put_wal, scan, text,
+    MTIME, Server, WAL_SIZE, compressed_by, put, put_wal, scan, text, wal_content, wal_scan,
 };
 
 #[test]
@@ -72,7 +72,7 @@ fn records_carry_barmans_wal_file_info() {
     assert_eq!(record["kind"], "segment");
     assert_eq!(record["path"], text(&path));
     assert_eq!(record["source"], text(&path));
-    assert_eq!(record["size"], FAKE_WAL_SIZE);
+    assert_eq!(record["size"], WAL_SIZE);
     assert_eq!(record["time"].as_f64(), Some(MTIME));
     // Both present and null: a later stage may set them.
     assert_eq!(record.get("compression"), Some(&Value::Null));
@@ -129,6 +129,11 @@ fn the_batch_is_cut_before_filtering() {
     ));
 }
 
+/// Issue 11 changed one premise here: a symbolic link to a WAL file used to be taken for
+/// a WAL file (Barman's `os.path.isfile` follows it). It is never followed now: what it
+/// points at is not ours, may change or vanish, and archiving it would leave the archive
+/// pointing outside itself. It is an unknown entry like the others, and its target is left
+/// alone.
 #[test]
 fn unknown_entries_are_error_records_not_failures() {
     let server = Server::new();
@@ -150,8 +155,9 @@ fn unknown_entries_are_error_records_not_failures() {
     );
     for (path, reason) in [
         (&bad_name, "not a WAL file"),
-        (&directory, "not a regular file"),
-        (&link_to_dir, "not a regular file"),
+        (&directory, "a directory, not a regular file"),
+        (&link_to_dir, "a symbolic link, not a regular file"),
+        (&link_to_file, "a symbolic link, not a regular file"),
     ] {
         let record = run.record(path.file_name().unwrap().to_str().unwrap());
         assert_eq!(record["path"], text(path));
@@ -168,26 +174,32 @@ fn unknown_entries_are_error_records_not_failures() {
             run.stderr
         );
     }
-    // A symlink to a WAL file is a WAL file, as for Barman's `os.path.isfile`.
-    let linked = run.record("000000010000000000000007");
-    assert_eq!(linked["kind"], "segment");
-    assert_eq!(linked["size"], FAKE_WAL_SIZE);
     assert_eq!(run.records.len(), 4);
+    // wal-scan changes nothing: the link is still a link, its target still a file.
+    assert!(link_to_file.is_symlink());
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        wal_content("000000010000000000000007", 0)
+    );
 }
 
+/// Compressed files are recognised by their magic and left to wal-store's shape check
+/// (it sees inside them); only plain files are checked here. Issue 11 changed one premise:
+/// an empty file under a segment name used to be a plain segment record; it has no WAL
+/// header, so it now fails its record as `corrupt` and stays in the queue.
 #[test]
 fn pre_compressed_files_are_recognised_by_their_magic() {
     let server = Server::new();
-    let wal = fake_wal();
+    let wal = |name: &str| wal_content(name, 0);
     put(
         &server.incoming,
         "000000010000000000000001",
-        &compressed_by("gzip", &wal),
+        &compressed_by("gzip", &wal("000000010000000000000001")),
     );
     put(
         &server.incoming,
         "000000010000000000000002",
-        &compressed_by("zstd", &wal),
+        &compressed_by("zstd", &wal("000000010000000000000002")),
     );
     put(&server.incoming, "000000010000000000000003", b"BZh91AY&SY");
     put(
@@ -205,10 +217,14 @@ fn pre_compressed_files_are_recognised_by_their_magic() {
         "000000010000000000000006",
         b"\xff\x06\x00\x00sNaPpY\x00",
     );
-    put(&server.incoming, "000000010000000000000007", &wal);
-    put(&server.incoming, "000000010000000000000008", b"");
+    put(
+        &server.incoming,
+        "000000010000000000000007",
+        &wal("000000010000000000000007"),
+    );
+    let empty = put(&server.incoming, "000000010000000000000008", b"");
     let run = scan(&["incoming".as_ref(), server.incoming.as_os_str()]);
-    assert_eq!(run.code, 0);
+    assert_eq!(run.code, 1, "the empty segment failed: {}", run.stderr);
     let compressions: Vec<&Value> = run.records.iter().map(|r| &r["compression"]).collect();
     assert_eq!(
         compressions,
@@ -223,6 +239,159 @@ fn pre_compressed_files_are_recognised_by_their_magic() {
         .iter()
         .collect::<Vec<_>>()
     );
+    for record in &run.records[..7] {
+        assert!(record.get("error").is_none(), "{record}");
+    }
+    let message = format!(
+        "{}: size 0 is too small for WAL: a segment opens with a 40-byte header",
+        empty.display()
+    );
+    let failed = run.record("000000010000000000000008");
+    assert_eq!(failed["error"]["kind"], "corrupt", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&message),
+        "{failed}"
+    );
+    assert!(empty.is_file(), "the failed file stays in the queue");
+}
+
+/// Issue 11: a plain file under a WAL name must have the shape of WAL for that name, or
+/// its record fails as `corrupt` (the file stays in the queue for a human: wal-store
+/// neither stores nor moves it) with one line naming it and the cause. The rest of the
+/// batch goes on.
+#[test]
+fn a_plain_file_without_the_shape_of_wal_fails_as_corrupt() {
+    let server = Server::new();
+    let q = &server.incoming;
+    let good = put_wal(q, "000000010000000000000001");
+    let mut truncated = wal_content("000000010000000000000002", 0);
+    truncated.truncate(WAL_SIZE / 2);
+    let cases = [
+        (
+            put(q, "000000010000000000000002", &truncated),
+            "size 524288 is not the segment size 1048576 of its header",
+        ),
+        (
+            // Another segment's bytes under this name.
+            put(
+                q,
+                "000000010000000000000003",
+                &wal_content("000000010000000000000004", 0),
+            ),
+            "page address 0/400000 does not match the name (expected 0/300000)",
+        ),
+        (
+            put(q, "000000010000000000000005", &vec![0x5A; WAL_SIZE]),
+            "not WAL: unknown page magic 0x5A5A",
+        ),
+        (
+            put(q, "00000003.history", b"garbage\n"),
+            "history file line 1: expected a numeric parent timeline ID",
+        ),
+        (
+            put(
+                q,
+                "000000010000000000000006.00000028.backup",
+                &wal_content("000000010000000000000007.00000028.backup", 0),
+            ),
+            "backup label START WAL LOCATION 0/700028 (file 000000010000000000000007) \
+             does not match the name",
+        ),
+    ];
+    let run = scan(&["incoming".as_ref(), q.as_os_str()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.records.len(), 1 + cases.len(), "{run:?}");
+    assert!(
+        run.record("000000010000000000000001")
+            .get("error")
+            .is_none()
+    );
+    assert_eq!(run.record("000000010000000000000001")["path"], text(&good));
+    for (path, why) in &cases {
+        let record = run.record(path.file_name().unwrap().to_str().unwrap());
+        let error = &record["error"];
+        assert_eq!(
+            (&error["stage"], &error["kind"]),
+            (&Value::from("wal-scan"), &Value::from("corrupt")),
+            "{record}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(&path.display().to_string()) && message.ends_with(why),
+            "{why}: {record}"
+        );
+        assert!(
+            run.stderr.contains(&format!("wal-scan: {message}\n")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(record["source"], text(path), "{record}");
+        assert!(path.is_file(), "{}: left where it is", path.display());
+    }
+}
+
+/// `--no-header-check` takes a plain file for WAL by its name alone, as before issue 11 (pgBackRest's `archive-header-check=n`).
+#[test]
+fn no_header_check_takes_plain_files_by_their_name_alone() {
+    let server = Server::new();
+    let q = &server.incoming;
+    put(q, "000000010000000000000001", b"not WAL at all");
+    put(q, "00000002.history", b"");
+    let checked = scan(&["incoming".as_ref(), q.as_os_str()]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert!(
+        checked
+            .records
+            .iter()
+            .all(|r| r["error"]["kind"] == "corrupt"),
+        "{checked:?}"
+    );
+
+    let run = scan(&[
+        "incoming".as_ref(),
+        q.as_os_str(),
+        "--no-header-check".as_ref(),
+    ]);
+    assert_unchecked(&run);
+}
+
+/// The variable takes the value the README and the wrappers (`--no-header-check` exports
+/// `WALPIPE_NO_HEADER_CHECK=1`) give it, and clap's own spelling; `0` leaves the check on.
+#[test]
+fn walpipe_no_header_check_1_turns_the_check_off() {
+    let server = Server::new();
+    let q = &server.incoming;
+    put(q, "000000010000000000000001", b"not WAL at all");
+    put(q, "00000002.history", b"");
+    for value in ["1", "true"] {
+        let mut cmd = wal_scan();
+        cmd.env("WALPIPE_NO_HEADER_CHECK", value);
+        let run = crate::support::run(cmd, &["incoming".as_ref(), q.as_os_str()]);
+        assert_unchecked(&run);
+    }
+    let mut cmd = wal_scan();
+    cmd.env("WALPIPE_NO_HEADER_CHECK", "0");
+    let run = crate::support::run(cmd, &["incoming".as_ref(), q.as_os_str()]);
+    assert_eq!(run.code, 1, "{run:?}");
+}
+
+/// The two plain files of the `--no-header-check` tests, taken for WAL by their names.
+fn assert_unchecked(run: &crate::support::Run) {
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.names(),
+        ["000000010000000000000001", "00000002.history"]
+    );
+    assert!(
+        run.records.iter().all(|r| r.get("error").is_none()),
+        "{run:?}"
+    );
+    assert_eq!(run.record("000000010000000000000001")["kind"], "segment");
+    assert_eq!(run.record("000000010000000000000001")["size"], 14);
+    assert_eq!(run.record("00000002.history")["kind"], "history");
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! `wal-scan streaming`: Barman's StreamingWalArchiver batch (spec §4.2), one file always
+//! `wal-scan streaming`: Barman's StreamingWalArchiver batch, one file always
 //! left behind for pg_receivewal.
 
 use serde_json::Value;
 
-use crate::support::{Run, Server, compressed_by, fake_wal, put, put_wal, scan};
+use crate::support::{Run, Server, compressed_by, put, put_wal, scan, wal_content};
 
 fn streaming(server: &Server, names: &[&str], extra: &[&str]) -> Run {
     for name in names {
@@ -27,16 +27,14 @@ fn a_single_complete_wal_is_held_back() {
 }
 
 #[test]
-fn of_two_wals_the_first_is_archived_unprobed() {
+fn of_two_wals_the_first_is_archived() {
     let server = Server::new();
-    // Content that looks compressed: streamed files are never probed (Barman 3.14.1).
-    put(
-        &server.streaming,
-        "000000010000000000000001",
-        &compressed_by("gzip", &fake_wal()),
+    let run = streaming(
+        &server,
+        &["000000010000000000000001", "000000010000000000000002"],
+        &[],
     );
-    let run = streaming(&server, &["000000010000000000000002"], &[]);
-    assert_eq!(run.code, 0);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.names(), ["000000010000000000000001"]);
     assert_eq!(run.records[0]["compression"], Value::Null);
     assert_eq!(run.records[0]["encryption"], Value::Null);
@@ -53,6 +51,32 @@ fn of_two_wals_the_first_is_archived_unprobed() {
             "wal-scan: Found 2 xlog segments from streaming for pg. Archive a batch of 1 segments in this run."
         ]
     );
+}
+
+/// Streamed files are never probed for compression (pg_receivewal writes plain WAL;
+/// Barman 3.14.1). Before issue 11 this test saw gzip bytes under a streamed WAL name
+/// pass as a plain segment; now a plain file must have the shape of WAL, so the same
+/// file, still unprobed (it is not taken for gzip, as the incoming queue would), fails
+/// its record as `corrupt` and stays in the queue.
+#[test]
+fn compressed_bytes_in_the_streaming_queue_are_not_probed_but_refused() {
+    let server = Server::new();
+    let gzipped = put(
+        &server.streaming,
+        "000000010000000000000001",
+        &compressed_by("gzip", &wal_content("000000010000000000000001", 0)),
+    );
+    let run = streaming(&server, &["000000010000000000000002"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.names(), ["000000010000000000000001"]);
+    let record = &run.records[0];
+    assert!(record.get("kind").is_none(), "{record}");
+    assert_eq!(record["error"]["kind"], "corrupt", "{record}");
+    assert_eq!(
+        record["error"]["message"],
+        format!("{}: not WAL: unknown page magic 0x8B1F", gzipped.display())
+    );
+    assert!(gzipped.is_file());
 }
 
 #[test]

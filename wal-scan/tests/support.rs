@@ -1,5 +1,6 @@
 //! What every test needs: a hermetic `wal-scan` child, a Barman-shaped server directory with
-//! fake WAL files, and the run's records, stderr and exit code.
+//! WAL files of the right shape for their names, and the run's records, stderr and exit
+//! code.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -9,9 +10,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
+use wal_core::names::{WalKind, classify};
+use walpipe_tests::{history_file, wal_segment};
 
-/// Size of the fake segments: real ones are 16 MiB, nothing here reads them whole.
-pub const FAKE_WAL_SIZE: usize = 16 * 1024;
+/// Size of the segments [`put_wal`] writes: 1 MiB, the smallest segment size `initdb`
+/// accepts (real ones are usually 16 MiB; wal-scan reads only their first page header).
+pub const WAL_SIZE: usize = 1 << 20;
+
+/// What [`put_wal`] writes under a name that is not a WAL name: a stranger in the queue.
+pub const STRANGER: &[u8] = b"not WAL: a stranger in the queue\n";
 
 /// The mtime every fixture file gets, as wal-scan must report it.
 pub const MTIME: f64 = 1_700_000_000.25;
@@ -122,11 +129,44 @@ impl Server {
     }
 }
 
-/// Bytes that look like the start of a WAL segment (page magic 0xD110 of PostgreSQL 15).
-pub fn fake_wal() -> Vec<u8> {
-    let mut bytes = vec![0u8; FAKE_WAL_SIZE];
-    bytes[..4].copy_from_slice(&[0x10, 0xd1, 0x06, 0x00]);
-    bytes
+/// Content with the shape of WAL for `name` (wal-scan refuses a plain file without it):
+/// a [`WAL_SIZE`] segment opening with the long page header of that segment (a `.partial`
+/// gets its segment's), a timeline history, or a backup label whose start location is
+/// the one its name encodes. Another `seed` gives other content under the same name.
+pub fn wal_content(name: &str, seed: u64) -> Vec<u8> {
+    match classify(name) {
+        Some(WalKind::Segment | WalKind::Partial) => wal_segment(&name[..24], seed),
+        Some(WalKind::History) => {
+            let timeline = u32::from_str_radix(&name[..8], 16).unwrap();
+            assert!(timeline > 1, "{name}: timeline 1 has no history");
+            history_file(timeline)
+        }
+        Some(WalKind::Backup) => backup_label(name),
+        _ => panic!("{name}: not a WAL name"),
+    }
+}
+
+/// A backup label for `<segment>.<offset>.backup`, as PostgreSQL 15 writes one, with 1 MiB
+/// segments: it starts at the name's offset into the name's segment.
+pub fn backup_label(name: &str) -> Vec<u8> {
+    let field = |range: std::ops::Range<usize>| u64::from_str_radix(&name[range], 16).unwrap();
+    let (log, segment, offset) = (field(8..16), field(16..24), field(25..33));
+    let start = (segment << 20) | offset;
+    let file = &name[..24];
+    format!(
+        "START WAL LOCATION: {log:X}/{start:X} (file {file})\n\
+         STOP WAL LOCATION: {log:X}/{stop:X} (file {file})\n\
+         CHECKPOINT LOCATION: {log:X}/{checkpoint:X}\n\
+         BACKUP METHOD: streamed\n\
+         BACKUP FROM: primary\n\
+         START TIME: 2023-11-14 22:13:20 UTC\n\
+         LABEL: wal-scan test\n\
+         START TIMELINE: {timeline}\n",
+        stop = start + 0xD8,
+        checkpoint = start + 0x38,
+        timeline = field(0..8),
+    )
+    .into_bytes()
 }
 
 /// Writes `content` to `dir/name` with mtime [`MTIME`]; returns the path.
@@ -143,9 +183,13 @@ pub fn put(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     path
 }
 
-/// A fake WAL file `dir/name`.
+/// `dir/name` with [`wal_content`] for a WAL name, [`STRANGER`] bytes for any other name.
 pub fn put_wal(dir: &Path, name: &str) -> PathBuf {
-    put(dir, name, &fake_wal())
+    if classify(name).is_some() {
+        put(dir, name, &wal_content(name, 0))
+    } else {
+        put(dir, name, STRANGER)
+    }
 }
 
 /// `content` compressed by the `program` CLI (`gzip`, `zstd`), read from stdin.

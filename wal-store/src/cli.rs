@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use wal_core::WalError;
 use wal_core::layout::ServerLayout;
 use wal_core::stage::MAX_JOBS;
 use wal_core::trust::{Role, Territory};
 use wal_core::xlogdb::Xlogdb;
+use wal_core::{WalError, WalName};
 
 use crate::cloud::CloudTarget;
 use crate::cloud::connect::CloudOptions;
@@ -37,13 +38,13 @@ pub enum Command {
         /// Store into a flat queue directory (archive_command's hand-off to the incoming
         /// queue): no hash directories, no xlog.db, and a different file of the same name
         /// fails the record instead of going to errors/.
-        #[arg(long, env = "WALPIPE_QUEUE")]
+        #[arg(long, env = "WALPIPE_QUEUE", value_parser = FalseyValueParser::new())]
         queue: bool,
         /// Leave the source files in place (Barman's `skip_delete`; for pg_wal files).
-        #[arg(long, env = "WALPIPE_KEEP_SOURCE")]
+        #[arg(long, env = "WALPIPE_KEEP_SOURCE", value_parser = FalseyValueParser::new())]
         keep_source: bool,
         /// Also print Barman's archive-wal lines (`\t<name>`, duplicates, unknown files) to stderr.
-        #[arg(long, env = "WALPIPE_REPORT")]
+        #[arg(long, env = "WALPIPE_REPORT", value_parser = FalseyValueParser::new())]
         report: bool,
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]
@@ -58,7 +59,7 @@ pub enum Command {
         /// Store files whose first page is not a WAL page header of this archive's system
         /// (pgBackRest's `archive-header-check=n`): for archives that hold WAL of an
         /// unusual build. The size and page address checks go too.
-        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK")]
+        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
         no_header_check: bool,
     },
     /// Check that the archive, its queues, errors directory and server name can be used
@@ -68,6 +69,10 @@ pub enum Command {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
+        /// A spool (restore-wal's prefetch directory) to check too: it must be none of
+        /// the queues, the archive or errors/, nor lie inside or contain one.
+        #[arg(long, value_name = "DIR")]
+        spool_dir: Option<PathBuf>,
     },
     /// Find archived files (NAME...), or write out the files of the records on stdin.
     ///
@@ -90,7 +95,7 @@ pub enum Command {
         names: Vec<String>,
         /// When a segment is not found, look for its `.partial` too (Barman's
         /// `get-wal --partial`: the end of a streamed timeline). Ignored without NAMEs.
-        #[arg(long, env = "WALPIPE_PARTIAL")]
+        #[arg(long, env = "WALPIPE_PARTIAL", value_parser = FalseyValueParser::new())]
         partial: bool,
         /// Write the file to PATH (must not exist).
         #[arg(long, value_name = "PATH", conflicts_with = "to_dir")]
@@ -107,7 +112,7 @@ pub enum Command {
         temp_dir: Option<PathBuf>,
         /// Write out files whose first page is not a WAL page header matching their name
         /// (the size and page address checks go too).
-        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK")]
+        #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
         no_header_check: bool,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
@@ -451,6 +456,17 @@ impl TryFrom<ArchiveArgs> for Target {
         if args.archive.is_empty() {
             return Err(WalError::Config("--archive \"\": no archive given".into()));
         }
+        if let Some(xlogdb) = &args.xlogdb
+            && xlogdb
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| WalName::parse_file_name(name).is_ok())
+        {
+            return Err(WalError::Config(format!(
+                "--xlogdb {}: a WAL file name, not a catalogue's",
+                xlogdb.display()
+            )));
+        }
         if let Some(location) = CloudLocation::parse(&args.archive)? {
             let lock_dir = args.lock_dir;
             let xlogdb = args.xlogdb.map(|path| {
@@ -560,22 +576,27 @@ pub enum Config {
 /// The directories a write-out owns: the destination's (temps of the last stages sit
 /// beside `%p`), and `--temp-dir`, also a spool of complete files under their names.
 fn write_out_territory(
+    target: &Target,
     to: &GetDestination,
     temp_dir: Option<&Path>,
 ) -> Result<Territory, WalError> {
-    let mut territory = Territory::new();
+    // The archive and the queues, so that a spool that is one of them is refused: a
+    // write-out moves and removes files there under their WAL names.
+    let mut territory = target.territory(false, None)?;
     match to {
         GetDestination::File(path) => {
             territory.add(Role::Temp, "--to", wal_core::durable::parent_of(path))?;
         }
         GetDestination::Dir(dir) => {
-            territory.add(Role::Temp, "--to-dir", dir)?;
+            // Files land there under their WAL names: a spool (restore's prefetch).
+            territory.add(Role::Spool, "--to-dir", dir)?;
         }
         GetDestination::InPlace => {}
     }
     if let Some(dir) = temp_dir {
         territory.add(Role::Spool, "--temp-dir", dir)?;
     }
+    territory.check_disjoint()?;
     Ok(territory)
 }
 
@@ -665,9 +686,13 @@ impl TryFrom<Args> for Config {
                     header_check: !no_header_check,
                 }
             }
-            Command::CheckLayout { archive } => {
+            Command::CheckLayout { archive, spool_dir } => {
                 let target: Target = archive.try_into()?;
-                target.territory(false, None)?;
+                let mut territory = target.territory(false, None)?;
+                if let Some(spool) = spool_dir {
+                    territory.add(Role::Spool, "--spool-dir", &spool)?;
+                    territory.check_disjoint()?;
+                }
                 Config::CheckLayout
             }
             Command::Get {
@@ -680,15 +705,16 @@ impl TryFrom<Args> for Config {
                 no_header_check,
             } => {
                 let to = GetDestination::new(&names, to, to_dir)?;
+                let target: Target = archive.try_into()?;
                 let territory = if names.is_empty() {
-                    write_out_territory(&to, temp_dir.as_deref())?
+                    write_out_territory(&target, &to, temp_dir.as_deref())?
                 } else {
                     Territory::new()
                 };
                 Config::Get {
                     to,
                     temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
-                    target: archive.try_into()?,
+                    target,
                     names,
                     partial,
                     territory,

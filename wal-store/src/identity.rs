@@ -14,8 +14,7 @@
 //! What cannot be seen is not checked: an encrypted file's header (wal-store holds no
 //! key), and cloud archives, which have no identity file in Barman's layout.
 
-use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -42,31 +41,42 @@ struct IdentityFile {
 }
 
 /// Where the identity of the archive of `layout` lives: Barman's place when the archive
-/// is `<home>/<server>/wals`, else beside xlog.db in the archive.
+/// is `<home>/<server>/wals`, else beside xlog.db in the archive. For a store into the
+/// incoming queue (archive-command's hand-off, `layout.wals` being that queue), the
+/// identity of the archive beside it: `<home>/<server>/identity.json` when the queue is
+/// `<home>/<server>/incoming`, else none.
 #[must_use]
-pub fn path_for(layout: &ServerLayout) -> PathBuf {
+pub fn path_for(layout: &ServerLayout, into_queue: bool) -> Option<PathBuf> {
+    let dir_name = if into_queue { "incoming" } else { "wals" };
     let server_dir = layout.wals.parent().filter(|dir| {
-        layout.wals.file_name() == Some("wals".as_ref())
+        layout.wals.file_name() == Some(dir_name.as_ref())
             && dir.file_name() == Some(layout.server.as_ref())
     });
-    match server_dir {
-        Some(dir) => dir.join("identity.json"),
-        None => layout.wals.join(format!("{}-identity.json", layout.server)),
+    match (server_dir, into_queue) {
+        (Some(dir), _) => Some(dir.join("identity.json")),
+        (None, true) => None,
+        (None, false) => Some(layout.wals.join(format!("{}-identity.json", layout.server))),
     }
 }
 
 /// The archive's identity as written at `path`, if any.
 pub fn load(path: &Path) -> Result<Option<Identity>> {
-    let text = match fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(WalError::io("cannot read", path, e)),
-    };
     let unusable = |why: String| {
         WalError::Config(format!(
             "{}: not an identity file ({why}): fix or remove it",
             path.display()
         ))
+    };
+    // Never through a link, never a fifo: a few hundred bytes of a regular file.
+    let mut text = Vec::new();
+    match durable::open_regular(path) {
+        Ok(file) => file
+            .take(64 * 1024)
+            .read_to_end(&mut text)
+            .map_err(|e| WalError::io("cannot read", path, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(unusable(e.to_string())),
+        Err(e) => return Err(WalError::io("cannot read", path, e)),
     };
     let file: IdentityFile = serde_json::from_slice(&text).map_err(|e| unusable(e.to_string()))?;
     let system_identifier = file
@@ -130,13 +140,27 @@ pub fn check(identity: &Identity, header: &LongHeader, name: &WalName, path: &Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn the_file_is_barmans_beside_wals_else_in_the_archive() {
         let barman = ServerLayout::barman(Path::new("/b"), "pg");
-        assert_eq!(path_for(&barman), Path::new("/b/pg/identity.json"));
+        assert_eq!(
+            path_for(&barman, false).unwrap(),
+            Path::new("/b/pg/identity.json")
+        );
         let other = ServerLayout::from_archive(Path::new("/srv/archive"), "pg");
-        assert_eq!(path_for(&other), Path::new("/srv/archive/pg-identity.json"));
+        assert_eq!(
+            path_for(&other, false).unwrap(),
+            Path::new("/srv/archive/pg-identity.json")
+        );
+        let queue = ServerLayout::from_archive(Path::new("/b/pg/incoming"), "pg");
+        assert_eq!(
+            path_for(&queue, true).unwrap(),
+            Path::new("/b/pg/identity.json")
+        );
+        let elsewhere = ServerLayout::from_archive(Path::new("/q"), "pg");
+        assert!(path_for(&elsewhere, true).is_none());
     }
 
     #[test]

@@ -260,10 +260,14 @@ impl Store<'_> {
         } else {
             record.temps.contains(path)
         };
+        // A source is dropped only for what was made from it (itself, or a temp of ours):
+        // storing some other file a record names must never cost the queued WAL.
+        let source_ours = source_ours && path_ours;
         // Only a regular file is WAL; a fifo here must fail now, not hang a read later.
         let file = durable::open_wal(path)?;
         if self.options.header_check
-            && let Seen::Checked(Some(header)) = crate::shape::check_file(&name, path, file)?
+            && let Seen::Checked(Some(header)) =
+                crate::shape::check_file(&name, path, file, record.source.as_ref() == Some(path))?
         {
             self.check_identity(&name, &header)?;
         }
@@ -279,15 +283,17 @@ impl Store<'_> {
         let Target::Local(local) = self.options.target else {
             return Ok(());
         };
-        if self.options.queue {
+        // Into the incoming queue (archive_command's hand-off) the archive's identity is
+        // checked, never written: the first store into the archive itself writes it.
+        let Some(path) = identity::path_for(&local.layout, self.options.queue) else {
             return Ok(());
-        }
-        let path = identity::path_for(&local.layout);
+        };
         if self.identity.is_none() {
             self.identity = identity::load(&path)?;
         }
         let known = match &self.identity {
             Some(known) => known,
+            None if self.options.queue => return Ok(()),
             None => self.identity.insert(identity::record(&path, header)?),
         };
         identity::check(known, header, name, &path)
@@ -705,8 +711,13 @@ fn copy_stat(source: Option<&Path>, path: &Path, time: f64) -> Result<()> {
         file.set_permissions(meta.permissions())
             .context("cannot chmod", path)?;
     }
-    if time.is_finite() && time > 0.0 {
-        file.set_modified(UNIX_EPOCH + Duration::from_secs_f64(time))
+    // A record's time is input: one no clock can hold is left out, never a panic.
+    if let Some(when) = Duration::try_from_secs_f64(time)
+        .ok()
+        .filter(|_| time > 0.0)
+        .and_then(|since| UNIX_EPOCH.checked_add(since))
+    {
+        file.set_modified(when)
             .context("cannot set mtime of", path)?;
     }
     Ok(())

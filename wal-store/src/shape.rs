@@ -28,8 +28,11 @@ pub enum Seen {
 
 /// Checks the file at `path` (open as `file`) for `name`: its plaintext, decompressed as
 /// its magic says, must have the shape of WAL for that name. An encrypted file is let
-/// through unchecked ([`Seen::Encrypted`]).
-pub fn check_file(name: &WalName, path: &Path, file: File) -> Result<Seen> {
+/// through unchecked ([`Seen::Encrypted`]). With `whole`, a compressed file is
+/// decompressed to its end to check its size too (at most one byte beyond the size its
+/// header claims: a decompression bomb costs no more than one segment): for a file that
+/// arrived compressed in a queue, whose plaintext nobody has checked.
+pub fn check_file(name: &WalName, path: &Path, file: File, whole: bool) -> Result<Seen> {
     let file_size = file.metadata().context("cannot stat", path)?.len();
     let mut reader = BufReader::new(file);
     let mut magic = Vec::with_capacity(MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH));
@@ -50,9 +53,26 @@ pub fn check_file(name: &WalName, path: &Path, file: File) -> Result<Seen> {
         Some(algorithm) => {
             let undecodable =
                 |e: std::io::Error| corrupt(path, &format!("cannot decompress ({algorithm}): {e}"));
-            let decoder =
+            let mut decoder =
                 wal_core::codec::decoder(algorithm, BufReader::new(rest)).map_err(undecodable)?;
-            (shape::read_head(name, decoder).map_err(undecodable)?, None)
+            let head = shape::read_head(name, &mut decoder).map_err(undecodable)?;
+            let size = if whole {
+                let claimed = shape::check_head(name, &head)
+                    .ok()
+                    .flatten()
+                    .map_or(shape::head_length(name), |header| {
+                        header.segment_size.bytes()
+                    });
+                let rest = std::io::copy(
+                    &mut decoder.take(claimed.saturating_sub(head.len() as u64) + 1),
+                    &mut std::io::sink(),
+                )
+                .map_err(undecodable)?;
+                Some(head.len() as u64 + rest)
+            } else {
+                None
+            };
+            (head, size)
         }
     };
     match size {

@@ -2,7 +2,7 @@
 //! (Azure Blob), each test with its own server in its own directory (walpipe_tests::cloud).
 //!
 //! What matters to a DBA is checked with clients independent of walpipe (the `aws` CLI,
-//! the kit's Azure client): the keys are exactly Barman's (spec §5.2), the objects are
+//! the kit's Azure client): the keys are exactly Barman's, the objects are
 //! byte for byte what wal-compress wrote, a name already taken under any extension is
 //! never uploaded again, and what comes back restores the original segment. Failures of
 //! the store (wrong credentials, no bucket, a server down or hung) must end as `temporary`
@@ -29,8 +29,8 @@ use walpipe_tests::clean_cloud_command;
 use walpipe_tests::watchdog::run_within;
 use walpipe_tests::wrappers::{XlogdbEntry, read_xlogdb};
 use walpipe_tests::{
-    Azurite, Garage, WorkDir, ndjson, parse_records, synthetic_segment, target_bin,
-    wal_fixture_segments,
+    Azurite, Garage, WorkDir, ndjson, parse_records, target_bin, wal_fixture_segments, wal_segment,
+    wal_segment_sized,
 };
 
 const SERVER: &str = "pg";
@@ -109,7 +109,7 @@ impl Server {
     }
 }
 
-/// Barman's key for `name` stored with extension `ext` under [`PREFIX`] (spec §5.2).
+/// Barman's key for `name` stored with extension `ext` under [`PREFIX`].
 fn barman_key(name: &str, ext: &str) -> String {
     if name.ends_with(".history") {
         format!("{PREFIX}/{SERVER}/wals/{name}{ext}")
@@ -219,9 +219,24 @@ impl World {
         subcommand: &str,
         args: &[S],
     ) -> Command {
+        self.wal_store_for(&self.queue, archive, subcommand, args)
+    }
+
+    /// [`World::wal_store_at`] for the archiver whose incoming queue is `queue`.
+    fn wal_store_for<S: AsRef<OsStr>>(
+        &self,
+        queue: &Path,
+        archive: &str,
+        subcommand: &str,
+        args: &[S],
+    ) -> Command {
         let mut cmd = stage("wal-store");
+        // The queue is named: put removes or moves only entries of the server's queues
+        // (a cloud archive has no queues beside it).
         cmd.envs(self.server.env())
             .args([subcommand, "--server", SERVER, "--archive", archive])
+            .arg("--incoming")
+            .arg(queue)
             .args(args);
         cmd
     }
@@ -255,8 +270,9 @@ impl World {
         run(self.wal_store("get", args), "")
     }
 
-    /// `get NAME --temp-dir T | wal-compress --decompress | get --to DEST`: the restored
-    /// bytes.
+    /// `get NAME --temp-dir T | wal-compress --decompress | get --to DEST --temp-dir T`:
+    /// the restored bytes. The write-out is told where the earlier stages put their temps:
+    /// it removes a record's temps only from there or from beside DEST.
     fn restore(&self, name: &str) -> Vec<u8> {
         let temps = self.work.join("restore-temps");
         fs::create_dir_all(&temps).unwrap();
@@ -277,7 +293,15 @@ impl World {
         let dest = self.work.join(format!("restored-{name}"));
         let _ = fs::remove_file(&dest);
         let written = run(
-            self.wal_store("get", &[OsStr::new("--to"), dest.as_os_str()]),
+            self.wal_store(
+                "get",
+                &[
+                    OsStr::new("--to"),
+                    dest.as_os_str(),
+                    OsStr::new("--temp-dir"),
+                    temps.as_os_str(),
+                ],
+            ),
             &ndjson(&plain.records),
         );
         assert_eq!(written.code, 0, "get --to: {}", written.stderr);
@@ -500,7 +524,7 @@ fn duplicates_and_conflicts(world: &World) {
     assert_eq!(world.server.keys(PREFIX), std::slice::from_ref(&key));
 
     // Different content, no --errors-dir: the record fails, the source stays.
-    let other = synthetic_segment(7, 1 << 24);
+    let other = wal_segment_sized(&name, 7, 1 << 24);
     let records = compress("zstd", &[world.deliver(&name, &other)]);
     let out = world.put(&[] as &[&str], &records);
     assert_eq!(out.code, 1, "a conflict needs a human: {}", out.stderr);
@@ -582,7 +606,7 @@ fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
     );
     assert_eq!(dir_names(&world.queue), Vec::<String>::new());
     // A .gz of different content is a conflict: compared decompressed, not by name.
-    let other = synthetic_segment(3, 1 << 24);
+    let other = wal_segment_sized(&name, 3, 1 << 24);
     let records = compress("zstd", &[world.deliver(&name, &other)]);
     let out = world.put(&[] as &[&str], &records);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -595,13 +619,18 @@ fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
 #[test]
 fn s3_history_backup_and_partial_files_get_barmans_keys() {
     let world = World::s3();
-    let seg = &segments(1)[0];
     let history = "00000002.history";
     let backup = "000000010000000000000002.00000028.backup";
     let partial = "000000010000000000000003.partial";
     let history_bytes = b"1\t0/3000000\tno recovery target specified\n".to_vec();
-    let backup_bytes = b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n".to_vec();
-    let partial_bytes = fs::read(seg).unwrap();
+    let backup_bytes = b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+        STOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n\
+        CHECKPOINT LOCATION: 0/2000060\n\
+        BACKUP METHOD: streamed\n\
+        BACKUP FROM: primary\n"
+        .to_vec();
+    // pg_receivewal's partial segment: the segment's own header, full size.
+    let partial_bytes = wal_segment_sized(&partial[..24], 1, 1 << 24);
     let raw = vec![
         world.deliver(history, &history_bytes),
         world.deliver(backup, &backup_bytes),
@@ -844,10 +873,9 @@ fn azure_downloads_into_one_directory_never_share_a_temp() {
 #[test]
 fn s3_get_partial_finds_the_partial_segment() {
     let world = World::s3();
-    let seg = &segments(1)[0];
     let segment = "000000010000000000000007";
     let partial = format!("{segment}.partial");
-    let data = fs::read(seg).unwrap();
+    let data = wal_segment_sized(segment, 7, 1 << 24);
     let records = compress("zstd", &[world.deliver(&partial, &data)]);
     assert_eq!(world.put(&[] as &[&str], &records).code, 0);
     assert_eq!(world.server.keys(PREFIX), [barman_key(&partial, ".zst")]);
@@ -1064,6 +1092,8 @@ fn s3_credentials_region_and_endpoint_come_from_a_profile() {
                 "--archive",
                 &world.archive(),
             ])
+            .arg("--incoming")
+            .arg(&world.queue)
             .args(args);
         cmd
     };
@@ -1108,16 +1138,22 @@ fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
             .enumerate()
             .map(|(i, name)| {
                 let path = queue.join(name);
-                fs::write(&path, synthetic_segment(i as u64, 200 * 1024)).unwrap();
+                fs::write(&path, wal_segment(name, i as u64)).unwrap();
                 raw_record(&path)
             })
             .collect();
         inputs.push(ndjson(&records));
     }
+    let archive = world.archive();
     let runs: Vec<Out> = thread::scope(|scope| {
         let handles: Vec<_> = inputs
             .iter()
-            .map(|input| scope.spawn(|| run(world.wal_store("put", &["--jobs", "4"]), input)))
+            .zip(&queues)
+            .map(|(input, queue)| {
+                // Each archiver owns its queue.
+                let put = world.wal_store_for(queue, &archive, "put", &["--jobs", "4"]);
+                scope.spawn(|| run(put, input))
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -1142,12 +1178,18 @@ fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
 #[test]
 fn s3_jobs_4_keeps_the_order_of_20_records() {
     let world = World::s3();
-    // Largest first: with 4 uploads in flight the later, smaller ones finish first.
+    // Largest first: with 4 uploads in flight the later, smaller ones finish first. (WAL
+    // segments come in powers of two: 8, 4, 2, then 1 MiB.)
     let raw: Vec<Value> = (1..=20u32)
         .map(|i| {
             let name = format!("0000000100000000000000{i:02X}");
-            let size = (21 - i as usize) * 256 * 1024;
-            world.deliver(&name, &synthetic_segment(u64::from(i), size))
+            let size = match i {
+                1..=2 => 8 << 20,
+                3..=5 => 4 << 20,
+                6..=9 => 2 << 20,
+                _ => 1 << 20,
+            };
+            world.deliver(&name, &wal_segment_sized(&name, u64::from(i), size))
         })
         .collect();
     let out = world.put(&["--jobs", "4"], &raw);
@@ -1315,7 +1357,15 @@ fn s3_encrypted_records_get_zst_gpg_keys_and_restore_with_the_key() {
     assert_eq!(plain.code, 0, "{}", plain.stderr);
     let dest = world.work.join("restored");
     let out = run(
-        world.wal_store("get", &[OsStr::new("--to"), dest.as_os_str()]),
+        world.wal_store(
+            "get",
+            &[
+                OsStr::new("--to"),
+                dest.as_os_str(),
+                OsStr::new("--temp-dir"),
+                temps.as_os_str(),
+            ],
+        ),
         &ndjson(&plain.records),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -1675,12 +1725,13 @@ fn s3_a_hung_server_is_temporary_within_the_timeout() {
 // A dead store fails the rest of the stream at once (issue: one --timeout per batch)
 // ---------------------------------------------------------------------------------------
 
-/// `n` small uncompressed queue files with consecutive segment names; their records.
+/// `n` small (1 MiB) uncompressed segments with consecutive names in the queue; their
+/// records.
 fn many_records(world: &World, n: u32) -> Vec<Value> {
     (1..=n)
         .map(|i| {
             let name = format!("0000000100000000000000{i:02X}");
-            world.deliver(&name, &synthetic_segment(u64::from(i), 4096))
+            world.deliver(&name, &wal_segment(&name, u64::from(i)))
         })
         .collect()
 }
@@ -1843,16 +1894,17 @@ fn azure_a_stopped_server_fails_a_stream_of_40_records_at_once() {
 #[test]
 fn s3_record_failures_do_not_stop_the_stream() {
     let world = World::s3();
-    let first = world.deliver("000000010000000000000001", &synthetic_segment(1, 8192));
+    let wal = |n: u64, seed: u64| {
+        let name = format!("00000001000000000000000{n}");
+        world.deliver(&name, &wal_segment(&name, seed))
+    };
+    let first = wal(1, 1);
     assert_eq!(world.put(&[] as &[&str], &[first]).code, 0);
-    let conflict = world.deliver("000000010000000000000001", &synthetic_segment(2, 8192));
-    let mut gone = world.deliver("000000010000000000000002", &synthetic_segment(3, 8192));
+    let conflict = wal(1, 2);
+    let mut gone = wal(2, 3);
     fs::remove_file(path_of(&gone)).unwrap();
     gone["path"] = json!(world.queue.join("000000010000000000000002.gone"));
-    let later = [
-        world.deliver("000000010000000000000003", &synthetic_segment(4, 8192)),
-        world.deliver("000000010000000000000004", &synthetic_segment(5, 8192)),
-    ];
+    let later = [wal(3, 4), wal(4, 5)];
     let mut records = vec![conflict, gone];
     records.extend(later);
     let out = world.put(&["--jobs", "1"], &records);
@@ -1864,4 +1916,246 @@ fn s3_record_failures_do_not_stop_the_stream() {
     assert_eq!(out.records[2]["outcome"], "stored");
     assert_eq!(out.records[3]["outcome"], "stored");
     assert!(!out.stderr.contains("not tried"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings walpipe cannot use: refused in one line before any request (issue 11)
+// ---------------------------------------------------------------------------------------
+
+/// A secret every run below is given, which no message may show.
+const SECRET: &str = "s3cr3t-never-printed";
+
+/// `wal-store get 000…01 --server pg --archive ARCHIVE ARGS` with S3 credentials and
+/// `env`; no server anywhere unless `env` or `args` name one.
+fn get_alone(archive: &str, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = stage("wal-store");
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .args(["get", "--server", SERVER, "--archive", archive])
+        .args(args)
+        .arg("000000010000000000000001")
+        .envs(env.iter().copied());
+    run(cmd, "")
+}
+
+/// Refused at once with `code`, in one stderr line that starts with `starts`, no record,
+/// no secret, no panic.
+fn assert_refused(out: &Out, code: i32, starts: &str) {
+    assert_eq!(out.code, code, "{}", out.stderr);
+    assert!(out.records.is_empty(), "{:?}", out.records);
+    assert_eq!(out.stderr_lines().len(), 1, "one line: {}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!("wal-store: {starts}")),
+        "{starts}: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(5), "{:.1?}", out.elapsed);
+}
+
+#[test]
+fn a_malformed_endpoint_is_a_configuration_error_before_any_request() {
+    for archive in ["s3://wals/p", "az://wals/p", "gs://wals/p"] {
+        for endpoint in [
+            "",
+            "localhost:9000",
+            "127.0.0.1",
+            "http//127.0.0.1:9000",
+            "http://",
+            "http://bad host:9000",
+            "http://127.0.0.1:99999",
+            "http://[::1",
+            "ftp://127.0.0.1:21",
+            "http://127.0.0.1:9000/?x=1",
+        ] {
+            let out = get_alone(archive, &[&format!("--endpoint-url={endpoint}")], &[]);
+            // A query is never shown: it may be a signature.
+            let shown = endpoint.replace("?x=1", "?…");
+            assert_refused(&out, 78, &format!("--endpoint-url {shown:?}: "));
+        }
+    }
+    // WALPIPE_ENDPOINT_URL is the flag.
+    let out = get_alone("s3://wals", &[], &[("WALPIPE_ENDPOINT_URL", "minio:9000")]);
+    assert_refused(&out, 78, "--endpoint-url \"minio:9000\": ");
+    // The variables each cloud's tools read are checked the same way, named as such.
+    for (var, value) in [
+        ("AWS_ENDPOINT_URL", "minio:9000"),
+        ("AWS_ENDPOINT_URL_S3", "http://bad host"),
+    ] {
+        let out = get_alone("s3://wals", &[], &[(var, value)]);
+        assert_refused(&out, 78, &format!("{var} {value:?}: "));
+    }
+    let out = get_alone(
+        "az://wals",
+        &[],
+        &[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=a;AccountKey=a2V5;BlobEndpoint=127.0.0.1:10000/a",
+        )],
+    );
+    assert_refused(
+        &out,
+        78,
+        "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING \"127.0.0.1:10000/a\": ",
+    );
+}
+
+#[test]
+fn credentials_in_an_endpoint_are_refused_unshown_and_nothing_is_sent() {
+    let canary = FaultyServer::start(Fault::Close);
+    let endpoint = format!("http://AKIAEXAMPLE:{SECRET}@127.0.0.1:{}", canary.port);
+    let out = get_alone("s3://wals", &["--endpoint-url", &endpoint], &[]);
+    assert_refused(
+        &out,
+        78,
+        &format!(
+            "--endpoint-url \"http://…@127.0.0.1:{}\": credentials",
+            canary.port
+        ),
+    );
+    assert_eq!(canary.accepted(), 0, "no request was made");
+}
+
+#[test]
+fn a_malformed_archive_url_is_a_configuration_error() {
+    for archive in [
+        "s3://",
+        "az://",
+        "gs://",
+        "s3:///prefix",
+        "s3://b/../x",
+        "s3://b/a//c",
+        "s3://my bucket/p",
+        "s3://b/a%2Fb",
+        "ftp://b/p",
+    ] {
+        let out = get_alone(archive, &[], &[]);
+        assert_refused(&out, 78, &format!("--archive {archive:?}: "));
+    }
+    let out = get_alone(&format!("s3://AKIAEXAMPLE:{SECRET}@b/p"), &[], &[]);
+    assert_refused(&out, 78, "--archive \"s3://…@b/p\": ");
+}
+
+#[test]
+fn numbers_out_of_range_are_usage_errors_never_a_panic() {
+    let canary = FaultyServer::start(Fault::Close);
+    let endpoint = format!("--endpoint-url={}", canary.endpoint());
+    for (arg, starts) in [
+        ("--jobs=257", "--jobs 257: at most 256"),
+        ("--jobs=100000", "--jobs 100000: at most 256"),
+        ("--timeout=1e30", "--timeout "),
+        ("--timeout=NaN", "--timeout NaN: "),
+        ("--timeout=inf", "--timeout inf: "),
+        ("--timeout=-1", "--timeout -1: "),
+        ("--timeout=0", "--timeout 0: "),
+        ("--timeout=0.0000001", "--timeout "),
+        ("--request-timeout=1e300", "--request-timeout "),
+        ("--part-size=0", "--part-size 0: "),
+        ("--part-size=4097", "--part-size 4097: "),
+        (
+            "--part-size=18446744073709551615",
+            "--part-size 18446744073709551615: ",
+        ),
+        ("--region=", "--region: empty"),
+    ] {
+        let out = get_alone("s3://wals", &[&endpoint, arg], &[]);
+        assert_refused(&out, 64, starts);
+    }
+    for (var, value) in [("WALPIPE_JOBS", "100000"), ("WALPIPE_TIMEOUT", "NaN")] {
+        let out = get_alone("s3://wals", &[&endpoint], &[(var, value)]);
+        assert_eq!(out.code, 64, "{var}={value}: {}", out.stderr);
+    }
+    // Past what a number holds: clap's own usage error.
+    let out = get_alone(
+        "s3://wals",
+        &[&endpoint, "--jobs=18446744073709551616"],
+        &[],
+    );
+    assert_eq!(out.code, 64, "{}", out.stderr);
+    assert_eq!(canary.accepted(), 0, "nothing was asked of the store");
+}
+
+/// `wal-store get` against `archive`, `args` and `env`, with short timeouts: the store (a
+/// [`FaultyServer`]) never answers, so it ends 75 after asking whoever it asks.
+fn get_from_nowhere(archive: &str, args: &[&str], env: &[(&str, &str)]) {
+    let mut all = vec!["--timeout=2", "--request-timeout=1"];
+    all.extend_from_slice(args);
+    let out = get_alone(archive, &all, env);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+}
+
+/// The provider's own endpoint setting, pointing at a server: the variables to set.
+type ProviderSettings = fn(&FaultyServer) -> Vec<(String, String)>;
+
+/// Issue 11: `--endpoint-url` was dropped for gs:// archives (and lost to
+/// AWS_ENDPOINT_URL_S3 or another endpoint setting): the requests went, signed, to the
+/// provider. The flag is where the requests go, for every provider.
+#[test]
+fn the_endpoint_flag_is_where_the_requests_go_for_every_provider() {
+    let account = "devstoreaccount1";
+    let cases: [(&str, ProviderSettings); 3] = [
+        ("s3://wals/p", |other| {
+            vec![("AWS_ENDPOINT_URL_S3".into(), other.endpoint())]
+        }),
+        ("az://wals/p", |other| {
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING".into(),
+                format!(
+                    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;\
+                     AccountKey=a2V5;BlobEndpoint={}/devstoreaccount1",
+                    other.endpoint()
+                ),
+            )]
+        }),
+        ("gs://wals/p", |other| {
+            vec![
+                ("GOOGLE_BASE_URL".into(), other.endpoint()),
+                ("GOOGLE_SKIP_SIGNATURE".into(), "true".into()),
+            ]
+        }),
+    ];
+    for (archive, settings) in cases {
+        let flagged = FaultyServer::start(Fault::Close);
+        let other = FaultyServer::start(Fault::Close);
+        let env = settings(&other);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // The scheme in capitals is still plain http.
+        let endpoint = match archive {
+            "az://wals/p" => format!("HTTP://127.0.0.1:{}/{account}", flagged.port),
+            _ => format!("HTTP://127.0.0.1:{}", flagged.port),
+        };
+        get_from_nowhere(archive, &["--endpoint-url", &endpoint], &env);
+        assert!(
+            flagged.accepted() > 0,
+            "{archive}: the flag's server was not asked"
+        );
+        assert_eq!(other.accepted(), 0, "{archive}: another endpoint was asked");
+        // Without the flag, the provider's own setting is where they go.
+        get_from_nowhere(archive, &[], &env);
+        assert!(
+            other.accepted() > 0,
+            "{archive}: the provider's setting was not used"
+        );
+    }
+}
+
+#[test]
+fn max_batch_of_any_size_is_used_as_given() {
+    let canary = FaultyServer::start(Fault::Close);
+    let work = WorkDir::new();
+    let path = work.join("000000010000000000000001");
+    fs::copy(&wal_fixture_segments()[0], &path).unwrap();
+    let mut cmd = stage("wal-store");
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .args(["put", "--server", SERVER, "--archive", "s3://wals/p"])
+        .arg(format!("--endpoint-url={}", canary.endpoint()))
+        .args(["--timeout=2", "--request-timeout=1", "--keep-source"])
+        .arg("--max-batch=18446744073709551615");
+    let out = run(cmd, &ndjson(&[raw_record(&path)]));
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(path.exists());
 }
