@@ -19,6 +19,9 @@
 //! * trailing data that is not another member/stream/frame is an error for every format
 //!   (the CLIs only warn); xz's stream padding (zero bytes in multiples of four) and zstd's
 //!   skippable frames are part of their formats and are accepted.
+//! * decoding is bounded whatever the input: a stream whose header asks for more than
+//!   128 MiB of decoder memory, or that decodes to more than 1 GiB (the largest WAL
+//!   segment), is an `InvalidData` error (see [`decoder`]).
 //!
 //! How truncation is caught, per format:
 //!
@@ -44,15 +47,24 @@ use crate::compression::{Compression, MAGIC_MAX_LENGTH};
 /// whole blocks, small enough to stay in cache.
 const BUFFER_SIZE: usize = 128 * 1024;
 
-/// The largest zstd window we accept when decoding: 2 GiB, zstd's maximum on 64-bit
-/// targets (1 GiB on 32-bit ones). zstd's default limit (128 MiB) would reject streams
-/// written with `zstd --long=28` or more; the window only bounds memory per stream, and the
-/// stream's writer chose it.
-const ZSTD_WINDOW_LOG_MAX: u32 = if cfg!(target_pointer_width = "64") {
-    31
-} else {
-    30
-};
+/// The most memory a decoder may take for its window (zstd) or dictionary (xz): 128 MiB.
+/// Both decoders allocate what the stream's header declares before reading any data, so,
+/// unbounded, a 20-byte zstd file can make its decoder allocate 2 GiB and a 68-byte xz
+/// file 1.5 GiB (4 GiB at most). 128 MiB is the default limit of the `zstd` CLI and of
+/// python-zstandard (Barman's decoder): every zstd level fits (22 with `--ultra` uses
+/// 128 MiB), and so does `--long` at its default (27); streams written with `--long=28` or
+/// more are refused, as `zstd -d` refuses them without `--memory`. Every xz preset fits
+/// (`-9`/`-9e`, the largest, need 65 MiB); a custom `--lzma2=dict=` of 128 MiB or more is
+/// refused (96 MiB, the size below, is decoded). The other formats cannot ask for more than a few MiB.
+const DECODER_MEMORY: u64 = 128 << 20;
+
+/// [`DECODER_MEMORY`] as zstd's `window_log_max` (27).
+const ZSTD_WINDOW_LOG_MAX: u32 = DECODER_MEMORY.trailing_zeros();
+
+/// The most bytes a decoder yields: 1 GiB, the largest WAL segment PostgreSQL can be built
+/// with (`--with-wal-segsize=1024`). Anything walpipe decompresses is a WAL file, so a
+/// stream that decodes to more is corrupt, or a decompression bomb aimed at the disk.
+pub const MAX_DECODED: u64 = 1 << 30;
 
 /// A compression level as Barman's `compression_level` accepts it (spec §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -342,9 +354,13 @@ impl<W: Write> fmt::Debug for Encoder<W> {
 /// empty input (checked here, before returning: this reads the first bytes of `input`);
 /// errors of `input` itself are returned unchanged.
 ///
-/// The decoder's own memory is bounded by the stream's parameters (block size, window),
-/// which its writer chose: up to the window for zstd (2 GiB at most, for `--long=31`), a
-/// few MiB otherwise.
+/// Memory and output are bounded whatever the input: the decoder's own memory depends on
+/// the stream's parameters (block size, window), which the stream's header declares, and
+/// is capped at 128 MiB for zstd (window) and xz (dictionary), a few MiB for the other
+/// formats (their headers cannot ask for more); a stream whose parameters need more is
+/// refused (`InvalidData`) before anything is allocated. A stream that decodes to more
+/// than [`MAX_DECODED`] bytes (1 GiB, the largest WAL segment) fails with `InvalidData`
+/// once the limit is passed.
 pub fn decoder<'a, R: BufRead + 'a>(
     algorithm: Compression,
     mut input: R,
@@ -377,7 +393,7 @@ pub fn decoder<'a, R: BufRead + 'a>(
             // A stream decoder (not xz2's auto decoder, which also takes legacy .lzma
             // files), reading concatenated streams as `xz -dc` does.
             let stream =
-                xz2::stream::Stream::new_stream_decoder(u64::MAX, xz2::stream::CONCATENATED)?;
+                xz2::stream::Stream::new_stream_decoder(DECODER_MEMORY, xz2::stream::CONCATENATED)?;
             Box::new(Checked::new(
                 algorithm,
                 xz2::bufread::XzDecoder::new_stream(input, stream),
@@ -525,15 +541,49 @@ impl<R: BufRead> BufRead for Source<R> {
 /// A decoder whose errors follow the module's rules: errors of the input come back as
 /// they were; every other error is about the data and becomes `UnexpectedEof` (truncated)
 /// or `InvalidData` (anything else: flate2 and bzip2 say `InvalidInput`, snap and
-/// `lz4_flex` `Other`), with the algorithm named.
+/// `lz4_flex` `Other`), with the algorithm named. It also counts the decoded bytes and
+/// fails the stream past [`MAX_DECODED`].
 struct Checked<D> {
     algorithm: Compression,
     decoder: D,
+    /// Bytes yielded so far.
+    decoded: u64,
 }
 
 impl<D: Read> Checked<D> {
     fn new(algorithm: Compression, decoder: D) -> Self {
-        Checked { algorithm, decoder }
+        Checked {
+            algorithm,
+            decoder,
+            decoded: 0,
+        }
+    }
+
+    /// The error of a stream that decodes to more than [`MAX_DECODED`] bytes.
+    fn too_long(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "corrupt {} stream: it decodes to more than {MAX_DECODED} bytes, the size of \
+                 the largest WAL segment",
+                self.algorithm
+            ),
+        )
+    }
+
+    /// Whether `error` is the decoder refusing a stream over [`DECODER_MEMORY`]. zstd only
+    /// gives its error's text, which is stable (`ZSTD_getErrorString` of
+    /// `frameParameter_windowTooLarge`).
+    fn over_memory_limit(error: &io::Error) -> bool {
+        let inner = error.get_ref();
+        inner
+            .and_then(|inner| inner.downcast_ref::<xz2::stream::Error>())
+            .is_some_and(|e| matches!(e, xz2::stream::Error::MemLimit))
+            || inner.is_some_and(|inner| {
+                inner
+                    .to_string()
+                    .starts_with("Frame requires too much memory")
+            })
     }
 
     fn classify(&self, error: io::Error) -> io::Error {
@@ -550,6 +600,17 @@ impl<D: Read> Checked<D> {
             };
         }
         let algorithm = self.algorithm;
+        if Self::over_memory_limit(&error) {
+            return io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{algorithm} stream refused: decoding it needs more than {} MiB of \
+                     memory (a window or dictionary larger than any standard setting of \
+                     the {algorithm} CLI writes): {error}",
+                    DECODER_MEMORY >> 20
+                ),
+            );
+        }
         if error.kind() == io::ErrorKind::UnexpectedEof {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -566,7 +627,15 @@ impl<D: Read> Checked<D> {
 
 impl<D: Read> Read for Checked<D> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.decoder.read(buf).map_err(|e| self.classify(e))
+        if self.decoded > MAX_DECODED {
+            return Err(self.too_long());
+        }
+        let len = self.decoder.read(buf).map_err(|e| self.classify(e))?;
+        self.decoded += len as u64;
+        if self.decoded > MAX_DECODED {
+            return Err(self.too_long());
+        }
+        Ok(len)
     }
 }
 
@@ -1254,6 +1323,105 @@ mod tests {
         );
     }
 
+    /// `stream` with the LZMA2 dictionary of its first block set to `code` (xz file
+    /// format §5.3.1: `(2 | (code & 1)) << (code / 2 + 11)` bytes) and the block header's
+    /// CRC32 mended, so only the dictionary size differs.
+    fn with_xz_dictionary(stream: &[u8], code: u8) -> Vec<u8> {
+        let mut stream = stream.to_vec();
+        let start = 12; // after the stream header
+        let len = (usize::from(stream[start]) + 1) * 4;
+        let header = &mut stream[start..start + len];
+        // Skip the size byte, the flags and the optional sizes (varints), to the filter.
+        let flags = header[1];
+        let mut at = 2;
+        for present in [flags & 0x40 != 0, flags & 0x80 != 0] {
+            if present {
+                while header[at] & 0x80 != 0 {
+                    at += 1;
+                }
+                at += 1;
+            }
+        }
+        assert_eq!(
+            header[at..at + 2],
+            [0x21, 1],
+            "an LZMA2 filter with 1 property byte"
+        );
+        header[at + 2] = code;
+        let mut crc = flate2::Crc::new();
+        crc.update(&header[..len - 4]);
+        header[len - 4..].copy_from_slice(&crc.sum().to_le_bytes());
+        stream
+    }
+
+    /// A zstd frame with no content size, the window `2^window_log` and one raw block `x`.
+    fn zstd_frame_with_window(window_log: u8) -> Vec<u8> {
+        let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, (window_log - 10) << 3];
+        // Block header: last block, raw, 1 byte.
+        frame.extend_from_slice(&[0x09, 0x00, 0x00, b'x']);
+        frame
+    }
+
+    #[test]
+    fn decoder_memory_is_bounded() {
+        let refused = |algorithm: Compression, stream: &[u8], what: &str| {
+            let e = decode(algorithm, stream).expect_err(what);
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}");
+            let message = e.to_string();
+            assert!(
+                message.contains("more than 128 MiB of memory"),
+                "{what}: {e}"
+            );
+            assert!(message.contains(algorithm.name()), "{what}: {e}");
+        };
+        // zstd: the largest window the CLI decodes by default is ours; one more is refused
+        // (before the decoder allocates it), up to zstd's 2 GiB maximum.
+        assert_eq!(
+            decode(Compression::Zstd, &zstd_frame_with_window(27)).unwrap(),
+            b"x"
+        );
+        for window_log in [28, 30, 31] {
+            refused(
+                Compression::Zstd,
+                &zstd_frame_with_window(window_log),
+                &format!("zstd window 2^{window_log}"),
+            );
+        }
+        // xz: the dictionaries of `xz -9` (64 MiB, code 28) and 96 MiB (29) are decoded;
+        // 128 MiB (30), 1.5 GiB (37) and 4 GiB (40, the largest) are refused.
+        let data = pseudo_wal(100_000);
+        let stream = encode(Compression::Xz, Level::Low, &data);
+        for code in [28, 29] {
+            let large = with_xz_dictionary(&stream, code);
+            let decoded = decode(Compression::Xz, &large).unwrap();
+            assert_same(&data, &decoded, &format!("xz dictionary code {code}"));
+        }
+        for code in [30, 37, 40] {
+            refused(
+                Compression::Xz,
+                &with_xz_dictionary(&stream, code),
+                &format!("xz dictionary code {code}"),
+            );
+        }
+    }
+
+    #[test]
+    fn decoded_output_is_capped_at_the_largest_segment() {
+        // 1024 frames of 1 MiB of zeros: exactly 1 GiB, a few KiB compressed.
+        let frame = encode(Compression::Zstd, Level::Low, &vec![0; 1 << 20]);
+        let mut stream = frame.repeat(1024);
+        let decoded = decompress(Compression::Zstd, &stream[..], &mut io::sink()).unwrap();
+        assert_eq!(decoded, MAX_DECODED);
+        stream.extend_from_slice(&encode(Compression::Zstd, Level::Low, b"!"));
+        let e = decompress(Compression::Zstd, &stream[..], &mut io::sink()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("largest WAL segment"), "{e}");
+        // The reader stays failed.
+        let mut reader = decoder(Compression::Zstd, &stream[..]).unwrap();
+        assert!(copy(&mut reader, &mut io::sink()).is_err());
+        assert!(reader.read(&mut [0; 16]).is_err());
+    }
+
     #[test]
     fn corrupt_byte_is_an_error() {
         let data = pseudo_wal(300_000);
@@ -1340,12 +1508,12 @@ mod tests {
                 &["-q", "-19", "--long=27", "-c"],
                 false,
             ),
-            // From stdin the size is unknown, so the frame keeps its 1 GiB window, which
-            // zstd's default decoding limit (128 MiB) refuses.
+            // From stdin the size is unknown, so the frame keeps its whole 128 MiB window:
+            // the largest we decode, as `zstd -d` (see decoder_memory_is_bounded).
             (
                 Compression::Zstd,
                 "zstd",
-                &["-q", "-1", "--long=30", "-c"],
+                &["-q", "-1", "--long=27", "-c"],
                 true,
             ),
             (Compression::Lz4, "lz4", &["-c"], false),

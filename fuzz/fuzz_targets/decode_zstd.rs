@@ -1,0 +1,5 @@
+//! Fuzz target: wal_core::codec's zstd decoder on hostile input, memory bounded.
+//! The checks are in `walpipe_fuzz::codecs::decode_zstd`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| walpipe_fuzz::codecs::decode_zstd(data));
