@@ -65,7 +65,10 @@ fn unsupported(algo: SymmetricAlgorithm) -> io::Error {
 /// apart by where the key came from).
 pub fn quick_check(algo: SymmetricAlgorithm, key: &[u8], ciphertext: &[u8]) -> io::Result<bool> {
     let (_, ecb) = ciphers(algo).ok_or_else(|| unsupported(algo))?;
-    if ciphertext.len() < BLOCK + 2 {
+    // A session key decrypted with a wrong passphrase names a cipher by chance (its first
+    // octet is random): one whose key length differs cannot be the key, and OpenSSL would
+    // refuse it with an error that reads like a fault of ours.
+    if ciphertext.len() < BLOCK + 2 || key.len() != ecb.key_len() {
         return Ok(false);
     }
     let mut crypter = Crypter::new(ecb, Mode::Encrypt, key, None).map_err(ssl)?;
@@ -379,6 +382,26 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 253) as u8).collect()
+    }
+
+    /// A wrong passphrase yields a random cipher octet and a key of the length the right
+    /// cipher needs: the check says no (it was an OpenSSL error, reported as corrupt data
+    /// once in a few hundred wrong passphrases).
+    #[test]
+    fn a_key_of_another_length_fails_the_quick_check_without_an_error() {
+        let prefix = cfb_encrypt(
+            SymmetricAlgorithm::AES256,
+            &KEY,
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 15, 16,
+            ],
+        )
+        .unwrap();
+        assert!(quick_check(SymmetricAlgorithm::AES256, &KEY, &prefix).unwrap());
+        for algo in [SymmetricAlgorithm::AES128, SymmetricAlgorithm::AES192] {
+            assert!(!quick_check(algo, &KEY, &prefix).unwrap(), "{algo}");
+        }
+        assert!(!quick_check(SymmetricAlgorithm::AES256, &KEY[..16], &prefix).unwrap());
     }
 
     #[test]

@@ -501,3 +501,62 @@ impl DecryptionHelper for Helper<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openpgp::crypto::{Password, S2K};
+    use openpgp::packet::skesk::SKESK4;
+    use openpgp::serialize::Serialize;
+    use openpgp::types::HashAlgorithm;
+
+    /// A wrong passphrase opens the session key packet to a random cipher octet; once in
+    /// about a hundred tries it names AES-128 or AES-192 with the 32 bytes of an AES-256
+    /// key. Each of 2000 wrong passphrases must read as one (the least S2K count keeps the
+    /// tries fast; the chance that none hits those octets is below 10⁻⁶).
+    #[test]
+    fn every_wrong_passphrase_reads_as_one() {
+        let algo = SymmetricAlgorithm::AES256;
+        let session_key = SessionKey::new(algo.key_size().unwrap()).unwrap();
+        let s2k = S2K::Iterated {
+            hash: HashAlgorithm::SHA256,
+            salt: [3u8; 8],
+            hash_bytes: 1024,
+        };
+        let right = Password::from("right");
+        let skesk = SKESK4::with_password(algo, algo, s2k, &session_key, &right).unwrap();
+        let mut message = Vec::new();
+        Packet::from(SKESK::V4(skesk))
+            .serialize(&mut message)
+            .unwrap();
+        let plain = vec![7u8; 100];
+        let (message, _) = seipd::write(
+            message,
+            algo,
+            &session_key,
+            &mut plain.as_slice(),
+            Some(plain.len() as u64),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let decrypt_with = |passphrase: &str| {
+            let file = dir.path().join("passphrase");
+            std::fs::write(&file, passphrase).unwrap();
+            let decryptor = Decryptor::new(None, Some(Passphrase::File(file))).unwrap();
+            let mut out = Vec::new();
+            decryptor
+                .decrypt(&mut Cursor::new(&message), &mut out)
+                .map(|_| out)
+        };
+        assert_eq!(decrypt_with("right").unwrap(), plain);
+        for n in 0..2000 {
+            match decrypt_with(&format!("wrong {n}")) {
+                Err(Failure::NoKey(message)) => {
+                    assert!(message.contains("wrong passphrase"), "try {n}: {message}");
+                }
+                Err(Failure::Io(e)) => panic!("try {n}: reported as {:?}: {e}", e.kind()),
+                Ok(_) => panic!("try {n}: a wrong passphrase decrypted"),
+            }
+        }
+    }
+}
