@@ -647,15 +647,36 @@ impl<D: Read> Read for Checked<D> {
 /// output). It also takes exactly four trailing bytes for the start of a frame it has no
 /// more bytes of. This wrapper keeps reading while input remains and, when the input ends,
 /// asks [`Lz4Framing`] whether it ended between frames.
+///
+/// Each frame gets a fresh `FrameDecoder`: one reused across frames keeps the buffers of
+/// a frame with larger blocks (or of a legacy frame) for the next one, which its debug
+/// assertions refuse, so a debug build panicked on such a stream.
 struct Lz4Decoder<R: BufRead> {
-    frames: lz4_flex::frame::FrameDecoder<Lz4Framing<R>>,
+    /// Always `Some` between calls; taken only to replace the decoder between frames.
+    frames: Option<lz4_flex::frame::FrameDecoder<Lz4Framing<R>>>,
 }
 
 impl<R: BufRead> Lz4Decoder<R> {
     fn new(input: R) -> Self {
         Lz4Decoder {
-            frames: lz4_flex::frame::FrameDecoder::new(Lz4Framing::new(input)),
+            frames: Some(lz4_flex::frame::FrameDecoder::new(Lz4Framing::new(input))),
         }
+    }
+
+    fn frames(&mut self) -> &mut lz4_flex::frame::FrameDecoder<Lz4Framing<R>> {
+        self.frames
+            .as_mut()
+            .expect("the frame decoder is only taken to be replaced")
+    }
+
+    /// Starts the next frame with a fresh decoder over the same input.
+    fn next_frame(&mut self) {
+        let framing = self
+            .frames
+            .take()
+            .expect("the frame decoder is only taken to be replaced")
+            .into_inner();
+        self.frames = Some(lz4_flex::frame::FrameDecoder::new(framing));
     }
 }
 
@@ -665,19 +686,24 @@ impl<R: BufRead> Read for Lz4Decoder<R> {
             return Ok(0);
         }
         loop {
-            let len = self.frames.read(buf)?;
+            let len = self.frames().read(buf)?;
             if len > 0 {
                 return Ok(len);
             }
             // End of a frame, an empty block, or end of input: only the last may end the
             // stream, and only between frames.
-            let framing = self.frames.get_mut();
+            let framing = self.frames().get_mut();
+            let between_frames = framing.part == Lz4Part::Magic && framing.word_len == 0;
             if !framing.input.fill_buf()?.is_empty() {
+                if between_frames {
+                    self.next_frame();
+                }
                 continue;
             }
             return match framing.part {
-                Lz4Part::Magic if framing.word_len == 0 => Ok(0),
-                Lz4Part::Legacy => Ok(0),
+                _ if between_frames => Ok(0),
+                // A legacy frame has no end mark: it may end between any two blocks.
+                Lz4Part::BlockSize if framing.legacy && framing.word_len == 0 => Ok(0),
                 // lz4_flex takes a 4-byte tail for a frame it has no more bytes of.
                 Lz4Part::NotAFrame => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -710,9 +736,6 @@ enum Lz4Part {
         /// What comes after them.
         then: LaterPart,
     },
-    /// A legacy frame (`lz4 -l`, never written by Barman), which has no end mark: the
-    /// stream may end anywhere (`lz4_flex` still refuses a block cut short).
-    Legacy,
     /// A magic number that is neither: a skippable frame (which `lz4_flex` refuses) or
     /// garbage. Only fatal when `lz4_flex` did not already say so, i.e. when it was the last
     /// four bytes of the input.
@@ -738,6 +761,10 @@ struct Lz4Framing<R> {
     /// FLG bits of the current frame.
     block_checksums: bool,
     content_checksum: bool,
+    /// Whether the current frame is a legacy one (`lz4 -l`, never written by Barman): its
+    /// magic is followed by blocks at once (no descriptor, no checksums), and it has no
+    /// end mark, although `lz4_flex` ends it at a zero block size as any other frame.
+    legacy: bool,
 }
 
 /// The magic number of an LZ4 frame.
@@ -754,6 +781,7 @@ impl<R> Lz4Framing<R> {
             word_len: 0,
             block_checksums: false,
             content_checksum: false,
+            legacy: false,
         }
     }
 
@@ -761,7 +789,7 @@ impl<R> Lz4Framing<R> {
     fn observe(&mut self, mut bytes: &[u8]) {
         while let Some(&first) = bytes.first() {
             match self.part {
-                Lz4Part::Legacy | Lz4Part::NotAFrame => return,
+                Lz4Part::NotAFrame => return,
                 Lz4Part::Magic | Lz4Part::BlockSize => {
                     let take = (4 - self.word_len).min(bytes.len());
                     self.word[self.word_len..self.word_len + take].copy_from_slice(&bytes[..take]);
@@ -795,8 +823,16 @@ impl<R> Lz4Framing<R> {
     /// Handles a complete magic number or block size.
     fn on_word(&mut self, word: u32) {
         match self.part {
-            Lz4Part::Magic if word == LZ4_FRAME_MAGIC => self.part = Lz4Part::Flags,
-            Lz4Part::Magic if word == LZ4_LEGACY_MAGIC => self.part = Lz4Part::Legacy,
+            Lz4Part::Magic if word == LZ4_FRAME_MAGIC => {
+                self.legacy = false;
+                self.part = Lz4Part::Flags;
+            }
+            Lz4Part::Magic if word == LZ4_LEGACY_MAGIC => {
+                self.legacy = true;
+                self.block_checksums = false;
+                self.content_checksum = false;
+                self.part = Lz4Part::BlockSize;
+            }
             Lz4Part::Magic => self.part = Lz4Part::NotAFrame,
             // The end mark, then the content checksum if the frame has one.
             Lz4Part::BlockSize if word == 0 => {
@@ -1403,6 +1439,60 @@ mod tests {
                 &format!("xz dictionary code {code}"),
             );
         }
+    }
+
+    /// Frames whose blocks shrink from one frame to the next (or that follow a legacy
+    /// frame, whose blocks are 8 MiB) decode to the concatenated data. A `FrameDecoder`
+    /// reused across frames kept the larger buffers, which its debug assertions refuse: a
+    /// debug build panicked (found by the `decode_lz4` fuzz target).
+    #[test]
+    fn lz4_frames_with_shrinking_blocks_decode() {
+        use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
+        let frame = |info: FrameInfo, data: &[u8]| {
+            let mut encoder = FrameEncoder::with_frame_info(info, Vec::new());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let data = pseudo_wal(300_000);
+        let (first, second) = data.split_at(100_000);
+        let large = FrameInfo::new().block_size(BlockSize::Max4MB);
+        for small_mode in [BlockMode::Independent, BlockMode::Linked] {
+            let small = FrameInfo::new()
+                .block_size(BlockSize::Max64KB)
+                .block_mode(small_mode);
+            for first_info in [large.clone(), FrameInfo::new().legacy_frame(true)] {
+                let what = format!("{first_info:?} then {small_mode:?} 64 KiB blocks");
+                let mut stream = frame(first_info, first);
+                stream.extend(frame(small.clone(), second));
+                let decoded = decode(Compression::Lz4, &stream).expect(&what);
+                assert_same(&data, &decoded, &what);
+            }
+        }
+    }
+
+    /// `lz4 -l` writes legacy frames: no descriptor, no end mark, so the stream ends after
+    /// any whole block; cut anywhere else it is an error.
+    #[test]
+    fn lz4_legacy_frames_decode_and_cuts_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pseudo_wal(300_000);
+        let plain = write_temp(dir.path(), "plain", &data);
+        let stream = cli("lz4", &["-l", "-c", plain.to_str().unwrap()], Stdio::null());
+        assert_same(&data, &decode(Compression::Lz4, &stream).unwrap(), "lz4 -l");
+        // Magic, then one block: its size (4 bytes), its data.
+        for cut in [5, 7, 8, 9, stream.len() / 2, stream.len() - 1] {
+            let e = decode(Compression::Lz4, &stream[..cut])
+                .expect_err(&format!("lz4 -l cut at {cut}/{}", stream.len()));
+            assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                ),
+                "cut at {cut}: {e}"
+            );
+        }
+        // Cut right after the magic: a legacy frame of no block.
+        assert_eq!(decode(Compression::Lz4, &stream[..4]).unwrap(), b"");
     }
 
     #[test]
