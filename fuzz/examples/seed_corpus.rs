@@ -105,7 +105,8 @@ fn records(seeds: &mut Seeds) {
     }
 }
 
-/// `xlogdb_line`: Barman's lines (spec §2.3), with and without the optional fields.
+/// `xlogdb_line`: Barman's lines (`docs/barman-formats.md#xlogdb`), with and without the
+/// optional fields.
 fn xlogdb_lines(seeds: &mut Seeds) {
     let lines: &[(&str, &str)] = &[
         (

@@ -3,8 +3,9 @@
 //! (Azure Blob).
 //!
 //! Mocks would hide exactly what matters for an archiver: request signing, listing order,
-//! conditional writes, a node going away. So the tests run the real servers, the way
-//! `shared/recipes/garage.md` and `shared/recipes/crates.md` describe: bound to 127.0.0.1
+//! conditional writes, a node going away. So the tests run the real servers, set up as
+//! their guides describe (Garage: <https://garagehq.deuxfleurs.fr/documentation/quick-start/>;
+//! Azurite: <https://github.com/Azure/Azurite>): bound to 127.0.0.1
 //! on ports the kit picks, with all their files in a per-test directory, stopped (killed
 //! and reaped) when the value is dropped, even when the test panics.
 //!
@@ -501,7 +502,8 @@ impl GarageNode {
         node
     }
 
-    /// Writes `garage.toml` (see `shared/recipes/garage.md`).
+    /// Writes `garage.toml` (see Garage's configuration reference,
+    /// <https://garagehq.deuxfleurs.fr/documentation/reference-manual/configuration/>).
     fn write_config(&mut self) {
         let GaragePorts { rpc, s3, admin } = self.ports;
         let config = format!(

@@ -5,13 +5,15 @@
 //!
 //! * [`paths`]: where the workspace, its built binaries and its scripts are;
 //! * [`WorkDir`]: a short temporary directory the `postgres` user can use;
-//! * [`PgCluster`]: a real, throwaway PostgreSQL 15 server (see
-//!   `shared/recipes/postgres.md` for the conventions it follows);
+//! * [`PgCluster`]: a real, throwaway PostgreSQL 15 server (see [`pg`] for the conventions
+//!   it follows);
 //! * [`pitr`]: point-in-time recovery of such a server, the scenario every restore test
 //!   runs against its archive;
 //! * [`wal_fixtures`] and [`synthetic_segment`]: real and synthetic WAL segments;
 //! * [`clean_command`]: hermetic child processes (no inherited `WALPIPE_*`/`PG*`);
 //! * [`ndjson`]: records to feed a stage and records read back from it;
+//! * [`stage`]: records for files a test wrote, a stage run on them to an expected exit
+//!   status, the files its records point at, and stock CLIs used as filters;
 //! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
 //!   the archive they fill (hash directories, xlog.db, zstd);
 //! * [`cloud`]: real object-storage servers on loopback ([`Garage`], [`GarageCluster`]
@@ -42,6 +44,7 @@ pub mod pitr;
 pub mod s3reader;
 pub mod snapshot;
 pub mod spool;
+pub mod stage;
 pub mod watchdog;
 pub mod workdir;
 pub mod wrappers;

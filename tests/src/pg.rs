@@ -3,8 +3,10 @@
 //! walpipe is driven by PostgreSQL's `archive_command`/`restore_command` and by
 //! `pg_receivewal`; mocks would hide exactly the timing and permission problems that matter
 //! (a segment visible in the archive while `cp` still writes it; commands run as the
-//! `postgres` user). So tests run the real server, the way `shared/recipes/postgres.md`
-//! describes: `initdb --no-sync`, `fsync = off`, `listen_addresses = ''` with a per-cluster
+//! `postgres` user). So tests run the real server, set up for speed and isolation
+//! (<https://www.postgresql.org/docs/15/app-initdb.html>,
+//! <https://www.postgresql.org/docs/15/runtime-config-connection.html>): `initdb --no-sync`,
+//! `fsync = off`, `listen_addresses = ''` with a per-cluster
 //! socket directory (the port only names the socket file, so parallel tests never clash),
 //! and every server-side command run through `runuser -u postgres --` when we are root.
 

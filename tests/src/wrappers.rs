@@ -81,7 +81,7 @@ pub fn queue_archive_command(home: &Path, server: &str) -> String {
 
 /// Where Barman keeps `name` in the archive `wals`: `<wals>/<hash dir>/<name>`, the hash
 /// directory being the first 16 hex digits in upper case, except timeline history files,
-/// which sit in the archive root (spec §1.3).
+/// which sit in the archive root (`docs/barman-formats.md#archive-layout`).
 ///
 /// # Panics
 /// When `name` is too short to be a WAL file name.
@@ -110,7 +110,8 @@ pub struct XlogdbEntry {
 }
 
 /// Parses an xlog.db file strictly as Barman writes it: every line `\n`-terminated, five
-/// fields separated by single TABs (spec §2.3). A missing file reads as empty.
+/// fields separated by single TABs (`docs/barman-formats.md#xlogdb`). A missing file reads
+/// as empty.
 ///
 /// # Panics
 /// On a line that is not in that format, naming the line.

@@ -1,5 +1,6 @@
 //! Crash safety: SIGKILL the archiving pipeline at random moments, re-run it, and check that
-//! the archive converges (architecture.md, "Durability"): no WAL lost, none corrupt, none
+//! the archive converges (`docs/durability.md#how-a-rerun-converges`): no WAL lost, none
+//! corrupt, none
 //! moved to errors/ as a false duplicate, and xlog.db cataloguing each stored WAL exactly once.
 //!
 //! Two tests:

@@ -10,7 +10,7 @@ use wal_core::Compression;
 
 use crate::util::{
     cli_decompress, dot_files, ndjson, parse, path_of, record, run_ok, sample, segment_name,
-    wal_compress, write_file,
+    segment_records, wal_compress, write_file,
 };
 
 #[test]
@@ -142,14 +142,7 @@ fn jobs_keep_the_input_order() {
             )
         })
         .collect();
-    let records: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(n, data)| {
-            let name = segment_name(n as u32);
-            record(&name, &write_file(dir.path(), &name, data))
-        })
-        .collect();
+    let records = segment_records(dir.path(), &inputs);
     let out = run_ok(
         &["--jobs", "4", "--algorithm", "zstd"],
         &ndjson(&records),
@@ -192,9 +185,7 @@ fn an_unwritable_stdout_stops_the_stream_with_74() {
     let rec = record(&name, &write_file(dir.path(), &name, b"wal"));
     let input = write_file(dir.path(), "input.ndjson", ndjson([&rec]).as_bytes());
     // assert_cmd captures stdout, so this one runs on std's Command.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wal-compress"));
-    walpipe_tests::clean_command(&mut cmd);
-    let output = cmd
+    let output = walpipe_tests::stage::stage_command(env!("CARGO_BIN_EXE_wal-compress"))
         .stdin(fs::File::open(&input).unwrap())
         .stdout(
             fs::OpenOptions::new()

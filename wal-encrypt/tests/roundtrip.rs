@@ -11,7 +11,7 @@ use serde_json::Value;
 use tempfile::tempdir;
 use wal_encrypt::{Config, Passphrase, run};
 
-use crate::util::{Gpg, ndjson, parse, record, sample, segment_name, write_file};
+use crate::util::{Gpg, ndjson, parse, record, sample, segment_name, segment_records, write_file};
 
 const SIZES: [usize; 14] = [
     0, 1, 17, 18, 19, 191, 192, 8_383, 8_384, 262_143, 262_144, 262_145, 524_288, 1_000_003,
@@ -31,14 +31,7 @@ fn round_trip(encrypt: &Config, decrypt: &Config, seed: u64) {
         .enumerate()
         .map(|(n, &size)| sample(seed + n as u64, size))
         .collect();
-    let records: Vec<Value> = originals
-        .iter()
-        .enumerate()
-        .map(|(n, data)| {
-            let name = segment_name(n as u32);
-            record(&name, &write_file(dir.path(), &name, data))
-        })
-        .collect();
+    let records = segment_records(dir.path(), &originals);
     let encrypted = run_in_process(encrypt, &records);
     let decrypted = run_in_process(decrypt, &encrypted);
     for ((data, before), after) in originals.iter().zip(&encrypted).zip(&decrypted) {

@@ -14,32 +14,15 @@ use tempfile::TempDir;
 
 /// The binary under test, with no `WALPIPE_*`/`PG*` variables inherited.
 pub fn wal_encrypt() -> assert_cmd::Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-encrypt"));
-    walpipe_tests::clean_command(&mut cmd);
-    assert_cmd::Command::from_std(cmd)
+    assert_cmd::Command::from_std(stage_command(env!("CARGO_BIN_EXE_wal-encrypt")))
 }
 
 /// Deterministic WAL-like bytes.
-pub fn sample(seed: u64, size: usize) -> Vec<u8> {
-    walpipe_tests::synthetic_segment(seed, size)
-}
+pub use walpipe_tests::synthetic_segment as sample;
 
+pub use walpipe_tests::stage::{content_of, dot_files, path_of, record, segment_records};
+use walpipe_tests::stage::{run_stage, stage_command};
 pub use walpipe_tests::{segment_name, write_file};
-
-/// A record as wal-scan (or wal-compress) writes it for the file at `path`.
-pub fn record(name: &str, path: &Path) -> Value {
-    let size = fs::metadata(path).map_or(0, |m| m.len());
-    json!({
-        "name": name,
-        "kind": "segment",
-        "path": path,
-        "source": path,
-        "size": size,
-        "time": 1_700_000_000.25,
-        "compression": null,
-        "encryption": null,
-    })
-}
 
 /// The same record, saying its file is encrypted (as wal-store's listing says it).
 pub fn encrypted_record(name: &str, path: &Path) -> Value {
@@ -53,18 +36,7 @@ pub use walpipe_tests::{ndjson, parse_records as parse};
 
 /// Runs `wal-encrypt args...` on `input`, expects exit `code`, returns the records.
 pub fn run_ok(args: &[&OsStr], input: &str, code: i32) -> Vec<Value> {
-    let output = wal_encrypt()
-        .args(args)
-        .write_stdin(input)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "wal-encrypt {args:?}: stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    parse(&output.stdout)
+    run_stage(env!("CARGO_BIN_EXE_wal-encrypt"), args, input, code)
 }
 
 /// `OsStr` arguments from anything path-like.
@@ -73,28 +45,6 @@ macro_rules! args {
     ($($arg:expr),* $(,)?) => {
         &[$(::std::ffi::OsStr::new($arg)),*]
     };
-}
-
-/// The `path` field of a record.
-pub fn path_of(record: &Value) -> PathBuf {
-    PathBuf::from(record["path"].as_str().expect("record has a path"))
-}
-
-/// Reads the file a record points at.
-pub fn content_of(record: &Value) -> Vec<u8> {
-    let path = path_of(record);
-    fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// The names in `dir` that start with a dot (temporary files), sorted.
-pub fn dot_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
 }
 
 /// The passphrase of the "locked" test key.

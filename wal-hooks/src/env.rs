@@ -1,4 +1,5 @@
-//! Barman's hook environment for one record (spec §7.3), plus `WALPIPE_RECORD`.
+//! Barman's hook environment for one record (`docs/barman-formats.md#hook-environment`),
+//! plus `WALPIPE_RECORD`.
 //!
 //! Scripts written for Barman read these variables, so names and value formats are
 //! Barman's exactly: `BARMAN_SIZE` is a decimal integer, `BARMAN_TIMESTAMP` is Python's

@@ -1,7 +1,7 @@
 //! wal-hooks: the walpipe stage that runs Barman's WAL hook scripts, unchanged, for each
 //! record going by: `pre_archive_script`, `pre_archive_retry_script`,
 //! `post_archive_retry_script`, `post_archive_script` and the four `*_wal_delete_*` ones
-//! (spec §7).
+//! (`docs/barman-formats.md#hook-scripts`).
 //!
 //! One process runs one script; a wrapper chains one process per configured script, in
 //! Barman's order (pre: plain then retry; post: retry then plain). A `pre` stage sits

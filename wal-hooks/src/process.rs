@@ -1,7 +1,8 @@
 //! One run of a hook script: `/bin/sh -c SCRIPT`, its output captured, optionally timed out.
 //!
 //! Barman runs hooks through the shell with their stdout and stderr captured, and logs both
-//! when the script fails (spec §7.2). Here stdout is the record stream, so a script's output
+//! when the script fails (`docs/barman-formats.md#running-a-hook`). Here stdout is the
+//! record stream, so a script's output
 //! must never reach it: both pipes are read on threads of their own, keeping only the last
 //! few lines for the failure message. The script's stdin is `/dev/null` (it must not eat
 //! records). Each run gets a process group of its own so that a timeout kills everything the

@@ -1,4 +1,5 @@
-//! Barman's retry rules for `*_retry_script` hooks (`RetryHookScriptRunner`, spec §7.4).
+//! Barman's retry rules for `*_retry_script` hooks (`RetryHookScriptRunner`;
+//! `docs/barman-formats.md#retry-hooks`).
 //!
 //! A retry hook runs until it exits 0 (done), 62 (ABORT_CONTINUE: give up on the hook,
 //! the work goes on) or 63 (ABORT_STOP: the caller decides; in the pre phase archiving

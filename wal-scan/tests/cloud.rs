@@ -29,8 +29,7 @@ impl Beside {
     /// to `argv` and its `WALPIPE_*` variables to `env`, one per line.
     fn new(script: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let wal_scan = assert_cmd::cargo::cargo_bin("wal-scan");
-        fs::copy(&wal_scan, dir.path().join("wal-scan")).unwrap();
+        fs::copy(env!("CARGO_BIN_EXE_wal-scan"), dir.path().join("wal-scan")).unwrap();
         let body = format!(
             "#!/bin/sh\n\
              here=$(dirname \"$0\")\n\
@@ -45,14 +44,10 @@ impl Beside {
     }
 
     /// Runs the copy of wal-scan with `args`, `env` added to an environment without
-    /// `WALPIPE_*`.
+    /// `WALPIPE_*` (nor `PG*`).
     fn scan(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(self.dir.path().join("wal-scan"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("WALPIPE_") {
-                cmd.env_remove(key);
-            }
-        }
+        walpipe_tests::clean_command(&mut cmd);
         cmd.args(args).envs(env.iter().copied());
         // A script just written may still be open in a child another test thread forked
         // (ETXTBSY) until that child execs: try again in a moment.
@@ -79,11 +74,7 @@ impl Beside {
 }
 
 fn records(output: &Output) -> Vec<Value> {
-    String::from_utf8(output.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
-        .collect()
+    walpipe_tests::parse_records(&output.stdout)
 }
 
 fn stderr(output: &Output) -> String {

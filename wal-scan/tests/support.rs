@@ -11,7 +11,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 use wal_core::names::{WalKind, classify};
-use walpipe_tests::{history_file, wal_segment};
+use walpipe_tests::stage::{piped_through, stage_command};
+use walpipe_tests::{history_file, parse_records, wal_segment, write_file};
 
 /// Size of the segments [`put_wal`] writes: 1 MiB, the smallest segment size `initdb`
 /// accepts (real ones are usually 16 MiB; wal-scan reads only their first page header).
@@ -23,15 +24,9 @@ pub const STRANGER: &[u8] = b"not WAL: a stranger in the queue\n";
 /// The mtime every fixture file gets, as wal-scan must report it.
 pub const MTIME: f64 = 1_700_000_000.25;
 
-/// `wal-scan` without any `WALPIPE_*` variable of the test's environment.
+/// `wal-scan` without any `WALPIPE_*` (or `PG*`) variable of the test's environment.
 pub fn wal_scan() -> Command {
-    let mut cmd = Command::cargo_bin("wal-scan").expect("wal-scan is built");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WALPIPE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    Command::from_std(stage_command(env!("CARGO_BIN_EXE_wal-scan")))
 }
 
 /// What a run left behind.
@@ -70,15 +65,15 @@ impl Run {
 /// Runs `cmd` with `args`; stdout must be nothing but records.
 pub fn run(mut cmd: Command, args: &[&OsStr]) -> Run {
     let output = cmd.args(args).output().expect("wal-scan runs");
-    let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
-    assert!(stdout.is_empty() || stdout.ends_with('\n'), "{stdout:?}");
-    let records = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
-        .collect();
+    let stdout = &output.stdout;
+    assert!(
+        stdout.is_empty() || stdout.ends_with(b"\n"),
+        "{:?}",
+        String::from_utf8_lossy(stdout)
+    );
     Run {
         code: output.status.code().expect("wal-scan exits, is not killed"),
-        records,
+        records: parse_records(stdout),
         stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
     }
 }
@@ -171,8 +166,7 @@ pub fn backup_label(name: &str) -> Vec<u8> {
 
 /// Writes `content` to `dir/name` with mtime [`MTIME`]; returns the path.
 pub fn put(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, content).unwrap();
+    let path = write_file(dir, name, content);
     let mtime = UNIX_EPOCH + Duration::from_secs_f64(MTIME);
     File::options()
         .write(true)
@@ -194,21 +188,7 @@ pub fn put_wal(dir: &Path, name: &str) -> PathBuf {
 
 /// `content` compressed by the `program` CLI (`gzip`, `zstd`), read from stdin.
 pub fn compressed_by(program: &str, content: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(program)
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/install-test-deps installs it)"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = content.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(output.status.success(), "{program} failed");
-    output.stdout
+    piped_through(program, &["-c"], content)
 }
 
 /// A path as the string records carry.
