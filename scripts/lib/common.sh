@@ -152,41 +152,6 @@ credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATI
                                                                                  (WALPIPE_XLOGDB)
 A store that does not answer exits 75 (PostgreSQL retries).'
 
-# fnv1a STRING: sets HASH to the 32-bit FNV-1a hash of STRING, in hex (no fork).
-fnv1a() {
-  local s=$1 i c h=2166136261
-  for ((i = 0; i < ${#s}; i++)); do
-    printf -v c '%d' "'${s:i:1}"
-    h=$(((h ^ (c & 0xFF)) * 16777619 & 0xFFFFFFFF))
-  done
-  printf -v HASH '%08x' "$h"
-}
-
-# private_temp_dir: sets TEMP_DIR to $WALPIPE_TEMP_DIR (created if missing), else to
-# <server>-<hash of the endpoint and archive URL> in walpipe-<uid> under $TMPDIR or /tmp,
-# created 0700 and checked to be ours. Temp names are predictable (a killed run's
-# leftover is replaced by the retry), so they must not sit where another user could plant
-# one, nor be shared by two clusters archiving the same WAL name to two archives.
-private_temp_dir() {
-  local parent
-  if [ -n "${WALPIPE_TEMP_DIR:-}" ]; then
-    TEMP_DIR=$WALPIPE_TEMP_DIR
-    [ -d "$TEMP_DIR" ] || mkdir -p -- "$TEMP_DIR" || die 73 "cannot create the temp directory $TEMP_DIR"
-    return 0
-  fi
-  parent=${TMPDIR:-/tmp}/walpipe-$UID
-  fnv1a "${WALPIPE_ENDPOINT_URL:-${AWS_ENDPOINT_URL:-}} $ARCHIVE"
-  TEMP_DIR=$parent/$SERVER-$HASH
-  if [ ! -d "$TEMP_DIR" ]; then
-    [ -d "$parent" ] || mkdir -m 700 -- "$parent" 2>/dev/null || [ -d "$parent" ] \
-      || die 73 "cannot create the temp directory $parent"
-    if [ ! -O "$parent" ] || [ -L "$parent" ]; then die 73 "$parent: not a directory of ours"; fi
-    mkdir -m 700 -- "$TEMP_DIR" 2>/dev/null || [ -d "$TEMP_DIR" ] \
-      || die 73 "cannot create the temp directory $TEMP_DIR"
-  fi
-  if [ ! -O "$TEMP_DIR" ] || [ -L "$TEMP_DIR" ]; then die 73 "$TEMP_DIR: not a directory of ours"; fi
-}
-
 # check_layout: refuses (exit 78, wal-store's one line) a layout whose queues, archive
 # and errors/ overlap, or a server name that is not a plain name, before the wrapper
 # takes a lock or creates a directory. Needs BIN and STORE_ARGS.
@@ -194,15 +159,6 @@ check_layout() {
   local code=0
   "$BIN/wal-store" check-layout "${STORE_ARGS[@]}" </dev/null || code=$?
   [ "$code" -eq 0 ] || exit "$code"
-}
-
-# check_compression_name ALG: refuses an unknown algorithm without running anything
-# (archive-command runs once per WAL); wal-compress still checks levels itself.
-check_compression_name() {
-  case $1 in
-    none | gzip | bzip2 | xz | zstd | lz4 | snappy | pygzip | pigz | pybzip2) ;;
-    *) die 64 "--compression $1: unknown (gzip, bzip2, xz, zstd, lz4, snappy or none)" ;;
-  esac
 }
 
 # check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a

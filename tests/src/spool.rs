@@ -38,7 +38,8 @@ pub fn workers_idle_within(spool: &Path, timeout: Duration) -> bool {
                 && fs::read_to_string(spool.join(name))
                     .ok()
                     .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-                    .is_some_and(|pid| process_alive(&pid))
+                    .and_then(|pid| pid.parse().ok())
+                    .is_some_and(wal_core::process::alive)
         });
         if !busy {
             return true;
@@ -48,16 +49,4 @@ pub fn workers_idle_within(spool: &Path, timeout: Duration) -> bool {
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether `pid` is a live, non-zombie process (state in `/proc/PID/stat` after the
-/// command name, which may itself hold ") ").
-fn process_alive(pid: &str) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next())
-        })
-        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
 }

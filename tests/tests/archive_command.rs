@@ -476,8 +476,11 @@ fn direct_to_a_cloud_archive_refuses_a_malformed_endpoint_or_url_with_78() {
     ];
     for (archive, endpoint, says) in cases {
         let mut cmd = wrapper("archive-command");
+        // clean_cloud_command drops the WALPIPE_BIN_DIR the wrapper was given: give it
+        // back, or the script would pick whatever build lies next to it.
         walpipe_tests::clean_cloud_command(&mut cmd);
-        cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        cmd.env("WALPIPE_BIN_DIR", walpipe_tests::wrappers::bin_dir())
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_REGION", "us-east-1")
             .args(["--direct", "--server", SERVER, "--archive", archive])

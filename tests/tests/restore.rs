@@ -271,9 +271,13 @@ fn bad_usage_exits_64_with_one_line() {
         // PostgreSQL takes 1..125 for "not in the archive": a misused restore_command
         // must stop recovery instead (above 125).
         assert_eq!(out.status.code(), Some(200), "{args:?}");
+        // One line, from restore-wal or from the stage that refused the value.
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        let bad = args[0].trim_start_matches('-');
+        let named = if args.len() == 1 { "%p" } else { bad };
         assert!(
-            stderr.lines().any(|l| l.starts_with("restore-wal: ")),
+            stderr.contains(named) || stderr.contains("WAL_PATH"),
             "{args:?}: {stderr}"
         );
     }

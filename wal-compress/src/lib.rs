@@ -13,9 +13,7 @@
 //!
 //! [`run`] is the whole stage, callable in-process; `main` only parses the command line.
 
-use std::fs;
-use std::io::{self, BufRead, Write};
-use std::path::Path;
+use std::io::{BufRead, Write};
 
 use wal_core::WalError;
 use wal_core::codec::Level;
@@ -41,8 +39,8 @@ pub fn run(
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary, WalError> {
-    if let Some(dir) = &config.temp_dir {
-        check_temp_dir(dir)?;
+    if let Some(Err(err)) = config.temp_dir.as_deref().map(stage::check_temp_dir) {
+        return Err(stage::fail_every_record(STAGE, err, input, output));
     }
     if let Mode::Compress { algorithm, level } = config.mode {
         note_clamped_level(algorithm, level);
@@ -51,20 +49,6 @@ pub fn run(
     stage::run_parallel(STAGE, config.jobs.get(), input, output, |record| {
         transformer.process(record)
     })
-}
-
-/// Refuses a `--temp-dir` that is not a directory before any record is touched: every
-/// record would fail the same way.
-fn check_temp_dir(dir: &Path) -> Result<(), WalError> {
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(WalError::io(
-            "cannot create files in",
-            dir,
-            io::Error::from(io::ErrorKind::NotADirectory),
-        )),
-        Err(e) => Err(WalError::io("cannot create files in", dir, e)),
-    }
 }
 
 /// Says once on stderr when an integer level is outside the algorithm's range, as Barman

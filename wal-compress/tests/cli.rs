@@ -6,6 +6,7 @@ use std::fs;
 use predicates::prelude::*;
 use tempfile::tempdir;
 use wal_core::Compression;
+use walpipe_tests::ndjson::parse_records;
 
 use crate::util::{
     cli_decompress, ndjson, path_of, record, run_ok, sample, segment_name, wal_compress, write_file,
@@ -44,7 +45,10 @@ fn bad_flags_exit_64_not_2() {
             .assert()
             .code(64)
             .stdout("")
-            .stderr(predicate::str::contains("error:"));
+            .stderr(
+                predicate::str::starts_with("wal-compress: ")
+                    .and(predicate::str::contains("\n").count(1)),
+            );
     }
 }
 
@@ -58,25 +62,41 @@ fn a_bad_level_in_the_environment_exits_64() {
         .stderr(predicate::str::contains("strong"));
 }
 
+/// A stage that cannot start still passes every record on, failed with kind `config`
+/// (so the last stage of a restore decides from them, and never reads "not archived"),
+/// says why once, and exits with its own code.
 #[test]
-fn a_missing_temp_dir_stops_at_once_with_73() {
+fn a_missing_temp_dir_fails_every_record_with_73() {
     let dir = tempdir().unwrap();
     let file = write_file(dir.path(), &segment_name(1), b"wal");
-    let input = ndjson([&record(&segment_name(1), &file)]);
-    wal_compress()
-        .args(["--temp-dir", dir.path().join("nope").to_str().unwrap()])
-        .write_stdin(input.clone())
-        .assert()
-        .code(73)
-        .stdout("")
-        .stderr(predicate::str::contains("nope"));
-    // A file is not a directory either.
-    wal_compress()
-        .args(["--temp-dir", file.to_str().unwrap()])
-        .write_stdin(input)
-        .assert()
-        .code(73)
-        .stdout("");
+    let input = ndjson([
+        &record(&segment_name(1), &file),
+        &record(&segment_name(2), &file),
+    ]);
+    for temp_dir in [dir.path().join("nope"), file.clone()] {
+        let out = wal_compress()
+            .args(["--temp-dir", temp_dir.to_str().unwrap()])
+            .write_stdin(input.clone())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(73), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(temp_dir.to_str().unwrap()), "{stderr}");
+        let records = parse_records(&out.stdout);
+        assert_eq!(records.len(), 2, "every record passed on");
+        for (n, record) in records.iter().enumerate() {
+            assert_eq!(record["name"], segment_name(u32::try_from(n).unwrap() + 1));
+            assert_eq!(record["error"]["kind"], "config", "{record}");
+            assert_eq!(record["error"]["stage"], "wal-compress");
+            assert!(
+                record
+                    .get("compression")
+                    .is_none_or(serde_json::Value::is_null)
+            );
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"wal", "the file is untouched");
+    }
 }
 
 /// Compresses `data` with `--algorithm alg --level level` (or the environment) and returns

@@ -1,6 +1,7 @@
 //! Streaming encoders and decoders for Barman's six WAL compression formats.
 //!
-//! Barman compresses WAL in-process (spec §6.4) with gzip, bzip2, xz, zstd, lz4 (frame
+//! Barman compresses WAL in-process (`docs/barman-formats.md#compression`) with gzip,
+//! bzip2, xz, zstd, lz4 (frame
 //! format) or snappy (framing format). walpipe must write streams that Barman, the
 //! python libraries it uses and the stock CLIs read, and must read theirs back (restores,
 //! duplicate checks against an existing archive). Unlike Barman's in-memory path, every
@@ -66,7 +67,8 @@ const ZSTD_WINDOW_LOG_MAX: u32 = DECODER_MEMORY.trailing_zeros();
 /// stream that decodes to more is corrupt, or a decompression bomb aimed at the disk.
 pub const MAX_DECODED: u64 = 1 << 30;
 
-/// A compression level as Barman's `compression_level` accepts it (spec §6.2).
+/// A compression level as Barman's `compression_level` accepts it
+/// (`docs/barman-formats.md#compression-levels`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Level {
     /// `low`: the algorithm's fast level (Barman's `LEVEL_LOW`).
@@ -81,7 +83,7 @@ pub enum Level {
 }
 
 /// An algorithm's levels: Barman's `LEVEL_MIN`, `LEVEL_MAX`, `LEVEL_LOW`, `LEVEL_MEDIUM`
-/// and `LEVEL_HIGH` (spec §6.1).
+/// and `LEVEL_HIGH` (`docs/barman-formats.md#compression`).
 struct LevelTable {
     min: i32,
     max: i32,
@@ -113,7 +115,8 @@ impl LevelTable {
 
 impl Level {
     /// The level the algorithm will use: Barman's low/medium/high table, integers clamped
-    /// into the algorithm's range (spec §6.1, §6.2); `None` for snappy, which has no levels.
+    /// into the algorithm's range (`docs/barman-formats.md#compression-levels`); `None` for
+    /// snappy, which has no levels.
     ///
     /// | algorithm | low / medium / high | range |
     /// |---|---|---|
@@ -166,7 +169,8 @@ impl FromStr for Level {
 
     /// Reads `low`, `medium`, `high` or an integer (negative allowed, for zstd).
     ///
-    /// Barman silently uses `medium` for anything else (spec §6.2). We refuse it instead: a
+    /// Barman silently uses `medium` for anything else
+    /// (`docs/barman-formats.md#compression-levels`). We refuse it instead: a
     /// misspelt level is a mistake in the configuration, not a wish for the default.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
@@ -213,7 +217,8 @@ enum EncoderState<W: Write> {
 impl<W: Write> Encoder<W> {
     /// Starts a stream of `algorithm` at `level` (see [`Level::resolve`]) into `output`.
     ///
-    /// The formats are the ones Barman writes (spec §6.1); where a format has an optional
+    /// The formats are the ones Barman writes (`docs/barman-formats.md#compression`); where
+    /// a format has an optional
     /// checksum of the content we turn it on, since archives are read back long after they
     /// were written:
     /// * gzip: one member, no file name, mtime 0;
@@ -435,7 +440,8 @@ pub fn decompress<R: BufRead, W: Write + ?Sized>(
 }
 
 /// Opens `path` and returns a reader of its decompressed content, identifying the format
-/// by its magic bytes as Barman does (spec §6.3), and what it found.
+/// by its magic bytes as Barman does (`docs/barman-formats.md#detecting-compression`), and
+/// what it found.
 ///
 /// A file that starts with no known magic (a plain WAL, a history file, a file shorter than
 /// the magic) is returned as it is, with `None`. Works on pipes too: nothing is sought.
@@ -986,7 +992,7 @@ mod tests {
             assert_eq!(Level::Exact(i32::MIN).resolve(algorithm), Some(min));
             assert_eq!(Level::Exact(i32::MAX).resolve(algorithm), Some(max));
         }
-        // The examples of spec §6.2.
+        // Barman's own examples (docs/barman-formats.md#compression-levels).
         assert_eq!(Level::Exact(10).resolve(Compression::Gzip), Some(9));
         assert_eq!(Level::Exact(0).resolve(Compression::Gzip), Some(1));
         assert_eq!(Level::Exact(-30).resolve(Compression::Zstd), Some(-22));

@@ -1,9 +1,11 @@
 //! The compression registry: Barman's algorithm names, cloud key extensions and magic bytes.
 //!
-//! Local archives store compressed WAL under its plain name (spec §1.3), so the only ways
-//! to know how a stored file is compressed are xlog.db and the file's first bytes. The
-//! magic numbers and names here are Barman's (spec §6.1, §6.3), so walpipe reads Barman's
-//! archives and Barman reads ours.
+//! Local archives store compressed WAL under its plain name
+//! (`docs/barman-formats.md#archive-layout`), so the only ways to know how a stored file is
+//! compressed are xlog.db and the file's first bytes. The magic numbers and names here are
+//! Barman's (`docs/barman-formats.md#compression`, and for recognising a format
+//! `docs/barman-formats.md#detecting-compression`), so walpipe reads Barman's archives and
+//! Barman reads ours.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -59,7 +61,8 @@ impl Compression {
         }
     }
 
-    /// The extension barman-cloud appends to object keys (spec §5.2).
+    /// The extension barman-cloud appends to object keys
+    /// (`docs/barman-formats.md#cloud-object-keys`).
     #[must_use]
     pub fn extension(self) -> &'static str {
         match self {
@@ -72,7 +75,7 @@ impl Compression {
         }
     }
 
-    /// The bytes every file of this format starts with (spec §6.1).
+    /// The bytes every file of this format starts with (`docs/barman-formats.md#compression`).
     #[must_use]
     pub fn magic(self) -> &'static [u8] {
         match self {

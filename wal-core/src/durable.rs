@@ -2,7 +2,7 @@
 //!
 //! Atomic is not enough for PostgreSQL: a WAL file must survive a power loss once we say
 //! it is archived, so every placement is temp file → fsync → move into place *without
-//! replacing* → fsync the directory (architecture.md, "Durability"). Nothing in walpipe
+//! replacing* → fsync the directory (`docs/durability.md#placing-a-file`). Nothing in walpipe
 //! calls `std::fs::rename` directly (clippy.toml bans it): a rename that replaces could
 //! overwrite an archived WAL, and one that is not followed by a directory fsync can vanish.
 //!
@@ -138,6 +138,36 @@ pub fn temp_name_for(target: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "walpipe".into(), |n| n.to_string_lossy().into_owned());
     parent_of(target).join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Removes the temps of [`temp_name_for`] `target` that writers since gone left (killed
+/// half-way): `.<name>.<pid>.<n>.tmp` whose pid no longer runs. A live writer's is never
+/// touched. Failures are ignored: a leftover costs disk space, nothing else.
+pub fn sweep_dead_temps_for(target: &Path) {
+    let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(parent_of(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let dead = rest.split_once('.').is_some_and(|(pid, n)| {
+            digits(pid) && digits(n) && pid.parse().is_ok_and(|pid| !crate::process::alive(pid))
+        });
+        if dead && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// An unnamed file in `dir` (`O_TMPFILE`), or `None` where the filesystem (or a missing

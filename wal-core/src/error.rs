@@ -84,7 +84,7 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
-    /// A name that is not a WAL file name (§1.1 of the spec).
+    /// A name that is not a WAL file name (`docs/barman-formats.md#wal-file-names`).
     #[error("{name}: not a WAL file name")]
     BadWalName {
         /// The offending name.

@@ -1,8 +1,9 @@
 //! Barman's on-disk layout of a server, shared by the tools that read or write it.
 //!
 //! `<home>/<server>/{incoming,streaming,wals,errors}`, xlog.db in `wals/`, locks in
-//! `<home>` (Barman's defaults: spec §2.3, §3.4, §4). Archived files sit in upper-case hash
-//! directories under their plain name; history files in the archive root (spec §1.3).
+//! `<home>` (Barman's defaults: `docs/barman-formats.md#archive-layout`). Archived files sit
+//! in upper-case hash directories under their plain name; history files in the archive root
+//! (same section).
 
 use std::fs;
 use std::io;
@@ -65,6 +66,26 @@ impl ServerLayout {
         }
     }
 
+    /// [`ServerLayout::from_archive`] with the directories given explicitly put in
+    /// place of the derived ones: how every binary resolves a local archive's layout
+    /// from its flags.
+    #[must_use]
+    pub fn from_archive_with(wals: &Path, server: &str, given: &GivenDirs) -> ServerLayout {
+        let mut layout = ServerLayout::from_archive(wals, server);
+        let dirs = [
+            (&given.incoming, &mut layout.incoming),
+            (&given.streaming, &mut layout.streaming),
+            (&given.errors, &mut layout.errors),
+            (&given.lock_dir, &mut layout.lock_dir),
+        ];
+        for (given, derived) in dirs {
+            if let Some(dir) = given {
+                derived.clone_from(dir);
+            }
+        }
+        layout
+    }
+
     /// The server's xlog.db (`<wals>/<server>-xlog.db`).
     #[must_use]
     pub fn xlogdb(&self) -> Xlogdb {
@@ -76,6 +97,69 @@ impl ServerLayout {
     pub fn archived_path(&self, name: &WalName) -> PathBuf {
         self.wals.join(name.relpath())
     }
+
+    /// Where a restore looks for `wal`, in Barman's `get-wal` order: the archive, the
+    /// incoming and streaming queues (a WAL not archived yet is still restorable); with
+    /// `partial`, also `<segment>.partial` (the end of a streamed timeline); then the
+    /// archive once more, since archive-wal may have moved the file from a queue into it
+    /// meanwhile. Each candidate is the name found there and its path.
+    #[must_use]
+    pub fn candidates(&self, wal: &WalName, partial: bool) -> Vec<(WalName, PathBuf)> {
+        let name = wal.as_str();
+        let archived = (wal.clone(), self.archived_path(wal));
+        let mut list = vec![
+            archived.clone(),
+            (wal.clone(), self.incoming.join(name)),
+            (wal.clone(), self.streaming.join(name)),
+        ];
+        if partial
+            && wal.kind() == WalKind::Segment
+            && let Ok(partial) = WalName::parse(&format!("{name}.partial"))
+        {
+            list.extend([
+                (partial.clone(), self.streaming.join(partial.as_str())),
+                (wal.clone(), self.streaming.join(name)),
+                (partial.clone(), self.archived_path(&partial)),
+                (partial.clone(), self.incoming.join(partial.as_str())),
+            ]);
+        }
+        list.push(archived);
+        list
+    }
+}
+
+/// A server name is a plain name: it becomes a directory (`<home>/<server>`), lock and
+/// catalogue file names, and a key prefix, so `..`, `/` or a leading dot or dash could
+/// reach outside the home or hide the files. A name that is not is a configuration error
+/// (exit 78).
+pub fn check_server_name(server: &str) -> Result<()> {
+    let plain = !server.is_empty()
+        && server.len() <= 128
+        && !server.starts_with(['.', '-'])
+        && server
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if plain {
+        return Ok(());
+    }
+    Err(crate::WalError::Config(format!(
+        "--server {server:?}: a server name is letters, digits, '.', '_' and '-' \
+         (not starting with '.' or '-'), at most 128 characters"
+    )))
+}
+
+/// The directories of a layout given explicitly (flags or `WALPIPE_*` variables); the
+/// others are derived from the archive ([`ServerLayout::from_archive_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct GivenDirs {
+    /// `--incoming`.
+    pub incoming: Option<PathBuf>,
+    /// `--streaming`.
+    pub streaming: Option<PathBuf>,
+    /// `--errors-dir`.
+    pub errors: Option<PathBuf>,
+    /// `--lock-dir`.
+    pub lock_dir: Option<PathBuf>,
 }
 
 /// A file found in a local archive.
@@ -100,7 +184,8 @@ pub struct ArchiveListing {
     pub unexpected: Vec<PathBuf>,
 }
 
-/// Lists a local archive as Barman's rebuild-xlogdb walks it (spec §2.3): history files in
+/// Lists a local archive as Barman's rebuild-xlogdb walks it
+/// (`docs/barman-formats.md#xlogdb`): history files in
 /// the root, everything else in hash directories; dot-files (our temps) skipped silently.
 pub fn list_archive(wals: &Path) -> Result<ArchiveListing> {
     let mut listing = ArchiveListing::default();
@@ -194,7 +279,8 @@ pub fn mtime_seconds(meta: &fs::Metadata) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Barman's errors/ destination: `<errors>/<name>.<YYYYmmddTHHMMSSZ>.<suffix>` (spec §3.4).
+/// Barman's errors/ destination: `<errors>/<name>.<YYYYmmddTHHMMSSZ>.<suffix>`
+/// (`docs/barman-formats.md#errors-directory`).
 #[must_use]
 pub fn errors_path(errors_dir: &Path, name: &str, suffix: &str, now: SystemTime) -> PathBuf {
     errors_dir.join(format!("{name}.{}.{suffix}", utc_stamp(now)))

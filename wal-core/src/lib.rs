@@ -1,7 +1,8 @@
 //! walpipe's shared core.
 //!
-//! Everything here is used by at least two of walpipe's binaries (the admission rule of
-//! `../shared/design/style.md`): the WAL record and its NDJSON stream, the stage driver
+//! Everything here is used by at least two of walpipe's binaries (the admission rule for
+//! this crate: what only one binary uses stays in that binary): the WAL record and its
+//! NDJSON stream (`docs/records.md`), the stage driver
 //! every binary runs on, WAL file names, the compression registry, the xlog.db catalogue,
 //! durable file operations, locks, errors and exit codes. It knows nothing of argv,
 //! terminals or child processes.
@@ -16,6 +17,8 @@ pub mod layout;
 pub mod lock;
 pub mod names;
 pub mod openpgp;
+pub mod private;
+pub mod process;
 pub mod record;
 pub mod shape;
 pub mod stage;

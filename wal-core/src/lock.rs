@@ -2,7 +2,8 @@
 //!
 //! Barman serialises xlog.db writers with a blocking exclusive flock on
 //! `<lock_dir>/.<server>-xlogdb.lock` and archive-wal runs with a non-blocking one on
-//! `.<server>-archive-wal.lock`, writing the holder's pid into the file (spec §2.3, §3.1).
+//! `.<server>-archive-wal.lock`, writing the holder's pid into the file
+//! (`docs/barman-formats.md#lock-files`).
 //! Using the same files and the same kind of lock means walpipe and Barman exclude each
 //! other when they share a server directory.
 

@@ -3,8 +3,10 @@
 //! Every walpipe stage meets WAL names: the scanner classifies queue entries (anything that
 //! is not a WAL name goes to `errors/` as `.unknown`), the store computes the hash directory,
 //! retention enumerates segment ranges. This module is the one place that knows Barman's
-//! grammar (spec §1.1, `barman/xlog.py`), its encodings (§1.2), the archive layout (§1.3)
-//! and the segment-size arithmetic (§1.4), so that walpipe and Barman agree on every name.
+//! grammar and its encodings (`docs/barman-formats.md#wal-file-names`, Barman's
+//! `barman/xlog.py`), the archive layout (`docs/barman-formats.md#archive-layout`) and the
+//! segment-size arithmetic (`docs/barman-formats.md#segment-arithmetic`), so that walpipe
+//! and Barman agree on every name.
 //!
 //! Parsing is a handful of byte comparisons, not a regex: it runs on every queue entry, and
 //! a backlog can hold 100 000 files.
@@ -34,7 +36,8 @@ const BACKUP_NAME_LEN: usize = SEGMENT_NAME_LEN + 1 + FIELD_LEN + BACKUP_SUFFIX.
 /// `<8 hex>.history`.
 const HISTORY_NAME_LEN: usize = FIELD_LEN + HISTORY_SUFFIX.len();
 
-/// Barman's `segments_per_file` when the segment size is unknown (spec §1.4): large enough
+/// Barman's `segments_per_file` when the segment size is unknown
+/// (`docs/barman-formats.md#segment-arithmetic`): large enough
 /// to enumerate every name that any legal segment size could produce.
 const UNKNOWN_SIZE_SEGMENTS_PER_LOG: u32 = 0x7FFFF;
 
@@ -72,7 +75,8 @@ impl fmt::Display for WalKind {
     }
 }
 
-/// A parsed WAL file name. Ordering/equality follow the name's bytes (spec §1.5: byte order).
+/// A parsed WAL file name. Ordering/equality follow the name's bytes (Barman's byte order:
+/// `docs/barman-formats.md#name-order`).
 ///
 /// Barman sorts its queues as plain strings, so `TTTTTTTT.history` lands between timelines
 /// and `.backup`/`.partial` files right after their segment; comparing the names as given
@@ -94,7 +98,7 @@ pub struct WalName {
 }
 
 // Equality, hashing and ordering look at the name only: every other field is derived from it,
-// and the order must be Barman's byte order (spec §1.5).
+// and the order must be Barman's byte order (docs/barman-formats.md#name-order).
 impl PartialEq for WalName {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
@@ -134,7 +138,8 @@ impl WalName {
     /// Parses a bare name or a path: only the basename counts, as Barman matches its regex on
     /// the basename. Hex digits may be upper or lower case.
     ///
-    /// Accepts exactly the four forms of spec §1.1 and nothing else: no prefix, no trailing
+    /// Accepts exactly the four forms of `docs/barman-formats.md#wal-file-names` and nothing
+    /// else: no prefix, no trailing
     /// characters (not even the newline Python's `$` would tolerate), no `.tmp` suffix.
     pub fn parse(name_or_path: &str) -> Result<WalName, WalError> {
         let name = basename(name_or_path);
@@ -203,7 +208,8 @@ impl WalName {
 
     /// Upper-case "TTTTTTTTLLLLLLLL"; None for history files (they live in the archive root).
     ///
-    /// Re-encoded rather than sliced, as Barman's `hash_dir` does (spec §1.3): a lower-case
+    /// Re-encoded rather than sliced, as Barman's `hash_dir` does
+    /// (`docs/barman-formats.md#archive-layout`): a lower-case
     /// name lands in the same upper-case directory as its upper-case twin.
     #[must_use]
     pub fn hash_dir(&self) -> Option<String> {
@@ -344,7 +350,8 @@ impl SegmentSize {
         self.0
     }
 
-    /// `0xFFFF_FFFF / size`: the highest segment number of a log (spec §1.4; 16 MiB -> 255,
+    /// `0xFFFF_FFFF / size`: the highest segment number of a log
+    /// (`docs/barman-formats.md#segment-arithmetic`; 16 MiB -> 255,
     /// so segment numbers run `00`..=`FF`).
     #[must_use]
     pub fn segments_per_log(self) -> u32 {
@@ -375,7 +382,8 @@ impl TryFrom<u64> for SegmentSize {
 }
 
 /// The segment after `name` on the same timeline: after segment `segments_per_log` comes
-/// segment 0 of the next log (spec §1.4). Error for non-segment names (only plain segment
+/// segment 0 of the next log (`docs/barman-formats.md#segment-arithmetic`). Error for
+/// non-segment names (only plain segment
 /// names are accepted) and for the very last segment of the address space. The result is
 /// canonical upper case.
 pub fn next_segment_name(name: &str, size: SegmentSize) -> Result<String, WalError> {
@@ -394,7 +402,8 @@ pub fn next_segment_name(name: &str, size: SegmentSize) -> Result<String, WalErr
 }
 
 /// The segment before `name` on the same timeline: segment 0 of a log is preceded by
-/// segment `segments_per_log` of the previous log (spec §1.4). Error for non-segment names
+/// segment `segments_per_log` of the previous log
+/// (`docs/barman-formats.md#segment-arithmetic`). Error for non-segment names
 /// and for the very first segment of the address space.
 pub fn previous_segment_name(name: &str, size: SegmentSize) -> Result<String, WalError> {
     let (timeline, log, segment) = plain_segment(name)?;
@@ -412,7 +421,8 @@ pub fn previous_segment_name(name: &str, size: SegmentSize) -> Result<String, Wa
 
 /// Segment names from `begin` to `end` inclusive (same timeline, else an error), or forever
 /// when `end` is `None`. `size: None` means unknown: `segments_per_log` is then taken as
-/// `0x7FFFF` (spec §1.4). Rules of 9.3 and later only (no skipping of `FF`).
+/// `0x7FFFF` (`docs/barman-formats.md#segment-arithmetic`). Rules of 9.3 and later only
+/// (no skipping of `FF`).
 ///
 /// Like Barman's `generate_segment_names`, `begin` and `end` may be any name that decodes
 /// to a segment (plain, `.backup`, `.partial`); names are yielded in canonical upper case.
@@ -499,7 +509,8 @@ pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & u64::from(u32::MAX))
 }
 
-/// (segment file name, byte offset in it) for an LSN on a timeline (spec §1.4, Barman's
+/// (segment file name, byte offset in it) for an LSN on a timeline
+/// (`docs/barman-formats.md#segment-arithmetic`, Barman's
 /// `location_to_xlogfile_name_offset`).
 ///
 /// As `pg_walfile_name_offset` computes it: log = high word, segment = `(lsn & mask) / size`,
@@ -536,7 +547,8 @@ fn basename(name_or_path: &str) -> &str {
     name_or_path.rsplit('/').next().unwrap_or(name_or_path)
 }
 
-/// Matches the grammar of spec §1.1 against a basename. Byte checks only, fixed lengths
+/// Matches the grammar of `docs/barman-formats.md#wal-file-names` against a basename.
+/// Byte checks only, fixed lengths
 /// first, so non-WAL names are rejected after a comparison or two.
 fn parse_basename(name: &[u8]) -> Option<Parsed> {
     if name.len() == HISTORY_NAME_LEN && name.ends_with(HISTORY_SUFFIX) {
@@ -626,7 +638,8 @@ mod tests {
         WalName::parse(name).ok().map(|wal| wal.kind())
     }
 
-    // Barman's is_any/is_wal/is_backup/is_partial/is_history tables (spec §9.2, §1.1).
+    // Barman's is_any/is_wal/is_backup/is_partial/is_history tables (its tests/test_xlog.py;
+    // docs/barman-formats.md#wal-file-names).
     #[test]
     fn positive_names_classify_by_form() {
         let cases = [
@@ -1172,7 +1185,7 @@ mod tests {
                 "000000010000000000000001.partial",
                 "000000010000000000000002",
                 "0000000100000000000000FF",
-                // Lower case sorts after upper case (spec §1.5 edge case).
+                // Lower case sorts after upper case (docs/barman-formats.md#name-order).
                 "0000000100000000000000ff",
                 // History of timeline 2: after every timeline-1 segment, before timeline 2's.
                 "00000002.history",

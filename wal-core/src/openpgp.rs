@@ -1,6 +1,7 @@
 //! Recognising encrypted OpenPGP messages by their first packet header.
 //!
-//! A local archive stores an encrypted WAL under its plain name (spec §5.4), and only
+//! A local archive stores an encrypted WAL under its plain name
+//! (`docs/barman-formats.md#encryption`), and only
 //! xlog.db says it is encrypted. wal-scan (files a client encrypted before dropping them
 //! in the incoming queue, uncatalogued files of an archive), wal-store (a duplicate whose
 //! stored copy is encrypted, rebuild-xlogdb) and wal-encrypt (records that do not say)

@@ -145,6 +145,13 @@ pub struct WalRecord {
     pub extra: Map<String, Value>,
 }
 
+/// Whether `name` is a plain file name: not empty, not `.` or `..`, no `/` or NUL. A
+/// record's name is joined to directories, so it must never reach outside them.
+#[must_use]
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 impl WalRecord {
     /// A record for `name` with nothing else known yet.
     #[must_use]
@@ -178,11 +185,7 @@ impl WalRecord {
     /// names to directories, so a name must never reach outside them. An empty name is
     /// only for records that already failed (a malformed line passed on).
     pub fn check_name(&self, line_number: u64) -> Result<(), WalError> {
-        let plain = !self.name.is_empty()
-            && self.name != "."
-            && self.name != ".."
-            && !self.name.contains(['/', '\0']);
-        if plain || (self.name.is_empty() && self.failed()) {
+        if is_plain_name(&self.name) || (self.name.is_empty() && self.failed()) {
             return Ok(());
         }
         Err(WalError::BadRecord {

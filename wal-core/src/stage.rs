@@ -4,7 +4,9 @@
 //! record that fails gets its `error` set, one line goes to stderr, and the stream goes on;
 //! records that an earlier stage failed pass through untouched; an input line that is not
 //! a record becomes an error record of kind `bad_record`. Only whole-stream failures
-//! (stdout gone, stdin unreadable) stop the loop. The [`Summary`] then chooses the exit code.
+//! (stdout gone, stdin unreadable) stop the loop. The [`Summary`] then chooses the exit code
+//! (or a [`Verdict`], when the stage chose it). A stdout that is a closed pipe ends the
+//! stage quietly: the next stage is gone and has said why ([`downstream_gone`]).
 //!
 //! Input is read on its own thread so that a stage can take every record already waiting
 //! as one batch (wal-store fsyncs xlog.db once per batch) without ever waiting for more.
@@ -118,22 +120,70 @@ impl<W: Write> RecordWriter<W> {
             }
         }
         self.summary.records += 1;
-        record
-            .write_line(&mut self.output)
-            .map_err(|e| WalError::io("cannot write records to", "stdout", e))
+        record.write_line(&mut self.output).map_err(output_error)
     }
 
     /// Flushes what was written.
     pub fn flush(&mut self) -> Result<(), WalError> {
-        self.output
-            .flush()
-            .map_err(|e| WalError::io("cannot write records to", "stdout", e))
+        self.output.flush().map_err(output_error)
     }
 
     /// The counts so far.
     #[must_use]
     pub fn summary(&self) -> Summary {
         self.summary
+    }
+}
+
+/// What `action` every failure to write records to stdout says ([`downstream_gone`]).
+const WRITE_RECORDS: &str = "cannot write records to";
+
+/// A failure to write records to stdout.
+fn output_error(source: io::Error) -> WalError {
+    WalError::io(WRITE_RECORDS, "stdout", source)
+}
+
+/// True when `err` is a write of records into a closed pipe (EPIPE): the next stage is
+/// gone, typically because it failed as it started (a key file that is not there) and
+/// said why itself. [`exit_status`] then ends the stage with its usual code for the
+/// failure (74) but without a second stderr line ("cannot write records to stdout")
+/// that would only hide the cause. Any other output error (a full disk) is reported.
+#[must_use]
+pub fn downstream_gone(err: &WalError) -> bool {
+    matches!(
+        err,
+        WalError::Io { action, source, .. }
+            if *action == WRITE_RECORDS && source.kind() == io::ErrorKind::BrokenPipe
+    )
+}
+
+/// How a stage's run ended: its [`Summary`], and the exit status when the stage chose it
+/// itself rather than from the counts (wal-store's write-out, which decides a whole
+/// restore's status from the records it gets; a look-up that did not find a name). A
+/// chosen status has had its stderr lines already, or needs none (a record that arrived
+/// failed was reported by the stage that failed it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The counts.
+    pub summary: Summary,
+    /// The status chosen by the stage; `None`: [`Summary::exit_code`].
+    pub status: Option<ExitCode>,
+}
+
+impl Verdict {
+    /// The status chosen, else the summary's.
+    #[must_use]
+    pub fn exit_code(&self) -> ExitCode {
+        self.status.unwrap_or_else(|| self.summary.exit_code())
+    }
+}
+
+impl From<Summary> for Verdict {
+    fn from(summary: Summary) -> Self {
+        Verdict {
+            summary,
+            status: None,
+        }
     }
 }
 
@@ -271,6 +321,92 @@ fn malformed_record(stage: &str, text: &str, err: &WalError) -> WalRecord {
         .extra
         .insert("line".to_string(), Value::String(text.to_string()));
     record
+}
+
+/// Refuses a `--temp-dir` that is not a directory before any record is touched: every
+/// record would fail the same way.
+pub fn check_temp_dir(dir: &std::path::Path) -> Result<(), WalError> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(WalError::io(
+            "cannot create files in",
+            dir,
+            io::Error::from(io::ErrorKind::NotADirectory),
+        )),
+        Err(e) => Err(WalError::io("cannot create files in", dir, e)),
+    }
+}
+
+/// For a stage that cannot start (a key file that is not there, a temp directory that
+/// is not one): every record of `input` is passed on failed with `err`, whose one stderr
+/// line the caller prints (it returns `err` for its exit status). The pipeline goes on
+/// to its last stage, which decides the outcome from the records it gets: a restore's
+/// write-out then fails with `err`'s kind and says nothing more, where a stage that
+/// stopped at once would have left it no record (and its upstream a closed pipe).
+pub fn fail_every_record(
+    stage: &'static str,
+    err: WalError,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> WalError {
+    let mut writer = RecordWriter::new(stage, output);
+    let passed = with_reader(stage, input, |reader| {
+        while let Some(mut record) = reader.next_record() {
+            if !record.failed() {
+                record.error = Some(startup_failure(stage, &err));
+            }
+            // Counted, not reported: the caller reports `err` once.
+            writer.summary.records += 1;
+            record
+                .write_line(&mut writer.output)
+                .map_err(output_error)?;
+        }
+        writer.flush()
+    });
+    match passed {
+        Err(write_failed) if !downstream_gone(&write_failed) => {
+            report_error(stage, &write_failed);
+            err
+        }
+        _ => err,
+    }
+}
+
+/// [`fail_every_record`] for a stage whose input is names, not records (a look-up): a
+/// failed record for each name that is a plain file name (any other would be a malformed
+/// line to the next stage, a second message), then `err` back for the caller to report.
+pub fn fail_every_name(
+    stage: &'static str,
+    err: WalError,
+    names: &[String],
+    mut output: impl Write,
+) -> WalError {
+    for name in names
+        .iter()
+        .filter(|name| crate::record::is_plain_name(name))
+    {
+        let mut record = WalRecord::new(name.as_str());
+        record.error = Some(startup_failure(stage, &err));
+        if let Err(write_failed) = record.write_line(&mut output).map_err(output_error) {
+            if !downstream_gone(&write_failed) {
+                report_error(stage, &write_failed);
+            }
+            return err;
+        }
+    }
+    let _ = output.flush();
+    err
+}
+
+/// The error a record gets from a stage that cannot start: kind `config` whatever `err`'s
+/// (the stage is set up wrong), so that its own "not found" (a key file, an archive
+/// directory) never reads as a WAL the archive lacks.
+fn startup_failure(stage: &str, err: &WalError) -> RecordError {
+    RecordError {
+        stage: stage.to_string(),
+        kind: ErrorKind::Config,
+        message: err.to_string(),
+    }
 }
 
 /// Runs `work` on each healthy record, one at a time, in order.
@@ -420,13 +556,23 @@ where
 }
 
 /// Ends a binary: reports a whole-stream error on stderr and turns the result into the
-/// process exit status (the one place where results become exit codes).
+/// process exit status (the one place where results become exit codes). A write into a
+/// closed pipe is not reported ([`downstream_gone`]): the stage after this one failed
+/// and said why.
 #[must_use]
 pub fn exit_status(stage: &str, result: Result<Summary, WalError>) -> std::process::ExitCode {
+    exit_status_of(stage, result.map(Verdict::from))
+}
+
+/// [`exit_status`] for a stage that may choose its status itself ([`Verdict`]).
+#[must_use]
+pub fn exit_status_of(stage: &str, result: Result<Verdict, WalError>) -> std::process::ExitCode {
     match result {
-        Ok(summary) => summary.exit_code().into(),
+        Ok(verdict) => verdict.exit_code().into(),
         Err(err) => {
-            report_error(stage, &err);
+            if !downstream_gone(&err) {
+                report_error(stage, &err);
+            }
             ExitCode::for_error(&err).into()
         }
     }
@@ -606,5 +752,54 @@ mod tests {
         }
         let err = run_each("t", Cursor::new(INPUT), Closed, |_| Ok(())).unwrap_err();
         assert_eq!(ExitCode::for_error(&err), ExitCode::IoErr);
+        assert!(
+            downstream_gone(&err),
+            "a closed pipe is told quietly: {err}"
+        );
+    }
+
+    #[test]
+    fn only_a_closed_pipe_is_a_downstream_gone() {
+        struct Failing(io::ErrorKind);
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(self.0))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::Error::from(self.0))
+            }
+        }
+        let record = WalRecord::new("000000010000000000000001");
+        let mut closed = RecordWriter::new("t", Failing(io::ErrorKind::BrokenPipe));
+        let err = closed.write(&record, false).unwrap_err();
+        assert!(downstream_gone(&err), "{err}");
+        assert!(downstream_gone(&closed.flush().unwrap_err()));
+        // Its usual code all the same: the stage did fail to pass its records on.
+        assert_eq!(ExitCode::for_error(&err), ExitCode::IoErr);
+        // A full disk, or an EPIPE that is not ours to write records, is reported.
+        let mut full = RecordWriter::new("t", Failing(io::ErrorKind::StorageFull));
+        assert!(!downstream_gone(&full.write(&record, false).unwrap_err()));
+        let elsewhere = WalError::io(
+            "cannot write records for",
+            "wal-encrypt",
+            io::Error::from(io::ErrorKind::BrokenPipe),
+        );
+        assert!(!downstream_gone(&elsewhere));
+    }
+
+    #[test]
+    fn a_verdict_overrides_the_counts() {
+        let summary = Summary {
+            records: 1,
+            failed: 1,
+            temporary: 0,
+            malformed: 0,
+        };
+        assert_eq!(Verdict::from(summary).exit_code(), ExitCode::RecordsFailed);
+        let chosen = Verdict {
+            summary,
+            status: Some(ExitCode::NoInput),
+        };
+        assert_eq!(chosen.exit_code(), ExitCode::NoInput);
     }
 }

@@ -112,6 +112,23 @@ pub fn is_temp_name(file_name: &str, wal_name: &str) -> bool {
     TEMP_SUFFIXES.contains(&suffix) && middle.is_none_or(|m| counter(m) || unique(m))
 }
 
+/// The suffix of `file_name` when it is a temp name of ours ([`is_temp_name`]) for some
+/// WAL file name: `decompressed` for `.000000010000000000000002.decompressed`.
+#[must_use]
+pub fn temp_suffix_of(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix('.')?;
+    // The WAL name ends at one of the dots that follow it.
+    let ours = rest.match_indices('.').any(|(end, _)| {
+        let wal_name = &rest[..end];
+        crate::WalName::parse_file_name(wal_name).is_ok() && is_temp_name(file_name, wal_name)
+    });
+    ours.then(|| file_name.rsplit_once('.').map_or("", |(_, suffix)| suffix))
+}
+
+/// The suffixes of the temps a restore's stages make beside `%p` (decryption,
+/// decompression, a cloud download); the others are made by archiving.
+pub const RESTORE_TEMP_SUFFIXES: [&str; 3] = ["decompressed", "decrypted", "download"];
+
 /// The file name the temporary copy of a record is named after: the record's WAL name
 /// when it is a plain file name, else the last component of `path`.
 pub fn base_name(record_name: &str, path: &Path) -> String {

@@ -1,7 +1,8 @@
 //! xlog.db: Barman's catalogue of archived WAL, in Barman's exact format.
 //!
 //! One line per archived file: `name \t size \t time \t compression \t encryption \n`, with
-//! `None` for missing values and `time` as Python's `str(float)` (spec §2.3). Barman and
+//! `None` for missing values and `time` as Python's `str(float)`
+//! (`docs/barman-formats.md#xlogdb`). Barman and
 //! walpipe read each other's file, so the format is reproduced to the byte.
 //!
 //! Unlike Barman (one lock, open, write and fsync per WAL), appends are batched: one lock

@@ -19,9 +19,7 @@
 //!
 //! [`run`] is the whole stage, callable in-process; `main` only parses the command line.
 
-use std::fs;
-use std::io::{self, BufRead, Write};
-use std::path::Path;
+use std::io::{BufRead, Write};
 
 use wal_core::WalError;
 use wal_core::stage::{self, Summary};
@@ -53,25 +51,16 @@ pub fn run(
     input: impl BufRead + Send,
     output: impl Write,
 ) -> Result<Summary, WalError> {
-    if let Some(dir) = &config.temp_dir {
-        check_temp_dir(dir)?;
-    }
-    let transformer = transform::Transformer::new(config)?;
+    let started = config
+        .temp_dir
+        .as_deref()
+        .map_or(Ok(()), stage::check_temp_dir)
+        .and_then(|()| transform::Transformer::new(config));
+    let transformer = match started {
+        Ok(transformer) => transformer,
+        Err(err) => return Err(stage::fail_every_record(STAGE, err, input, output)),
+    };
     stage::run_parallel(STAGE, config.jobs.get(), input, output, |record| {
         transformer.process(record)
     })
-}
-
-/// Refuses a `--temp-dir` that is not a directory before any record is touched: every
-/// record would fail the same way.
-fn check_temp_dir(dir: &Path) -> Result<(), WalError> {
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(WalError::io(
-            "cannot create files in",
-            dir,
-            io::Error::from(io::ErrorKind::NotADirectory),
-        )),
-        Err(e) => Err(WalError::io("cannot create files in", dir, e)),
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use wal_core::layout::ServerLayout;
+use wal_core::layout::{GivenDirs, ServerLayout, check_server_name};
 use wal_core::stage::MAX_JOBS;
 use wal_core::trust::{Role, Territory};
 use wal_core::xlogdb::Xlogdb;
@@ -69,24 +69,31 @@ pub enum Command {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
-        /// A spool (restore-wal's prefetch directory) to check too: it must be none of
-        /// the queues, the archive or errors/, nor lie inside or contain one.
-        #[arg(long, value_name = "DIR")]
-        spool_dir: Option<PathBuf>,
+        /// Also make (if missing) and print the private temp directory of this archive:
+        /// `$TMPDIR/walpipe-<uid>/<server>-<hash of the archive>`, mode 0700, ours; or
+        /// --temp-dir (`WALPIPE_TEMP_DIR`), made if missing. For the wrappers, which
+        /// hand it to the stages' --temp-dir: the one line this prints.
+        #[arg(long)]
+        private_temp_dir: bool,
+        /// The temp directory to use instead of the private one.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "WALPIPE_TEMP_DIR",
+            requires = "private_temp_dir"
+        )]
+        temp_dir: Option<PathBuf>,
     },
     /// Find archived files (NAME...), or write out the files of the records on stdin.
     ///
     /// With NAMEs: each is looked up where Barman's `get-wal` looks (the archive, then the
     /// incoming and streaming queues) and printed as a record pointing at the file where
     /// it is, its compression identified by magic; with --to/--to-dir it is first copied
-    /// out as stored. Exit 66 when a NAME is not in the archive (one line each on stderr;
-    /// the others are still printed).
+    /// out as stored. A NAME not in the archive is printed as a failed record (kind
+    /// `not_found`) with one line on stderr (none with --quiet-missing), and the exit
+    /// status is 66.
     ///
-    /// Without NAMEs: the records on stdin (typically from `wal-compress --decompress`)
-    /// are written to --to PATH (one record) or into --to-dir DIR under their names, each
-    /// durably (temp in the destination directory, fsync, rename without replacing, fsync
-    /// the directory). A record's file that is one of its `temps` is moved, others are
-    /// copied; the other temps are removed. Records failed upstream pass through.
+    /// Without NAMEs: `wal-store place`, the write-out (its alias).
     Get {
         /// Where the archive is.
         #[command(flatten)]
@@ -97,6 +104,16 @@ pub enum Command {
         /// `get-wal --partial`: the end of a streamed timeline). Ignored without NAMEs.
         #[arg(long, env = "WALPIPE_PARTIAL", value_parser = FalseyValueParser::new())]
         partial: bool,
+        /// No stderr line for a NAME not in the archive (its failed record and exit 66
+        /// still say it; other errors are still printed). Ignored without NAMEs.
+        #[arg(long)]
+        quiet_missing: bool,
+        /// Before the look-up, remove the temps of ours that killed restores left in
+        /// --temp-dir (`%p`'s directory: PostgreSQL runs one restore_command at a time,
+        /// so any found there is stale): `.<WAL name>.<suffix>` of the stages' temp
+        /// grammar, nothing else. Never for a directory other restores share (a spool).
+        #[arg(long, requires = "temp_dir")]
+        sweep_temps: bool,
         /// Write the file to PATH (must not exist).
         #[arg(long, value_name = "PATH", conflicts_with = "to_dir")]
         to: Option<PathBuf>,
@@ -114,6 +131,26 @@ pub enum Command {
         /// (the size and page address checks go too).
         #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
         no_header_check: bool,
+    },
+    /// Write out the files of the records on stdin: the end of a restore.
+    ///
+    /// The records (typically from `wal-compress --decompress`) are written to --to PATH
+    /// (one record) or into --to-dir DIR under their names, each durably (temp in the
+    /// destination directory, fsync, rename without replacing, fsync the directory). A
+    /// record's file that is one of its `temps` is moved, others are copied; the other
+    /// temps are removed. Records failed upstream pass through. Being the last stage, it
+    /// exits with the whole restore's status: 0 when every record was written; for a
+    /// failed record the code of its kind (66 not_found, 75 temporary, 65 corrupt, ...;
+    /// the worst of several, not_found the least), with no stderr line for a record that
+    /// arrived failed; 70 when no record came at all (a stage before failed).
+    /// `get --to`/`--to-dir` without NAMEs does the same.
+    Place {
+        /// Where the archive is (its directories may not be the destination).
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// Where the files go.
+        #[command(flatten)]
+        destination: PlaceArgs,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
     Delete {
@@ -133,6 +170,28 @@ pub enum Command {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+}
+
+/// `place`'s flags: where the files go (one of --to, --to-dir), and from where temps may
+/// be taken.
+#[derive(Debug, ClapArgs)]
+#[group(id = "destination", required = true, multiple = false, args = ["to", "to_dir"])]
+pub struct PlaceArgs {
+    /// Write the file to PATH (must not exist).
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<PathBuf>,
+    /// Write each file into DIR, under its WAL name (which must not exist there).
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: Option<PathBuf>,
+    /// Where the earlier stages wrote their temporary copies (and a spool of complete
+    /// files under their WAL names), besides the destination's own directory; a record's
+    /// temps are removed or moved only from there.
+    #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
+    pub temp_dir: Option<PathBuf>,
+    /// Write out files whose first page is not a WAL page header matching their name
+    /// (the size and page address checks go too).
+    #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
+    pub no_header_check: bool,
 }
 
 /// Flags shared by every subcommand: where the archive and its companions are.
@@ -487,20 +546,16 @@ impl TryFrom<ArchiveArgs> for Target {
                 streaming: args.streaming,
             }));
         }
-        let archive = PathBuf::from(&args.archive);
-        let mut layout = ServerLayout::from_archive(&archive, &args.server);
-        if let Some(errors) = args.errors_dir {
-            layout.errors = errors;
-        }
-        if let Some(lock_dir) = args.lock_dir {
-            layout.lock_dir = lock_dir;
-        }
-        if let Some(incoming) = args.incoming {
-            layout.incoming = incoming;
-        }
-        if let Some(streaming) = args.streaming {
-            layout.streaming = streaming;
-        }
+        let layout = ServerLayout::from_archive_with(
+            Path::new(&args.archive),
+            &args.server,
+            &GivenDirs {
+                incoming: args.incoming,
+                streaming: args.streaming,
+                errors: args.errors_dir,
+                lock_dir: args.lock_dir,
+            },
+        );
         let xlogdb = match args.xlogdb {
             Some(path) => Xlogdb::at(
                 path,
@@ -537,8 +592,11 @@ pub enum Config {
         /// Check that what is stored has the shape of this archive's WAL.
         header_check: bool,
     },
-    /// `check-layout`.
-    CheckLayout,
+    /// `check-layout`, and the temp directory to print (made already), if asked for.
+    CheckLayout {
+        /// The private temp directory.
+        temp_dir: Option<PathBuf>,
+    },
     /// `get`.
     Get {
         /// Where from.
@@ -547,6 +605,10 @@ pub enum Config {
         names: Vec<String>,
         /// Also look for `<segment>.partial`.
         partial: bool,
+        /// No stderr line for a name not found.
+        quiet_missing: bool,
+        /// Sweep killed restores' temps from `temp_dir` first.
+        sweep_temps: bool,
         /// Where to.
         to: GetDestination,
         /// Where cloud downloads go without a destination.
@@ -600,23 +662,34 @@ fn write_out_territory(
     Ok(territory)
 }
 
-/// A server name is a plain name: it becomes a directory (`<home>/<server>`), lock and
-/// catalogue file names, and a key prefix, so `..`, `/` or a leading dot or dash could
-/// reach outside the home or hide the files.
-pub fn check_server_name(server: &str) -> Result<(), WalError> {
-    let plain = !server.is_empty()
-        && server.len() <= 128
-        && !server.starts_with(['.', '-'])
-        && server
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if plain {
-        return Ok(());
-    }
-    Err(WalError::Config(format!(
-        "--server {server:?}: a server name is letters, digits, '.', '_' and '-' \
-         (not starting with '.' or '-'), at most 128 characters"
-    )))
+/// `get`'s configuration (also `place`'s, a `get` without names): `(partial,
+/// quiet_missing, sweep_temps)`, `(to, to_dir)` as given.
+fn get_config(
+    archive: ArchiveArgs,
+    names: Vec<String>,
+    (partial, quiet_missing, sweep_temps): (bool, bool, bool),
+    (to, to_dir): (Option<PathBuf>, Option<PathBuf>),
+    temp_dir: Option<PathBuf>,
+    no_header_check: bool,
+) -> Result<Config, WalError> {
+    let to = GetDestination::new(&names, to, to_dir)?;
+    let target: Target = archive.try_into()?;
+    let territory = if names.is_empty() {
+        write_out_territory(&target, &to, temp_dir.as_deref())?
+    } else {
+        Territory::new()
+    };
+    Ok(Config::Get {
+        to,
+        temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
+        target,
+        names,
+        partial,
+        quiet_missing,
+        sweep_temps,
+        territory,
+        header_check: !no_header_check,
+    })
 }
 
 /// Where `get` writes the files it gets.
@@ -658,6 +731,30 @@ impl GetDestination {
     }
 }
 
+/// Where a command stands in a restore's pipeline: what it does with the input it was
+/// meant for when its own settings are refused ([`crate::run_args`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineRole {
+    /// `get NAME...`: the first stage; the names it was asked for.
+    LookUp(Vec<String>),
+    /// `place` (`get` without names): the last stage.
+    WriteOut,
+    /// Anything else.
+    Other,
+}
+
+impl Args {
+    /// This command's [`PipelineRole`].
+    #[must_use]
+    pub fn pipeline_role(&self) -> PipelineRole {
+        match &self.command {
+            Command::Get { names, .. } if !names.is_empty() => PipelineRole::LookUp(names.clone()),
+            Command::Get { .. } | Command::Place { .. } => PipelineRole::WriteOut,
+            _ => PipelineRole::Other,
+        }
+    }
+}
+
 impl TryFrom<Args> for Config {
     type Error = WalError;
 
@@ -686,41 +783,70 @@ impl TryFrom<Args> for Config {
                     header_check: !no_header_check,
                 }
             }
-            Command::CheckLayout { archive, spool_dir } => {
+            Command::CheckLayout {
+                archive,
+                private_temp_dir,
+                temp_dir,
+            } => {
+                let key = wal_core::private::archive_key(
+                    &archive.archive,
+                    archive.cloud.endpoint_url.as_deref(),
+                )?;
+                let server = archive.server.clone();
                 let target: Target = archive.try_into()?;
-                let mut territory = target.territory(false, None)?;
-                if let Some(spool) = spool_dir {
-                    territory.add(Role::Spool, "--spool-dir", &spool)?;
-                    territory.check_disjoint()?;
-                }
-                Config::CheckLayout
+                target.territory(false, None)?;
+                let temp_dir = match (private_temp_dir, temp_dir) {
+                    (false, _) => None,
+                    (true, Some(dir)) => {
+                        std::fs::create_dir_all(&dir).map_err(|e| {
+                            WalError::io("cannot create the temp directory", &dir, e)
+                        })?;
+                        Some(dir)
+                    }
+                    (true, None) => Some(wal_core::private::dir_for(
+                        &std::env::temp_dir(),
+                        "walpipe",
+                        &server,
+                        &key,
+                    )?),
+                };
+                Config::CheckLayout { temp_dir }
             }
             Command::Get {
                 archive,
                 names,
                 partial,
+                quiet_missing,
+                sweep_temps,
                 to,
                 to_dir,
                 temp_dir,
                 no_header_check,
-            } => {
-                let to = GetDestination::new(&names, to, to_dir)?;
-                let target: Target = archive.try_into()?;
-                let territory = if names.is_empty() {
-                    write_out_territory(&target, &to, temp_dir.as_deref())?
-                } else {
-                    Territory::new()
-                };
-                Config::Get {
-                    to,
-                    temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
-                    target,
-                    names,
-                    partial,
-                    territory,
-                    header_check: !no_header_check,
-                }
-            }
+            } => get_config(
+                archive,
+                names,
+                (partial, quiet_missing, sweep_temps),
+                (to, to_dir),
+                temp_dir,
+                no_header_check,
+            )?,
+            Command::Place {
+                archive,
+                destination:
+                    PlaceArgs {
+                        to,
+                        to_dir,
+                        temp_dir,
+                        no_header_check,
+                    },
+            } => get_config(
+                archive,
+                Vec::new(),
+                (false, false, false),
+                (to, to_dir),
+                temp_dir,
+                no_header_check,
+            )?,
             Command::Delete { archive } => Config::Delete {
                 target: archive.try_into()?,
             },

@@ -2,14 +2,16 @@
 //!
 //! When the archive already holds a file of the same name, Barman compares it with
 //! `filecmp.cmp` in shallow mode: equal size and mtime count as equal without reading a
-//! byte (spec §3.5). We always compare the decompressed bytes, so a half-written or
+//! byte (`docs/barman-formats.md#duplicates-and-conflicts`). We always compare the
+//! decompressed bytes, so a half-written or
 //! different file is never taken for the one we hold, and a copy compressed with another
 //! algorithm or level is still recognised as the same WAL.
 //!
 //! Encrypted files (an OpenPGP message, by its first packet) are compared once
 //! decrypted ([`crate::decrypt`]), when a key or passphrase is configured. Without one
 //! they cannot be compared: Barman then calls any re-delivery of an encrypted WAL a
-//! duplicate error (spec §3.5, §5.4), and so do we ([`Comparison::Encrypted`]).
+//! duplicate error (`docs/barman-formats.md#duplicates-and-conflicts`,
+//! `docs/barman-formats.md#encryption`), and so do we ([`Comparison::Encrypted`]).
 
 use std::io;
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! `wal-store delete`: removes the archived files of the input records.
 //!
 //! Deletion is per file, always: Barman removes a whole hash directory when 256 entries
-//! are to go (spec §5.3), which with smaller segments or extra backup labels removes WAL
+//! are to go (`docs/barman-formats.md#deleting-wal`), which with smaller segments or extra
+//! backup labels removes WAL
 //! that should stay. Files already gone count as deleted (a re-run after a kill, Barman
 //! #1213); hash directories that become empty are removed; xlog.db loses the lines of
 //! what was deleted, once per batch.

@@ -3,11 +3,13 @@
 //! It is both ends of `scripts/restore-wal`'s pipeline (PostgreSQL's `restore_command`):
 //!
 //! ```text
-//! wal-store get NAME | wal-compress --decompress --temp-dir DIR | wal-store get --to %p
+//! wal-store get NAME | [wal-encrypt --decrypt |] wal-compress --decompress --temp-dir DIR
+//!   | wal-store place --to %p          (or its alias: wal-store get --to %p)
 //! ```
 //!
 //! * **Look-up** (NAMEs given): each name is searched where Barman's `get-wal` searches
-//!   (spec §8.4): `wals/<hash>/NAME`, then the `incoming` and `streaming` queues (a WAL
+//!   (`docs/barman-formats.md#where-get-wal-looks`): `wals/<hash>/NAME`, then the
+//!   `incoming` and `streaming` queues (a WAL
 //!   not archived yet is still restorable), with `--partial` also `NAME.partial`, then the
 //!   archive once more (archive-wal may have moved the file meanwhile). A few `stat`s per
 //!   name, never a listing of the archive, and no read of xlog.db: a local archive stores
@@ -15,13 +17,39 @@
 //!   the first bytes (magic) say which compression, so Barman-written archives restore as
 //!   they are. The record points at the file where it is (nothing copied; the next stage
 //!   reads it from there) or, with `--to`/`--to-dir`, at a durable copy as stored. A name
-//!   not found gives no record, one stderr line, and exit 66 ("not in the archive").
+//!   not found (locally or in a cloud archive) gives a failed record (the name asked for,
+//!   `error: {stage: "wal-store", kind: "not_found", message}`), so that the verdict
+//!   travels down the pipe (the middle stages pass failed records on untouched), one
+//!   stderr line with the same message (none with `--quiet-missing`; other errors are
+//!   still printed), and exit 66 ("not in the archive").
 //! * **Write-out** (no NAMEs): the records on stdin are written to `--to PATH` (one
 //!   record) or into `--to-dir DIR` under their names: temp file in the destination
 //!   directory, fsync, rename without replacing, fsync the directory, so a killed run never
 //!   leaves a partial file under the destination name. A record whose file is one of its
 //!   own `temps` (a decompressed copy, a prefetched spool file) is moved there rather than
 //!   copied; the record's other temps are removed, as `put` removes them once stored.
+//!   `wal-store place --to PATH` / `--to-dir DIR` is the same write-out under a verb of
+//!   its own; `get --to` / `get --to-dir` without NAMEs stays its alias.
+//!
+//! The write-out is the last stage, and its exit status is the whole restore's (the
+//! wrapper maps no record and parses no stderr):
+//!
+//! | status | when | stderr |
+//! |---|---|---|
+//! | 0 | every record was written | nothing |
+//! | [`ExitCode::for_kind`] of the record's kind: 66 `not_found`, 75 `temporary`, 65 `corrupt`, … | a record arrived failed (a stage before failed it) | nothing: that stage said why |
+//! | the same, for the kind of its own failure (64 `usage`, 74 `io`, 65 `bad_record`, …) | the write-out failed a record (the destination exists, encrypted without a key, not WAL of its name) | one line, as every stage |
+//! | 70 (EX_SOFTWARE) | no record at all on stdin: a stage before died or failed without passing anything on | one line: `wal-store: nothing written to PATH: the pipeline ended without a record (a stage before this one failed)` |
+//!
+//! With several records (`--to-dir`) the worst failure decides: any failure outranks
+//! `not_found`, and among the others the first one seen does. 66 thus only ever means
+//! what the look-up's record told: the archive has no such file, which PostgreSQL takes
+//! for the end of the archive. The write-out's stdout records are the records it got,
+//! with `outcome: fetched` and the destination in `path` for those written.
+//!
+//! Every stage writing into a pipe whose reader is gone (EPIPE: the next stage failed as
+//! it started, a key file that is not there) exits 74 without a stderr line of its own
+//! ([`wal_core::stage::downstream_gone`]): the stage that failed said why.
 //!
 //! In a cloud archive a look-up is one listing per name (`…/wals/<hash>/<name>`: the
 //! object under whatever extension it was stored with, as barman-cloud-wal-restore
@@ -40,9 +68,9 @@ use wal_core::durable;
 use wal_core::error::{IoContext, Result};
 use wal_core::layout::{ServerLayout, mtime_seconds};
 use wal_core::record::Outcome;
-use wal_core::stage::{self, RecordWriter, Summary};
+use wal_core::stage::{self, RecordWriter, Verdict};
 use wal_core::trust::Territory;
-use wal_core::{WalError, WalKind, WalName, WalRecord};
+use wal_core::{ErrorKind, ExitCode, WalError, WalName, WalRecord};
 
 use futures::StreamExt;
 
@@ -53,6 +81,10 @@ use crate::cloud::{Bucket, StoredObject};
 
 /// What `get` was asked to do.
 #[derive(Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of the command line"
+)]
 pub struct GetOptions<'a> {
     /// Where from.
     pub target: &'a Target,
@@ -60,6 +92,10 @@ pub struct GetOptions<'a> {
     pub names: &'a [String],
     /// Also look for `<segment>.partial`.
     pub partial: bool,
+    /// Look-up: no stderr line for a name not found (its record and exit 66 still say it).
+    pub quiet_missing: bool,
+    /// Look-up: first remove killed restores' temps from `temp_dir`.
+    pub sweep_temps: bool,
     /// Where to.
     pub to: &'a GetDestination,
     /// Where cloud downloads go without a destination.
@@ -75,22 +111,37 @@ pub fn run(
     options: &GetOptions<'_>,
     input: impl BufRead + Send,
     output: impl Write,
-) -> Result<Summary> {
+) -> Result<Verdict> {
     let GetOptions {
         target,
         names,
         partial,
         to,
         temp_dir,
+        quiet_missing,
+        sweep_temps,
         ..
     } = *options;
     if names.is_empty() {
         return write_out(options, input, output);
     }
-    let wals = names
+    if sweep_temps {
+        sweep_stale_temps(temp_dir);
+    }
+    // A look-up that cannot start still hands each name down the pipe, failed, so the
+    // write-out decides without a word of its own ([`stage::fail_every_name`]).
+    let started = names
         .iter()
         .map(|name| WalName::parse_file_name(name))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        .and_then(|wals| match target {
+            Target::Local(local) => check_archive(&local.layout.wals).map(|()| wals),
+            Target::Cloud(_) => Ok(wals),
+        });
+    let wals = match started {
+        Ok(wals) => wals,
+        Err(err) => return Err(stage::fail_every_name(STAGE, err, names, output)),
+    };
     let (archive, looked_up) = match target {
         Target::Local(local) => (
             local.layout.wals.display().to_string(),
@@ -99,7 +150,10 @@ pub fn run(
                 .collect(),
         ),
         Target::Cloud(cloud) => {
-            let bucket = Bucket::open(cloud)?;
+            let bucket = match Bucket::open(cloud) {
+                Ok(bucket) => bucket,
+                Err(err) => return Err(stage::fail_every_name(STAGE, err, names, output)),
+            };
             let wals_dir = cloud.location.wals_dir(&cloud.server);
             (
                 bucket.url(&wals_dir),
@@ -107,7 +161,45 @@ pub fn run(
             )
         }
     };
-    report_looked_up(&archive, looked_up, output)
+    report_looked_up(&archive, looked_up, quiet_missing, output)
+}
+
+/// A local archive must be a directory we may search before any name is looked up:
+/// without it every name would be "not in the archive" (a mistyped --home, --server or
+/// --archive), which PostgreSQL takes for the end of recovery.
+fn check_archive(wals: &Path) -> Result<()> {
+    let refused = |what: &str| {
+        Err(WalError::Config(format!(
+            "the archive {} {what} (check --home, --server, --archive)",
+            wals.display()
+        )))
+    };
+    match fs::metadata(wals) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => refused("does not exist"),
+        Err(e) => Err(WalError::io("cannot search the archive", wals, e)),
+        Ok(meta) if !meta.is_dir() => refused("is not a directory"),
+        Ok(_) => nix::unistd::access(wals, nix::unistd::AccessFlags::X_OK)
+            .map_err(|errno| WalError::io("cannot search the archive", wals, errno.into())),
+    }
+}
+
+/// Removes from `dir` the temps a killed restore left there: names of the stages' temp
+/// grammar ([`wal_core::temp::is_temp_name`]) for any WAL name, with a restore stage's
+/// suffix. Failures are ignored:
+/// a leftover costs disk space, never a restore.
+fn sweep_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let suffix = name.to_str().and_then(wal_core::temp::temp_suffix_of);
+        if suffix.is_some_and(|suffix| wal_core::temp::RESTORE_TEMP_SUFFIXES.contains(&suffix))
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Look-up of one name in a local archive: its record, or `None` when it is not there.
@@ -223,31 +315,38 @@ fn identify(record: &mut WalRecord) -> Result<()> {
     Ok(())
 }
 
-/// Writes the records looked up; exit 66 (the last missing name's error) if any name is
-/// not in the archive, after one stderr line for each of the others.
+/// Writes the records looked up, in the order asked. A name not in the archive gets a
+/// failed record too (kind `not_found`, so the verdict travels down the pipe to the
+/// write-out) and, unless `quiet_missing`, one stderr line; then the exit status is 66.
 fn report_looked_up(
     archive: &str,
     looked_up: Vec<(WalName, Option<WalRecord>)>,
+    quiet_missing: bool,
     output: impl Write,
-) -> Result<Summary> {
+) -> Result<Verdict> {
     let mut writer = RecordWriter::new(STAGE, output);
-    let mut missing = Vec::new();
+    let mut missing = false;
     for (wal, record) in looked_up {
-        match record {
-            Some(record) => writer.write(&record, false)?,
-            None => missing.push(not_in_archive(archive, wal.as_str())),
+        if let Some(record) = record {
+            writer.write(&record, false)?;
+            continue;
         }
+        missing = true;
+        let err = not_in_archive(archive, wal.as_str());
+        if !quiet_missing {
+            stage::report_error(STAGE, &err);
+        }
+        let mut record = WalRecord::new(wal.as_str());
+        record.kind = Some(wal.kind());
+        record.fail(STAGE, &err);
+        // Reported above (or silent by request): the writer must not say it again.
+        writer.write(&record, true)?;
     }
     writer.flush()?;
-    match missing.pop() {
-        Some(last) => {
-            for err in &missing {
-                stage::report_error(STAGE, err);
-            }
-            Err(last)
-        }
-        None => Ok(writer.summary()),
-    }
+    Ok(Verdict {
+        summary: writer.summary(),
+        status: missing.then_some(ExitCode::NoInput),
+    })
 }
 
 /// The not-found error: kind `not_found`, exit 66 (EX_NOINPUT).
@@ -270,38 +369,13 @@ struct Found {
     meta: fs::Metadata,
 }
 
-/// Where Barman's `get-wal` looks for `wal`, in its order (spec §8.4).
-fn candidates(layout: &ServerLayout, wal: &WalName, partial: bool) -> Vec<(WalName, PathBuf)> {
-    let name = wal.as_str();
-    let archived = (wal.clone(), layout.archived_path(wal));
-    let mut list = vec![
-        archived.clone(),
-        (wal.clone(), layout.incoming.join(name)),
-        (wal.clone(), layout.streaming.join(name)),
-    ];
-    if partial
-        && wal.kind() == WalKind::Segment
-        && let Ok(partial) = WalName::parse(&format!("{name}.partial"))
-    {
-        list.extend([
-            (partial.clone(), layout.streaming.join(partial.as_str())),
-            (wal.clone(), layout.streaming.join(name)),
-            (partial.clone(), layout.archived_path(&partial)),
-            (partial.clone(), layout.incoming.join(partial.as_str())),
-        ]);
-    }
-    // archive-wal may have moved the file from a queue into the archive meanwhile.
-    list.push(archived);
-    list
-}
-
 /// The first candidate that exists, or `None`. A candidate that exists but is not a
 /// regular file is an error (it cannot be WAL: a directory, a fifo, a dangling link), as
 /// is one we may not look at: only where there is no entry at all is the WAL "not in the
 /// archive" (exit 66, which PostgreSQL takes for the end of the archive). A symbolic link
 /// to a regular file is followed (early walpipe archives stored some).
 fn find(layout: &ServerLayout, wal: &WalName, partial: bool) -> Result<Option<Found>> {
-    for (name, path) in candidates(layout, wal, partial) {
+    for (name, path) in layout.candidates(wal, partial) {
         match fs::symlink_metadata(&path) {
             Ok(entry) => {
                 let meta = if entry.file_type().is_symlink() {
@@ -353,17 +427,22 @@ fn fetch(record: &mut WalRecord, found: &Found, to: &GetDestination) -> Result<(
 }
 
 /// Write-out: each healthy record's file to its destination; failed records pass through
-/// (their temps removed: this is the end of the pipeline). `--to PATH` with no record at
-/// all is an error of kind `not_found` (exit 66): nothing came down the pipe.
+/// (their temps removed: this is the end of the pipeline). As the last stage it decides
+/// the pipeline's exit status ([`write_out_status`]).
 fn write_out(
     options: &GetOptions<'_>,
     input: impl BufRead + Send,
     output: impl Write,
-) -> Result<Summary> {
+) -> Result<Verdict> {
     let to = options.to;
     let territory = options.territory;
+    if let GetDestination::File(path) = to {
+        // A killed write-out's half-written copy of `%p`.
+        durable::sweep_dead_temps_for(path);
+    }
     let mut writer = RecordWriter::new(STAGE, output);
     let mut seen = 0u64;
+    let mut worst = None;
     stage::with_reader(STAGE, input, |reader| {
         while let Some(mut record) = reader.next_record() {
             seen += 1;
@@ -375,7 +454,8 @@ fn write_out(
             {
                 record.fail(STAGE, &err);
             }
-            if record.failed() {
+            if let Some(error) = &record.error {
+                worst = Some(worse(worst, verdict_kind(error, was_failed)));
                 remove_temps(territory, &record, None);
             }
             writer.write(&record, was_failed)?;
@@ -383,14 +463,78 @@ fn write_out(
         }
         Ok(())
     })?;
-    if let (GetDestination::File(path), 0) = (to, seen) {
-        return Err(WalError::io(
-            "nothing written to",
-            path,
-            io::Error::new(io::ErrorKind::NotFound, "no record on stdin"),
-        ));
+    let status = write_out_status(seen, worst);
+    if seen == 0
+        && let GetDestination::File(dest) | GetDestination::Dir(dest) = to
+    {
+        eprintln!(
+            "{STAGE}: nothing written to {}: the pipeline ended without a record \
+             (a stage before this one failed)",
+            dest.display()
+        );
     }
-    Ok(writer.summary())
+    Ok(Verdict {
+        summary: writer.summary(),
+        status,
+    })
+}
+
+/// A write-out whose own settings were refused: when the records it gets arrived failed
+/// (the look-up refused the same settings and said so, or failed otherwise), their
+/// verdict is the status, silently; when none did, `err` is reported as this stage's.
+pub fn refused_write_out(err: WalError, input: impl BufRead + Send) -> Result<Verdict> {
+    let mut worst = None;
+    let read = stage::with_reader(STAGE, input, |reader| {
+        while let Some(record) = reader.next_record() {
+            match &record.error {
+                Some(error) => worst = Some(worse(worst, verdict_kind(error, true))),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    });
+    match (read, worst) {
+        (Ok(true), Some(kind)) => Ok(Verdict {
+            summary: stage::Summary::default(),
+            status: Some(ExitCode::for_kind(kind)),
+        }),
+        _ => Err(err),
+    }
+}
+
+/// The write-out's exit status, the whole restore's: none chosen (0) when every record
+/// was written; else [`ExitCode::for_kind`] of the `worst` failure ([`worse`]), whether
+/// this stage failed the record or one before it did (`not_found` from the look-up: 66);
+/// 70 (EX_SOFTWARE) when no record came at all: a stage before this one died or failed
+/// without passing anything on. 66 thus only ever comes from a look-up's record saying
+/// the archive has no such file, which PostgreSQL takes for the end of the archive.
+fn write_out_status(seen: u64, worst: Option<ErrorKind>) -> Option<ExitCode> {
+    if seen == 0 {
+        return Some(ExitCode::for_kind(ErrorKind::Internal));
+    }
+    worst.map(ExitCode::for_kind)
+}
+
+/// The kind a failed record counts as for the exit status. `not_found` (66, the end of
+/// the archive for PostgreSQL) only as the look-up said it, in a record that arrived
+/// failed by this stage's name: any other stage's "not found" (a key file, a temp
+/// directory that is not there) or this write-out's own (a file gone while it was being
+/// restored) is an I/O failure, never "not archived".
+fn verdict_kind(error: &wal_core::record::RecordError, arrived_failed: bool) -> ErrorKind {
+    match error.kind {
+        ErrorKind::NotFound if !(arrived_failed && error.stage == STAGE) => ErrorKind::Io,
+        kind => kind,
+    }
+}
+
+/// The failure that decides the exit status, `worst` so far or `next`: any failure
+/// outranks `not_found` (a WAL not archived must not hide one that cannot be restored);
+/// among the others, the first one seen.
+fn worse(worst: Option<ErrorKind>, next: ErrorKind) -> ErrorKind {
+    match worst {
+        None | Some(ErrorKind::NotFound) => next,
+        Some(kind) => kind,
+    }
 }
 
 /// Write-out ends a restore: what it writes must be WAL, never ciphertext handed to
@@ -497,7 +641,7 @@ mod tests {
         let layout = ServerLayout::barman(Path::new("/b"), "pg");
         let seg = WalName::parse("000000010000000A00000042").unwrap();
         assert_eq!(
-            names(&candidates(&layout, &seg, false)),
+            names(&layout.candidates(&seg, false)),
             [
                 "000000010000000A00000042 /b/pg/wals/000000010000000A/000000010000000A00000042",
                 "000000010000000A00000042 /b/pg/incoming/000000010000000A00000042",
@@ -505,7 +649,7 @@ mod tests {
                 "000000010000000A00000042 /b/pg/wals/000000010000000A/000000010000000A00000042",
             ]
         );
-        let with_partial = names(&candidates(&layout, &seg, true));
+        let with_partial = names(&layout.candidates(&seg, true));
         assert_eq!(
             with_partial[3..7],
             [
@@ -517,9 +661,38 @@ mod tests {
         );
         // History files live in the archive root, and have no .partial.
         let history = WalName::parse("00000002.history").unwrap();
-        let list = names(&candidates(&layout, &history, true));
+        let list = names(&layout.candidates(&history, true));
         assert_eq!(list.len(), 4);
         assert_eq!(list[0], "00000002.history /b/pg/wals/00000002.history");
+    }
+
+    #[test]
+    fn the_worst_failure_decides_and_not_found_is_the_least() {
+        let fold = |kinds: &[ErrorKind]| kinds.iter().fold(None, |w, k| Some(worse(w, *k)));
+        assert_eq!(fold(&[]), None);
+        assert_eq!(fold(&[ErrorKind::NotFound]), Some(ErrorKind::NotFound));
+        assert_eq!(
+            fold(&[
+                ErrorKind::NotFound,
+                ErrorKind::Corrupt,
+                ErrorKind::Temporary
+            ]),
+            Some(ErrorKind::Corrupt)
+        );
+        assert_eq!(
+            fold(&[ErrorKind::Temporary, ErrorKind::NotFound, ErrorKind::Io]),
+            Some(ErrorKind::Temporary)
+        );
+        assert_eq!(write_out_status(2, None), None);
+        assert_eq!(
+            write_out_status(1, Some(ErrorKind::NotFound)),
+            Some(ExitCode::NoInput)
+        );
+        assert_eq!(
+            write_out_status(1, Some(ErrorKind::Temporary)),
+            Some(ExitCode::TempFail)
+        );
+        assert_eq!(write_out_status(0, None), Some(ExitCode::Software));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! wal-store: the only walpipe stage that writes into an archive or removes a source.
 //!
-//! `put` follows walpipe's durability order (architecture.md, "Durability"): bring the
+//! `put` follows walpipe's durability order (`docs/durability.md#storing-a-batch`): bring the
 //! bytes into the archive without ever replacing a file, fsync, catalogue in xlog.db (one
 //! fsync per batch), and only then remove the source. A kill at any moment leaves a state
 //! that the next run completes. `get`, `delete`, `rebuild-xlogdb` and `list` serve
@@ -23,19 +23,44 @@ mod shape;
 use std::io::{BufRead, Write};
 
 use wal_core::WalError;
-use wal_core::stage::Summary;
+use wal_core::stage::Verdict;
 
 use crate::cli::Config;
 
 /// The stage name in records and messages.
 pub const STAGE: &str = "wal-store";
 
+/// Resolves `args` and runs them. Settings refused (a server name that is no plain name,
+/// a malformed endpoint) are refused by every stage of a restore alike, so only one may
+/// say it: a look-up hands each name down failed ([`stage::fail_every_name`]) and says
+/// why; a write-out that then gets such records exits with their verdict, silently
+/// ([`get::refused_write_out`]); without them it says why itself.
+pub fn run_args(
+    args: cli::Args,
+    input: impl BufRead + Send,
+    output: impl Write,
+) -> Result<Verdict, WalError> {
+    let role = args.pipeline_role();
+    match Config::try_from(args) {
+        Ok(config) => run(&config, input, output),
+        Err(err) => match role {
+            cli::PipelineRole::LookUp(names) => {
+                Err(wal_core::stage::fail_every_name(STAGE, err, &names, output))
+            }
+            cli::PipelineRole::WriteOut => get::refused_write_out(err, input),
+            cli::PipelineRole::Other => Err(err),
+        },
+    }
+}
+
 /// Runs the configured subcommand over `input` records, writing records to `output`.
+/// `get` may choose its exit status itself (see its module docs); the others' comes from
+/// their summary.
 pub fn run(
     config: &Config,
     input: impl BufRead + Send,
     output: impl Write,
-) -> Result<Summary, WalError> {
+) -> Result<Verdict, WalError> {
     match config {
         Config::Put {
             target,
@@ -61,12 +86,22 @@ pub fn run(
             },
             input,
             output,
-        ),
-        Config::CheckLayout => Ok(Summary::default()),
+        )
+        .map(Verdict::from),
+        Config::CheckLayout { temp_dir } => {
+            if let Some(dir) = temp_dir {
+                let mut output = output;
+                writeln!(output, "{}", dir.display())
+                    .map_err(|e| WalError::io("cannot write to", "stdout", e))?;
+            }
+            Ok(Verdict::default())
+        }
         Config::Get {
             target,
             names,
             partial,
+            quiet_missing,
+            sweep_temps,
             to,
             temp_dir,
             territory,
@@ -76,6 +111,8 @@ pub fn run(
                 target,
                 names,
                 partial: *partial,
+                quiet_missing: *quiet_missing,
+                sweep_temps: *sweep_temps,
                 to,
                 temp_dir,
                 territory,
@@ -84,8 +121,8 @@ pub fn run(
             input,
             output,
         ),
-        Config::Delete { target } => delete::run(target, input, output),
-        Config::RebuildXlogdb { target } => rebuild::run(target),
-        Config::List { target } => list::run(target, output),
+        Config::Delete { target } => delete::run(target, input, output).map(Verdict::from),
+        Config::RebuildXlogdb { target } => rebuild::run(target).map(Verdict::from),
+        Config::List { target } => list::run(target, output).map(Verdict::from),
     }
 }

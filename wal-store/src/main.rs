@@ -2,15 +2,13 @@
 
 use std::process::ExitCode;
 
-use wal_store::cli::{Args, Config};
+use wal_store::cli::Args;
 
 fn main() -> ExitCode {
     let args = match wal_core::cli::parse_args::<Args>() {
         Ok(args) => args,
         Err(status) => return status,
     };
-    let result = Config::try_from(args).and_then(|config| {
-        wal_store::run(&config, wal_core::stage::stdin(), std::io::stdout().lock())
-    });
-    wal_core::stage::exit_status(wal_store::STAGE, result)
+    let result = wal_store::run_args(args, wal_core::stage::stdin(), std::io::stdout().lock());
+    wal_core::stage::exit_status_of(wal_store::STAGE, result)
 }

@@ -1,7 +1,8 @@
 //! `wal-store rebuild-xlogdb`: a new xlog.db from what the archive holds.
 //!
 //! Barman's rebuild walks the archive in name order and records segments, backup labels
-//! and history files (spec §2.3). We also record `.partial` files, which Barman's
+//! and history files (`docs/barman-formats.md#xlogdb`). We also record `.partial` files,
+//! which Barman's
 //! archive-wal catalogues but its rebuild forgets, so a rebuilt catalogue equals the one
 //! archiving wrote. What each file is comes from [`crate::list::entries`]; a cloud
 //! archive's catalogue is the local `--xlogdb`, which must then be given.

@@ -2,7 +2,8 @@
 //!
 //! `scripts/archive-wal` shows these lines as Barman does: a TAB and the name per WAL, the
 //! duplicate error line, `no file found`, and the block listing unknown files moved to
-//! errors/ (spec §3.2). They never go to stdout, which carries records only.
+//! errors/ (`docs/barman-formats.md#archive-wal-output`). They never go to stdout, which
+//! carries records only.
 
 use wal_core::record::Outcome;
 use wal_core::{ErrorKind, WalRecord};

@@ -22,9 +22,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use wal_core::WalError;
 use wal_core::error::Result;
 use wal_core::temp::TempFile;
@@ -99,39 +96,11 @@ pub fn sweep_dead_compares(dir: &Path, name: &str) {
             .and_then(|(pid, _)| pid.parse::<i32>().ok());
         if let Some(pid) = pid
             && u32::try_from(pid).ok() != Some(std::process::id())
-            && !process_alive(pid)
+            && !wal_core::process::alive(pid)
         {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Whether `pid` is a live process. `kill(pid, 0)` answers even where /proc hides other
-/// users' processes (`hidepid`): no such process is dead, not permitted is alive. A
-/// zombie is dead: a killed wal-store whose parent died too is reaped by init, possibly
-/// late (or, in a container whose init does not reap, never).
-fn process_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match kill(Pid::from_raw(pid), None) {
-        Err(Errno::ESRCH) => false,
-        Ok(()) => !is_zombie(pid),
-        Err(_) => true,
-    }
-}
-
-/// Whether /proc says `pid` is a zombie (false when it cannot say).
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // The state follows the command name, which is in parentheses and may hold
-            // any byte.
-            stat.rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next())
-        })
-        .is_some_and(|state| matches!(state, 'Z' | 'X' | 'x'))
 }
 
 #[cfg(test)]
@@ -189,7 +158,7 @@ mod tests {
         // A child that exited and is not waited for yet: a zombie, dead.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let zombie_pid = child.id();
-        while !is_zombie(i32::try_from(zombie_pid).unwrap()) {
+        while wal_core::process::start_time(i32::try_from(zombie_pid).unwrap()).is_some() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let zombie = at(format!(".{name}.{zombie_pid}-0badf00d.compare"));

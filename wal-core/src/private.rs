@@ -1,0 +1,118 @@
+//! Private working directories: a user's own, named after the archive they serve.
+//!
+//! Temp files and restore's spool use predictable names (a killed run's leftover is
+//! replaced by the retry, a spooled segment is found by its name), so they must not sit
+//! where another user could plant a file under such a name, nor be shared by two clusters
+//! that use the same WAL names with two archives. Each such directory is
+//! `<base>/<prefix>-<uid>/<server>-<hash of the archive>`, both levels mode 0700, owned by
+//! us and not a link; the hash is of the archive's absolute path, or of a cloud archive's
+//! endpoint and URL (the same bucket on two servers is two archives).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result, WalError};
+
+/// What names an archive for [`dir_for`]: a local archive's absolute path, or a cloud
+/// archive's endpoint (`WALPIPE_ENDPOINT_URL`, else `AWS_ENDPOINT_URL`) and URL.
+pub fn archive_key(archive: &str, endpoint: Option<&str>) -> Result<String> {
+    if archive.contains("://") {
+        let endpoint = endpoint
+            .map(str::to_owned)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .unwrap_or_default();
+        return Ok(format!("{endpoint} {archive}"));
+    }
+    Ok(std::path::absolute(archive)
+        .context("cannot resolve", Path::new(archive))?
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// `<base>/<prefix>-<uid>/<server>-<hash of archive_key>`, created (0700) if missing and
+/// checked to be ours.
+pub fn dir_for(base: &Path, prefix: &str, server: &str, archive_key: &str) -> Result<PathBuf> {
+    let parent = base.join(format!("{prefix}-{}", nix::unistd::geteuid()));
+    let dir = parent.join(format!("{server}-{:08x}", fnv1a(archive_key.as_bytes())));
+    create_private(&parent)?;
+    create_private(&dir)?;
+    Ok(dir)
+}
+
+/// 32-bit FNV-1a: short, and stable across releases and machines (a directory name must
+/// not change when walpipe is upgraded mid-recovery).
+#[must_use]
+pub fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Creates `dir` with mode 0700 unless it exists (a concurrent creation is fine); either
+/// way it must then be ours ([`check_ours`]).
+pub fn create_private(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_ours(dir),
+        Err(e) => Err(WalError::io("cannot create the directory", dir, e)),
+    }
+}
+
+/// A directory of ours: not a link, owned by us, writable. Another user's directory could
+/// hold files planted under the names we use.
+pub fn check_ours(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).context("cannot use the directory", dir)?;
+    let ours = meta.is_dir() && meta.uid() == nix::unistd::geteuid().as_raw();
+    let writable = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    if ours && writable {
+        return Ok(());
+    }
+    Err(WalError::io(
+        "cannot use the directory",
+        dir,
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not a writable directory of ours (a link, another user's, or read-only)",
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_fnv1a() {
+        // Reference values of 32-bit FNV-1a.
+        assert_eq!(fnv1a(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn private_dirs_are_ours_and_links_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = dir_for(base.path(), "walpipe", "pg", "s3://b/p").unwrap();
+        assert_eq!(
+            dir,
+            dir_for(base.path(), "walpipe", "pg", "s3://b/p").unwrap()
+        );
+        assert_ne!(
+            dir,
+            dir_for(base.path(), "walpipe", "pg", "s3://b/q").unwrap()
+        );
+        let mode = fs::metadata(&dir).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let e = create_private(&link).unwrap_err();
+        assert!(
+            e.to_string().contains("not a writable directory of ours"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The spool directory: where it is, that it is ours and shares no file with WAL that
+//! must stay, and whether a file in it still stands for what the archive holds.
+//!
+//! Files are removed from the spool and moved out of it under WAL names, so a spool that
+//! is `%p`'s directory (pg_wal) or its archive_status, or that is, holds or lies inside
+//! the archive, a queue or errors/, is refused (exit 78) before anything is created in it
+//! ([`wal_core::trust`]). The default spool is private to the user
+//! (`/var/tmp/walpipe-restore-<uid>`, mode 0700, owned, not a link) and names the archive
+//! (a hash of its path, or of a cloud archive's endpoint and URL): a spool must never hand
+//! one archive's segment to a restore from another that shares the server name.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wal_core::error::{IoContext, Result};
+use wal_core::layout::{GivenDirs, ServerLayout, check_server_name};
+use wal_core::trust::{Role, Territory};
+use wal_core::{WalError, WalName, durable, private};
+
+use crate::claim::Claim;
+use crate::cli::SpoolArgs;
+
+/// How long a prefetched file of a cloud archive stands for its object: no `stat` sees
+/// the object, so a spool file is trusted only while the claim its worker wrote when it
+/// took the name is this recent (a spool left by an earlier restore is never used).
+pub const CLOUD_TRUST_SECONDS: u64 = 600;
+
+/// A spool, checked and created.
+#[derive(Debug)]
+pub struct Spool {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The local archive's layout, `None` for a cloud archive.
+    layout: Option<ServerLayout>,
+}
+
+impl Spool {
+    /// Resolves, checks and (if missing) creates the spool of `args` for a restore into
+    /// `dest` (`%p`).
+    pub fn open(args: &SpoolArgs, dest: &Path) -> Result<Spool> {
+        check_server_name(&args.server)?;
+        let cloud = args.archive.contains("://");
+        let layout = (!cloud).then(|| local_layout(args));
+        let dir = if let Some(dir) = &args.spool_dir {
+            dir.clone()
+        } else {
+            let key = private::archive_key(&args.archive, args.endpoint_url.as_deref())?;
+            private::dir_for(Path::new("/var/tmp"), "walpipe-restore", &args.server, &key)?
+        };
+        if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
+            // `plan` prints it on a line of its own.
+            return Err(WalError::Config(format!(
+                "--spool-dir {}: a path with a line break",
+                dir.to_string_lossy().escape_debug()
+            )));
+        }
+        check_not_pg_wal(&dir, durable::parent_of(dest))?;
+        if let Some(layout) = &layout {
+            let mut territory = Territory::new();
+            territory.add(Role::Archive, "--archive", &layout.wals)?;
+            territory.add(Role::Queue, "--incoming", &layout.incoming)?;
+            territory.add(Role::Queue, "--streaming", &layout.streaming)?;
+            territory.add(Role::Errors, "--errors-dir", &layout.errors)?;
+            territory.add(Role::Spool, "--spool-dir", &dir)?;
+            territory.check_disjoint()?;
+        }
+        if !dir.is_dir() {
+            // Only the spool itself is made private; missing parents get the usual mode.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).context("cannot create the spool directory", parent)?;
+            }
+        }
+        private::create_private(&dir)?;
+        Ok(Spool { dir, layout })
+    }
+
+    /// Where the spooled `name` is (whether or not it is there).
+    #[must_use]
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The claim a prefetch wrote for `name`.
+    #[must_use]
+    pub fn claim_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".{name}.claim"))
+    }
+
+    /// The claim for `name`, if there is a readable one.
+    #[must_use]
+    pub fn claim(&self, name: &str) -> Option<Claim> {
+        fs::read_to_string(self.claim_path(name))
+            .ok()
+            .and_then(|text| Claim::parse(&text))
+    }
+
+    /// Whether a live prefetch is fetching `name`.
+    #[must_use]
+    pub fn in_flight(&self, name: &str) -> bool {
+        self.claim(name).is_some_and(|claim| claim.worker_runs())
+    }
+
+    /// Whether the spooled `name` is a copy of what the archive holds now. Local: the
+    /// archived file (where a restore would find it) exists and is not newer than the
+    /// spool file, so a spool left by the restore of another archive since replaced at
+    /// the same path never passes. Cloud: the file's claim is recent
+    /// ([`CLOUD_TRUST_SECONDS`]).
+    #[must_use]
+    pub fn is_current(&self, name: &WalName) -> bool {
+        let Ok(spooled) = fs::symlink_metadata(self.file(name.as_str())) else {
+            return false;
+        };
+        if !spooled.is_file() {
+            return false;
+        }
+        match &self.layout {
+            None => self
+                .claim(name.as_str())
+                .is_some_and(|claim| claim.age_seconds(now()) < CLOUD_TRUST_SECONDS),
+            Some(layout) => layout
+                .candidates(name, false)
+                .iter()
+                .find_map(|(_, path)| fs::metadata(path).ok())
+                .is_some_and(|archived| archived.mtime() <= spooled.mtime()),
+        }
+    }
+}
+
+/// Seconds since the epoch.
+#[must_use]
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The local layout wal-store's restore searches: queues and errors/ beside the archive
+/// unless given.
+fn local_layout(args: &SpoolArgs) -> ServerLayout {
+    ServerLayout::from_archive_with(
+        Path::new(&args.archive),
+        &args.server,
+        &GivenDirs {
+            incoming: args.incoming.clone(),
+            streaming: args.streaming.clone(),
+            errors: args.errors_dir.clone(),
+            lock_dir: None,
+        },
+    )
+}
+
+/// Refuses a spool that is `dest_dir` (pg_wal) or its archive_status: the spool is
+/// emptied of WAL.
+fn check_not_pg_wal(spool: &Path, dest_dir: &Path) -> Result<()> {
+    let Ok(spool_meta) = fs::metadata(spool) else {
+        return Ok(());
+    };
+    for dir in [dest_dir.to_path_buf(), dest_dir.join("archive_status")] {
+        if let Ok(meta) = fs::metadata(&dir)
+            && meta.dev() == spool_meta.dev()
+            && meta.ino() == spool_meta.ino()
+        {
+            return Err(WalError::Config(format!(
+                "--spool-dir {} is the directory of %p ({}) or its archive_status: the \
+                 spool is emptied of WAL, it must be a directory of its own",
+                spool.display(),
+                dest_dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
