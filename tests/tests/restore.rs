@@ -802,3 +802,80 @@ fn pitr_from_an_archive_written_by_barman() {
     restored.stop().unwrap();
     eprintln!("total: {:.1?}", t.elapsed());
 }
+
+/// A worker's claims name the worker while it fetches: a call for a segment in flight
+/// waits for it rather than fetch it a second time beside the worker (two fetches of one
+/// segment into one spool share its temp names and spoil each other). The worker's
+/// wal-compress is slowed down by a second, so the claim is seen while the fetch runs.
+#[test]
+fn a_segment_in_flight_is_waited_for_never_fetched_twice() {
+    let home = Home::new();
+    let files = synthetic_files(4);
+    home.archive(&files, "zstd");
+    let spool = home.spool();
+    let bins = home.dir.path().join("bin");
+    fs::create_dir(&bins).unwrap();
+    let log = home.dir.path().join("decompressions");
+    for tool in ["wal-store", "wal-spool", "wal-encrypt", "wal-scan"] {
+        std::os::unix::fs::symlink(
+            walpipe_tests::wrappers::bin_dir().join(tool),
+            bins.join(tool),
+        )
+        .unwrap();
+    }
+    let real = walpipe_tests::wrappers::bin_dir().join("wal-compress");
+    fs::write(
+        bins.join("wal-compress"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >>'{}'\nsleep 1\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        bins.join("wal-compress"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let args = ["--prefetch", "3", "--spool-dir", spool.to_str().unwrap()];
+    let dest = home.pg_wal().join("RECOVERYXLOG");
+    let call = |index: usize| {
+        let (name, bytes) = &files[index];
+        let out = home
+            .restore_command(&args, name, &dest)
+            .env("WALPIPE_BIN_DIR", &bins)
+            .output()
+            .unwrap();
+        assert_success(&out, name);
+        assert!(fs::read(&dest).unwrap() == *bytes, "{name}");
+        fs::remove_file(&dest).unwrap();
+    };
+    call(0);
+    // The worker is in its slow wal-compress now: its claims name it, alive.
+    let claim = spool.join(format!(".{}.claim", files[1].0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !claim.exists() {
+        assert!(Instant::now() < deadline, "no claim for {}", files[1].0);
+        thread::sleep(Duration::from_millis(10));
+    }
+    let text = fs::read_to_string(&claim).unwrap();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let (pid, start) = (fields.next().unwrap(), fields.next().unwrap());
+    assert!(
+        wal_core::process::is_running(i32::try_from(pid).unwrap(), start),
+        "the claim names a live worker: {text}"
+    );
+    call(1);
+    wait_for_workers(&spool, WORKERS_TIMEOUT);
+    // Call 1 and the worker decompressed; call 2 took the worker's copy.
+    let runs = fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+    assert_eq!(
+        runs.lines()
+            .filter(|line| line.contains(spool.to_str().unwrap()))
+            .count(),
+        1,
+        "{runs}"
+    );
+}

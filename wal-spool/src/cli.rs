@@ -20,7 +20,8 @@ pub struct Args {
 pub enum Command {
     /// Move the spooled segment NAME to --to PATH durably, waiting for it while a
     /// prefetch is fetching it. Exit 0 when taken, 66 (silently) when the spool holds no
-    /// current copy of it: the caller then restores NAME from the archive.
+    /// current copy of it (the caller then restores NAME from the archive), 75 when it is
+    /// in flight and --wait is 0.
     Take {
         /// Where the spool is and which archive it stands for.
         #[command(flatten)]
@@ -30,11 +31,13 @@ pub enum Command {
         /// Where PostgreSQL wants it (`%p`); must not exist.
         #[arg(long, value_name = "PATH")]
         to: PathBuf,
-        /// Most seconds to wait for a segment a live prefetch is fetching.
+        /// Most seconds to wait for a segment a live prefetch is fetching; 0: do not wait,
+        /// exit 75 (the caller may start the next prefetch, then take again).
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         wait: u32,
         /// Print `prefetch` when at least half of the N segments after NAME are neither
-        /// spooled nor being fetched (the caller then starts a prefetch).
+        /// spooled nor being fetched, and NAME is taken, in flight or (a local archive)
+        /// there to restore: the caller then starts a prefetch.
         #[arg(long, value_name = "N", env = "WALPIPE_PREFETCH")]
         prefetch: Option<u16>,
     },

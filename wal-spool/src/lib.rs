@@ -49,15 +49,27 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<ExitCode> {
                 return Ok(ExitCode::NoInput);
             };
             let spool = Spool::open(&spool, &to)?;
-            match take::take(&spool, &name, &to, Duration::from_secs(wait.into()))? {
-                Taken::Yes(size) => {
-                    if prefetch.is_some_and(|n| take::window_needs_work(&spool, &name, n, size)) {
-                        writeln!(out, "prefetch").context("cannot write", "stdout")?;
-                    }
-                    Ok(ExitCode::Ok)
-                }
-                Taken::No => Ok(ExitCode::NoInput),
+            // Decided before any wait, so that the caller can start the next fetch while
+            // this one is still in flight.
+            let prefetch_hint = prefetch.is_some_and(|n| {
+                take::window_needs_work(&spool, &name, n, plan::remembered_size(&spool))
+            });
+            let taken = take::take(&spool, &name, &to, Duration::from_secs(wait.into()))?;
+            let hint = prefetch_hint
+                && match taken {
+                    Taken::Yes(_) | Taken::InFlight => true,
+                    // Fetched by the caller now: worth starting beside it when it is
+                    // there to fetch (only a local archive can tell).
+                    Taken::No => spool.is_archived(&name),
+                };
+            if hint {
+                writeln!(out, "prefetch").context("cannot write", "stdout")?;
             }
+            Ok(match taken {
+                Taken::Yes(_) => ExitCode::Ok,
+                Taken::InFlight => ExitCode::TempFail,
+                Taken::No => ExitCode::NoInput,
+            })
         }
         Command::Plan {
             spool,

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 use wal_core::error::{IoContext, Result};
-use wal_core::names::{SegmentSize, next_segment_name};
+use wal_core::names::{SegmentSize, segment_names};
 use wal_core::{WalError, WalName, shape};
 
 use crate::claim::Claim;
@@ -65,14 +65,10 @@ pub fn plan(
 /// space).
 #[must_use]
 pub fn window(name: &WalName, n: u16, size: SegmentSize) -> Vec<String> {
-    let mut names = vec![name.as_str().to_string()];
-    for _ in 0..n {
-        match next_segment_name(names.last().map_or("", String::as_str), size) {
-            Ok(next) => names.push(next),
-            Err(_) => break,
-        }
+    match segment_names(name.as_str(), None, Some(size)) {
+        Ok(names) => names.take(usize::from(n) + 1).collect(),
+        Err(_) => vec![name.as_str().to_string()],
     }
-    names
 }
 
 /// The spool's lock, held until dropped.
@@ -89,14 +85,24 @@ fn lock(spool: &Spool) -> Result<Flock<File>> {
         .map_err(|(_, errno)| WalError::io("cannot lock", &path, errno.into()))
 }
 
+/// The segment size the spool remembers, else PostgreSQL's default.
+#[must_use]
+pub fn remembered_size(spool: &Spool) -> SegmentSize {
+    remembered(spool).unwrap_or_default()
+}
+
+fn remembered(spool: &Spool) -> Option<SegmentSize> {
+    fs::read_to_string(spool.dir.join(SEGMENT_SIZE_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .and_then(|bytes| SegmentSize::new(bytes).ok())
+}
+
 /// The cluster's segment size: from the page header of the file just restored (and then
 /// remembered), else as remembered, else PostgreSQL's default.
 fn segment_size(spool: &Spool, name: &WalName, restored: Option<&Path>) -> SegmentSize {
     let remembered_path = spool.dir.join(SEGMENT_SIZE_FILE);
-    let remembered = fs::read_to_string(&remembered_path)
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .and_then(|bytes| SegmentSize::new(bytes).ok());
+    let remembered = remembered(spool);
     let from_header = restored.and_then(|path| {
         let mut file = File::open(path).ok()?;
         let head = shape::read_head(name, &mut file).ok()?;

@@ -102,6 +102,18 @@ impl Spool {
         self.claim(name).is_some_and(|claim| claim.worker_runs())
     }
 
+    /// Whether a local archive holds `name` where a restore finds it (a cloud archive:
+    /// unknown, `false`).
+    #[must_use]
+    pub fn is_archived(&self, name: &WalName) -> bool {
+        self.layout.as_ref().is_some_and(|layout| {
+            layout
+                .candidates(name, false)
+                .iter()
+                .any(|(_, path)| fs::symlink_metadata(path).is_ok())
+        })
+    }
+
     /// Whether the spooled `name` is a copy of what the archive holds now. Local: the
     /// archived file (where a restore would find it) exists and is not newer than the
     /// spool file, so a spool left by the restore of another archive since replaced at

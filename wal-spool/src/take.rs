@@ -29,12 +29,18 @@ pub enum Taken {
     Yes(SegmentSize),
     /// The spool holds no current, whole copy of it.
     No,
+    /// A live prefetch is fetching it, and the wait was 0: ask again.
+    InFlight,
 }
 
-/// Moves the spooled `name` to `to`, waiting up to `wait` for a live prefetch of it.
+/// Moves the spooled `name` to `to`, waiting up to `wait` for a live prefetch of it (no
+/// wait at all: [`Taken::InFlight`]).
 pub fn take(spool: &Spool, name: &WalName, to: &Path, wait: Duration) -> Result<Taken> {
     let file = spool.file(name.as_str());
     if !exists(&file) && spool.in_flight(name.as_str()) {
+        if wait.is_zero() {
+            return Ok(Taken::InFlight);
+        }
         let deadline = Instant::now() + wait;
         while !exists(&file) && spool.in_flight(name.as_str()) && Instant::now() < deadline {
             thread::sleep(POLL);
