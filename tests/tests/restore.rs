@@ -879,3 +879,33 @@ fn a_segment_in_flight_is_waited_for_never_fetched_twice() {
         "{runs}"
     );
 }
+
+/// The spool is a cache: a spool that cannot be used for a reason other than its
+/// configuration (here a file where the directory should be; in life another user's
+/// directory at the default path, or a full /var/tmp) costs the prefetch, said in one
+/// line, never the restore.
+#[test]
+fn an_unusable_spool_costs_the_prefetch_not_the_restore() {
+    let home = Home::new();
+    let files = synthetic_files(2);
+    home.archive(&files, "zstd");
+    let not_a_dir = home.dir.path().join("spool-file");
+    fs::write(&not_a_dir, b"x").unwrap();
+    let dest = home.pg_wal().join("RECOVERYXLOG");
+    let out = home.restore(
+        &[
+            "--prefetch",
+            "2",
+            "--spool-dir",
+            not_a_dir.to_str().unwrap(),
+        ],
+        &files[0].0,
+        &dest,
+    );
+    assert_success(&out, &files[0].0);
+    assert!(fs::read(&dest).unwrap() == files[0].1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("spool-file"), "{stderr}");
+    assert_eq!(fs::read(&not_a_dir).unwrap(), b"x");
+}

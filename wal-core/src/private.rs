@@ -15,15 +15,35 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, WalError};
 
+/// The settings that, beside the URL, say which store a cloud archive is in: the same
+/// bucket or container name on two endpoints, profiles or storage accounts is two
+/// archives.
+const CLOUD_STORE_VARIABLES: [&str; 8] = [
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "GOOGLE_BASE_URL",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+];
+
 /// What names an archive for [`dir_for`]: a local archive's absolute path, or a cloud
-/// archive's endpoint (`WALPIPE_ENDPOINT_URL`, else `AWS_ENDPOINT_URL`) and URL.
+/// archive's URL with its endpoint (`--endpoint-url`) and the environment that picks the
+/// store ([`CLOUD_STORE_VARIABLES`]; only hashed, never shown).
 pub fn archive_key(archive: &str, endpoint: Option<&str>) -> Result<String> {
     if archive.contains("://") {
-        let endpoint = endpoint
-            .map(str::to_owned)
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .unwrap_or_default();
-        return Ok(format!("{endpoint} {archive}"));
+        let mut key = format!("{} {archive}", endpoint.unwrap_or_default());
+        for variable in CLOUD_STORE_VARIABLES {
+            if let Ok(value) = std::env::var(variable) {
+                key.push('\n');
+                key.push_str(variable);
+                key.push('=');
+                key.push_str(&value);
+            }
+        }
+        return Ok(key);
     }
     Ok(std::path::absolute(archive)
         .context("cannot resolve", Path::new(archive))?

@@ -1,12 +1,17 @@
 //! A prefetch's claim on a segment: `.<segment>.claim` in the spool, the line
-//! `PID START EPOCH`.
+//! `PID START EPOCH [DEV INO SIZE MTIME_NS]`.
 //!
 //! PID and START (the process's start time, [`wal_core::process`]) name the worker that
 //! fetches the segment: while it runs, a restore asking for the segment waits for it
 //! rather than fetch it twice, and no other worker claims it. EPOCH (seconds) is when
 //! the claim was made: for a cloud archive, whose objects no `stat` sees, it is how long
-//! the spooled copy is trusted. A claim is written under the spool's lock, so no two live
-//! workers ever hold one segment; a torn or foreign line reads as no claim.
+//! the spooled copy is trusted. For a local archive the claim also records which archived
+//! file the worker fetched (device, inode, size, mtime in nanoseconds): the spooled copy
+//! stands for the archive's only while that file is still the one a restore would find,
+//! so an archive replaced since (restored from a backup with old timestamps, another
+//! cluster's at the same path) is never answered from the spool. A claim is written
+//! under the spool's lock, so no two live workers ever hold one segment; a torn or
+//! foreign line reads as no claim.
 
 use wal_core::process;
 
@@ -19,6 +24,35 @@ pub struct Claim {
     pub start: u64,
     /// When the claim was made, seconds since the epoch.
     pub epoch: u64,
+    /// The archived file the worker fetches (a local archive).
+    pub archived: Option<FileId>,
+}
+
+/// Which file: device, inode, size and mtime (nanoseconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds.
+    pub mtime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    #[must_use]
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
 }
 
 impl Claim {
@@ -30,25 +64,43 @@ impl Claim {
             pid: worker,
             start: process::start_time(worker)?,
             epoch,
+            archived: None,
         })
     }
 
-    /// Reads `PID START EPOCH`.
+    /// Reads `PID START EPOCH [DEV INO SIZE MTIME_NS]`.
     #[must_use]
     pub fn parse(text: &str) -> Option<Claim> {
-        let mut fields = text.split_ascii_whitespace();
-        let claim = Claim {
-            pid: fields.next()?.parse().ok()?,
-            start: fields.next()?.parse().ok()?,
-            epoch: fields.next()?.parse().ok()?,
+        let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+        let archived = match fields.len() {
+            3 => None,
+            7 => Some(FileId {
+                dev: fields[3].parse().ok()?,
+                ino: fields[4].parse().ok()?,
+                size: fields[5].parse().ok()?,
+                mtime_ns: fields[6].parse().ok()?,
+            }),
+            _ => return None,
         };
-        (claim.pid > 0 && fields.next().is_none()).then_some(claim)
+        let claim = Claim {
+            pid: fields[0].parse().ok()?,
+            start: fields[1].parse().ok()?,
+            epoch: fields[2].parse().ok()?,
+            archived,
+        };
+        (claim.pid > 0).then_some(claim)
     }
 
     /// The line written to the claim file.
     #[must_use]
     pub fn line(&self) -> String {
-        format!("{} {} {}\n", self.pid, self.start, self.epoch)
+        match self.archived {
+            None => format!("{} {} {}\n", self.pid, self.start, self.epoch),
+            Some(id) => format!(
+                "{} {} {} {} {} {} {}\n",
+                self.pid, self.start, self.epoch, id.dev, id.ino, id.size, id.mtime_ns
+            ),
+        }
     }
 
     /// Whether the worker that made the claim still runs.
@@ -74,6 +126,12 @@ mod tests {
         let claim = Claim::for_worker(me, 1_700_000_000).expect("we run");
         assert_eq!(Claim::parse(&claim.line()), Some(claim));
         assert!(claim.worker_runs());
+        let meta = std::fs::metadata("/").unwrap();
+        let with_file = Claim {
+            archived: Some(FileId::of(&meta)),
+            ..claim
+        };
+        assert_eq!(Claim::parse(&with_file.line()), Some(with_file));
         for garbage in [
             "",
             "12",
@@ -82,6 +140,8 @@ mod tests {
             "-5 1 2",
             "0 1 2",
             "1 2 3 4",
+            "1 2 3 4 5 6",
+            "1 2 3 4 5 6 x",
             "99999999999999999999 1 2",
             "1 2 -3",
         ] {

@@ -44,6 +44,7 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<ExitCode> {
             wait,
             prefetch,
         } => {
+            check_prefetch(prefetch.unwrap_or(0))?;
             let Some(name) = segment(&name)? else {
                 // Only segments are spooled: a history file or backup label is never here.
                 return Ok(ExitCode::NoInput);
@@ -78,11 +79,7 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<ExitCode> {
             worker,
             restored,
         } => {
-            if prefetch > 999 {
-                return Err(WalError::Usage(format!(
-                    "--prefetch {prefetch}: at most 999 segments"
-                )));
-            }
+            check_prefetch(prefetch)?;
             let Some(name) = segment(&name)? else {
                 return Ok(ExitCode::Ok);
             };
@@ -100,6 +97,18 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// The most segments a spool keeps ahead.
+pub const MAX_PREFETCH: u16 = 999;
+
+fn check_prefetch(prefetch: u16) -> Result<()> {
+    if prefetch > MAX_PREFETCH {
+        return Err(WalError::Usage(format!(
+            "--prefetch {prefetch}: at most {MAX_PREFETCH} segments"
+        )));
+    }
+    Ok(())
 }
 
 /// `name` as a segment name (`None` for the other WAL file names: only segments are

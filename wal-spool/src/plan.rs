@@ -54,11 +54,16 @@ pub fn plan(
     let Some(claim) = Claim::for_worker(worker, now()) else {
         return Ok(Vec::new());
     };
-    for next in &missing {
-        let path = spool.claim_path(next);
-        fs::write(&path, claim.line()).context("cannot write the claim", &path)?;
+    let mut claimed = Vec::with_capacity(missing.len());
+    for next in missing {
+        let archived = WalName::parse_file_name(&next)
+            .ok()
+            .and_then(|wal| spool.archived_id(&wal));
+        if write_claim(&spool.claim_path(&next), &Claim { archived, ..claim }).is_ok() {
+            claimed.push(next);
+        }
     }
-    Ok(missing)
+    Ok(claimed)
 }
 
 /// `name` and the `n` segments after it (fewer at the end of the timeline's address
@@ -71,6 +76,21 @@ pub fn window(name: &WalName, n: u16, size: SegmentSize) -> Vec<String> {
     }
 }
 
+/// Writes a claim afresh: whatever was under its name goes first (a stale claim, or a
+/// fifo planted there, which a plain write would block on); a name that cannot be
+/// cleared (a directory) is not claimed.
+fn write_claim(path: &Path, claim: &Claim) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let _ = fs::remove_file(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(claim.line().as_bytes())
+}
+
 /// The spool's lock, held until dropped.
 fn lock(spool: &Spool) -> Result<Flock<File>> {
     let path = spool.dir.join(".lock");
@@ -78,9 +98,18 @@ fn lock(spool: &Spool) -> Result<Flock<File>> {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&path)
         .context("cannot open the lock", &path)?;
+    // A fifo opened for writing without a reader fails above (ENXIO); anything else that
+    // is no regular file is no lock of ours.
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        return Err(WalError::io(
+            "cannot use the lock",
+            &path,
+            std::io::Error::other("not a regular file"),
+        ));
+    }
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| WalError::io("cannot lock", &path, errno.into()))
 }
@@ -92,8 +121,7 @@ pub fn remembered_size(spool: &Spool) -> SegmentSize {
 }
 
 fn remembered(spool: &Spool) -> Option<SegmentSize> {
-    fs::read_to_string(spool.dir.join(SEGMENT_SIZE_FILE))
-        .ok()
+    crate::spool::read_small(&spool.dir.join(SEGMENT_SIZE_FILE))
         .and_then(|text| text.trim().parse::<u64>().ok())
         .and_then(|bytes| SegmentSize::new(bytes).ok())
 }
@@ -112,10 +140,10 @@ fn segment_size(spool: &Spool, name: &WalName, restored: Option<&Path>) -> Segme
         (Some(header), remembered) => {
             if remembered != Some(header.segment_size) {
                 // Only a hint: a spool that cannot keep it still works at the default.
-                let _ = fs::write(
-                    &remembered_path,
-                    format!("{}\n", header.segment_size.bytes()),
-                );
+                let _ = wal_core::durable::replace_durably(&remembered_path, |file| {
+                    use std::io::Write as _;
+                    writeln!(file, "{}", header.segment_size.bytes())
+                });
             }
             header.segment_size
         }

@@ -19,7 +19,7 @@ use wal_core::layout::{GivenDirs, ServerLayout, check_server_name};
 use wal_core::trust::{Role, Territory};
 use wal_core::{WalError, WalName, durable, private};
 
-use crate::claim::Claim;
+use crate::claim::{Claim, FileId};
 use crate::cli::SpoolArgs;
 
 /// How long a prefetched file of a cloud archive stands for its object: no `stat` sees
@@ -91,9 +91,7 @@ impl Spool {
     /// The claim for `name`, if there is a readable one.
     #[must_use]
     pub fn claim(&self, name: &str) -> Option<Claim> {
-        fs::read_to_string(self.claim_path(name))
-            .ok()
-            .and_then(|text| Claim::parse(&text))
+        read_small(&self.claim_path(name)).and_then(|text| Claim::parse(&text))
     }
 
     /// Whether a live prefetch is fetching `name`.
@@ -114,28 +112,37 @@ impl Spool {
         })
     }
 
+    /// The archived file a restore of `name` would read now (a local archive), as a
+    /// claim records it.
+    #[must_use]
+    pub fn archived_id(&self, name: &WalName) -> Option<FileId> {
+        let layout = self.layout.as_ref()?;
+        layout
+            .candidates(name, false)
+            .iter()
+            .find_map(|(_, path)| fs::metadata(path).ok())
+            .map(|meta| FileId::of(&meta))
+    }
+
     /// Whether the spooled `name` is a copy of what the archive holds now. Local: the
-    /// archived file (where a restore would find it) exists and is not newer than the
-    /// spool file, so a spool left by the restore of another archive since replaced at
-    /// the same path never passes. Cloud: the file's claim is recent
-    /// ([`CLOUD_TRUST_SECONDS`]).
+    /// claim of the worker that fetched it names the very file a restore would read now
+    /// (device, inode, size, mtime): an archive replaced since, whatever its timestamps,
+    /// or another archive sharing the spool, never passes. Cloud: the claim is recent
+    /// ([`CLOUD_TRUST_SECONDS`]) and not from the future.
     #[must_use]
     pub fn is_current(&self, name: &WalName) -> bool {
         let Ok(spooled) = fs::symlink_metadata(self.file(name.as_str())) else {
+            return false;
+        };
+        let Some(claim) = self.claim(name.as_str()) else {
             return false;
         };
         if !spooled.is_file() {
             return false;
         }
         match &self.layout {
-            None => self
-                .claim(name.as_str())
-                .is_some_and(|claim| claim.age_seconds(now()) < CLOUD_TRUST_SECONDS),
-            Some(layout) => layout
-                .candidates(name, false)
-                .iter()
-                .find_map(|(_, path)| fs::metadata(path).ok())
-                .is_some_and(|archived| archived.mtime() <= spooled.mtime()),
+            None => claim.epoch <= now() + 60 && claim.age_seconds(now()) < CLOUD_TRUST_SECONDS,
+            Some(_) => claim.archived.is_some() && claim.archived == self.archived_id(name),
         }
     }
 }
@@ -183,4 +190,16 @@ fn check_not_pg_wal(spool: &Path, dest_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The text of a small regular file of the spool (a claim, the remembered segment size);
+/// `None` for anything else: a fifo, a link or a directory planted under the name never
+/// blocks or misleads a restore.
+#[must_use]
+pub fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let file = durable::open_regular(path).ok()?;
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).ok()?;
+    Some(text)
 }

@@ -3,7 +3,7 @@
 //! spools refused.
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::thread;
@@ -61,12 +61,35 @@ impl Setup {
         path
     }
 
-    /// Spools segment `n` as a prefetch leaves it.
+    /// Spools segment `n` as a prefetch leaves it: the file, and the claim of its
+    /// (finished) worker naming the archived file it fetched, if there is one.
     fn spool_segment(&self, n: u32) -> PathBuf {
         fs::create_dir_all(self.spool()).unwrap();
         let path = self.spool().join(seg(n));
         fs::write(&path, wal_segment(&seg(n), u64::from(n))).unwrap();
+        if let Some(line) = self.claim_of_archived(n, GONE, now()) {
+            fs::write(self.spool().join(format!(".{}.claim", seg(n))), line).unwrap();
+        }
         path
+    }
+
+    /// The claim line of worker `pid` for segment `n` (as archived now), `None` when the
+    /// archive does not hold it.
+    fn claim_of_archived(&self, n: u32, pid: u32, epoch: u64) -> Option<String> {
+        let name = seg(n);
+        let archived = self.path(&format!("home/pg/wals/{}/{name}", &name[..16]));
+        let incoming = self.path(&format!("home/pg/incoming/{name}"));
+        let meta = fs::metadata(archived)
+            .or_else(|_| fs::metadata(incoming))
+            .ok()?;
+        let start = start_of(pid).unwrap_or_else(|| "1".to_owned());
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        Some(format!(
+            "{pid} {start} {epoch} {} {} {} {mtime_ns}\n",
+            meta.dev(),
+            meta.ino(),
+            meta.size()
+        ))
     }
 
     fn run(&self, args: &[&str], extra: &[String]) -> Output {
@@ -136,18 +159,19 @@ fn worker() -> Child {
     Command::new("sleep").arg("60").spawn().unwrap()
 }
 
-/// `PID START EPOCH` for a live `child`, as plan writes it.
-fn claim_line(pid: u32, epoch: u64) -> String {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = stat
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_owned();
-    format!("{pid} {start} {epoch}\n")
+/// A pid no process has (above the kernel's pid_max).
+const GONE: u32 = 99_999_999;
+
+/// The start time of `pid`, if it runs.
+fn start_of(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit_once(") ")?
+            .1
+            .split_whitespace()
+            .nth(19)?
+            .to_owned(),
+    )
 }
 
 fn now() -> u64 {
@@ -181,15 +205,23 @@ fn take_moves_a_current_segment_into_place_once() {
     assert!(!s.dest().exists());
 }
 
+/// A spooled copy stands for the archived file its worker fetched, and for no other:
+/// an archive replaced since (restored from a backup with old timestamps, another cluster's
+/// at the same path), a missing archived file, or a spool file without its claim is never
+/// handed over. A rename inside the archive's filesystem (archive-wal taking a queued file)
+/// keeps it current.
 #[test]
-fn a_spooled_file_stands_for_the_archive_only_while_it_is_not_older() {
+fn a_spooled_file_stands_only_for_the_archived_file_its_worker_fetched() {
     let s = Setup::new();
     let archived = s.archive(2);
-    let spooled = s.spool_segment(2);
-    // The archive's file was replaced after the spool was filled (another archive at the
-    // same path): the spooled copy is not used.
-    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    set_mtime(&spooled, hour_ago);
+    s.spool_segment(2);
+    // The archived file replaced by another with the old timestamps (`cp -a`, rsync).
+    let replacement = s.path("replacement");
+    fs::write(&replacement, wal_segment(&seg(2), 99)).unwrap();
+    let old_time = fs::metadata(&archived).unwrap().modified().unwrap();
+    fs::remove_file(&archived).unwrap();
+    wal_core::durable::move_durably(&replacement, &archived).unwrap();
+    set_mtime(&archived, old_time - Duration::from_secs(3600));
     let out = s.take(2);
     assert_eq!(code(&out), 66, "{out:?}");
     assert!(!s.dest().exists());
@@ -198,18 +230,26 @@ fn a_spooled_file_stands_for_the_archive_only_while_it_is_not_older() {
     let out = s.take(3);
     assert_eq!(code(&out), 66, "{out:?}");
     assert!(spooled.exists() && !s.dest().exists());
-    // A queued copy counts as archived (restore finds it there too).
-    wal_core::durable::move_durably(&archived, &s.path("home/pg/incoming").join(seg(2))).unwrap();
-    set_mtime(&s.spool_segment(2), SystemTime::now());
-    assert_eq!(code(&s.take(2)), 0);
+    // Nor without the claim that says what it was fetched from.
+    s.archive(4);
+    s.spool_segment(4);
+    fs::remove_file(s.spool().join(format!(".{}.claim", seg(4)))).unwrap();
+    assert_eq!(code(&s.take(4)), 66);
+    // The same file moved (a rename keeps it the same file): still current.
+    let archived = s.archive(5);
+    s.spool_segment(5);
+    wal_core::durable::move_durably(&archived, &s.path("home/pg/incoming").join(seg(5))).unwrap();
+    assert_eq!(code(&s.take(5)), 0);
+    assert_eq!(fs::read(s.dest()).unwrap(), wal_segment(&seg(5), 5));
 }
 
 #[test]
 fn garbage_under_a_segment_name_is_removed_not_handed_over() {
     let s = Setup::new();
     s.archive(2);
-    fs::create_dir_all(s.spool()).unwrap();
     for content in [&b""[..], b"garbage", &wal_segment(&seg(3), 3)] {
+        // Claimed as fetched from the archived file, yet not a whole segment of its name.
+        s.spool_segment(2);
         fs::write(s.spool().join(seg(2)), content).unwrap();
         let out = s.take(2);
         assert_eq!(code(&out), 66, "{out:?}");
@@ -233,7 +273,7 @@ fn take_waits_for_a_segment_in_flight_and_not_for_a_dead_worker() {
     let mut fetching = worker();
     fs::write(
         s.spool().join(format!(".{}.claim", seg(2))),
-        claim_line(fetching.id(), now()),
+        s.claim_of_archived(2, fetching.id(), now()).unwrap(),
     )
     .unwrap();
     let spool = s.spool();
@@ -254,7 +294,7 @@ fn take_waits_for_a_segment_in_flight_and_not_for_a_dead_worker() {
     s.archive(3);
     fs::write(
         s.spool().join(format!(".{}.claim", seg(3))),
-        claim_line(fetching.id(), now()),
+        s.claim_of_archived(3, fetching.id(), now()).unwrap(),
     )
     .unwrap();
     let killer = thread::spawn(move || {
@@ -308,6 +348,7 @@ fn plan_sweeps_outside_the_window_and_claims_what_is_missing() {
         s.spool_names(),
         [
             format!(".{}.claim", seg(3)),
+            format!(".{}.claim", seg(4)),
             format!(".{}.claim", seg(5)),
             ".lock".to_string(),
             ".segment-size".to_string(),

@@ -755,6 +755,43 @@ impl Args {
     }
 }
 
+/// `check-layout`'s configuration: the layout checked, and the private temp directory
+/// made, when asked for.
+fn check_layout_config(
+    archive: ArchiveArgs,
+    private_temp_dir: bool,
+    temp_dir: Option<PathBuf>,
+) -> Result<Config, WalError> {
+    let key =
+        wal_core::private::archive_key(&archive.archive, archive.cloud.endpoint_url.as_deref())?;
+    let server = archive.server.clone();
+    let target: Target = archive.try_into()?;
+    // A given temp directory must be apart from the archive and its queues
+    // (temps there are removed by name), and printable on one line.
+    target.territory(false, temp_dir.as_deref())?;
+    let temp_dir = match (private_temp_dir, temp_dir) {
+        (false, _) => None,
+        (true, Some(dir)) => {
+            if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
+                return Err(WalError::Config(format!(
+                    "--temp-dir {}: a path with a line break",
+                    dir.to_string_lossy().escape_debug()
+                )));
+            }
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| WalError::io("cannot create the temp directory", &dir, e))?;
+            Some(dir)
+        }
+        (true, None) => Some(wal_core::private::dir_for(
+            &std::env::temp_dir(),
+            "walpipe",
+            &server,
+            &key,
+        )?),
+    };
+    Ok(Config::CheckLayout { temp_dir })
+}
+
 impl TryFrom<Args> for Config {
     type Error = WalError;
 
@@ -787,31 +824,7 @@ impl TryFrom<Args> for Config {
                 archive,
                 private_temp_dir,
                 temp_dir,
-            } => {
-                let key = wal_core::private::archive_key(
-                    &archive.archive,
-                    archive.cloud.endpoint_url.as_deref(),
-                )?;
-                let server = archive.server.clone();
-                let target: Target = archive.try_into()?;
-                target.territory(false, None)?;
-                let temp_dir = match (private_temp_dir, temp_dir) {
-                    (false, _) => None,
-                    (true, Some(dir)) => {
-                        std::fs::create_dir_all(&dir).map_err(|e| {
-                            WalError::io("cannot create the temp directory", &dir, e)
-                        })?;
-                        Some(dir)
-                    }
-                    (true, None) => Some(wal_core::private::dir_for(
-                        &std::env::temp_dir(),
-                        "walpipe",
-                        &server,
-                        &key,
-                    )?),
-                };
-                Config::CheckLayout { temp_dir }
-            }
+            } => check_layout_config(archive, private_temp_dir, temp_dir)?,
             Command::Get {
                 archive,
                 names,
