@@ -42,9 +42,19 @@
 //! | 70 (EX_SOFTWARE) | no record at all on stdin: a stage before died or failed without passing anything on | one line: `wal-store: nothing written to PATH: the pipeline ended without a record (a stage before this one failed)` |
 //!
 //! With several records (`--to-dir`) the worst failure decides: any failure outranks
-//! `not_found`, and among the others the first one seen does. 66 thus only ever means
-//! what the look-up's record told: the archive has no such file, which PostgreSQL takes
-//! for the end of the archive. The write-out's stdout records are the records it got,
+//! `not_found`, and among the others the first one seen does. `not_found` counts as such
+//! only in a record that arrived failed by this stage's name (the look-up's); any other
+//! stage's, or the write-out's own, is an I/O failure (74). 66 thus only ever means what
+//! the look-up's record told: the archive has no such file, which PostgreSQL takes for
+//! the end of the archive.
+//!
+//! A look-up that cannot start (a name that is no WAL name, a local archive directory
+//! that is not there or not searchable, a cloud store that cannot be opened, settings
+//! refused) hands each name down failed as `config` and says why once
+//! ([`wal_core::stage::fail_every_name`]); a write-out whose own settings are refused
+//! takes the verdict from such records silently ([`refused_write_out`]). `--sweep-temps`
+//! first removes from `--temp-dir` the restore temps killed calls left there; the
+//! write-out removes `.<dest>.<pid>.<n>.tmp` files of writers gone. The write-out's stdout records are the records it got,
 //! with `outcome: fetched` and the destination in `path` for those written.
 //!
 //! Every stage writing into a pipe whose reader is gone (EPIPE: the next stage failed as

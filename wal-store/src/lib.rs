@@ -32,9 +32,9 @@ pub const STAGE: &str = "wal-store";
 
 /// Resolves `args` and runs them. Settings refused (a server name that is no plain name,
 /// a malformed endpoint) are refused by every stage of a restore alike, so only one may
-/// say it: a look-up hands each name down failed ([`stage::fail_every_name`]) and says
+/// say it: a look-up hands each name down failed (`wal_core::stage::fail_every_name`) and says
 /// why; a write-out that then gets such records exits with their verdict, silently
-/// ([`get::refused_write_out`]); without them it says why itself.
+/// (`get::refused_write_out`); without them it says why itself.
 pub fn run_args(
     args: cli::Args,
     input: impl BufRead + Send,
