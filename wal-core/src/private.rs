@@ -33,10 +33,19 @@ const CLOUD_STORE_VARIABLES: [&str; 8] = [
 /// archive's URL with its endpoint (`--endpoint-url`) and the environment that picks the
 /// store ([`CLOUD_STORE_VARIABLES`]; only hashed, never shown).
 pub fn archive_key(archive: &str, endpoint: Option<&str>) -> Result<String> {
+    archive_key_with(archive, endpoint, |variable| std::env::var(variable).ok())
+}
+
+/// [`archive_key`] with the environment read through `env`.
+fn archive_key_with(
+    archive: &str,
+    endpoint: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<String> {
     if archive.contains("://") {
         let mut key = format!("{} {archive}", endpoint.unwrap_or_default());
         for variable in CLOUD_STORE_VARIABLES {
-            if let Ok(value) = std::env::var(variable) {
+            if let Some(value) = env(variable) {
                 key.push('\n');
                 key.push_str(variable);
                 key.push('=');
@@ -109,6 +118,43 @@ mod tests {
         assert_eq!(fnv1a(b""), 0x811c_9dc5);
         assert_eq!(fnv1a(b"a"), 0xe40c_292c);
         assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
+    }
+
+    /// The same bucket through two endpoints, profiles or storage accounts is two
+    /// archives: two keys. A local archive is named by its absolute path.
+    #[test]
+    fn every_setting_that_picks_the_store_names_the_archive() {
+        let key = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            archive_key_with("s3://bucket/p", None, |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+            .unwrap()
+        };
+        let keys = [
+            key(&[]),
+            key(&[("AWS_ENDPOINT_URL_S3", "http://a.example")]),
+            key(&[("AWS_ENDPOINT_URL_S3", "http://b.example")]),
+            key(&[("AWS_PROFILE", "a")]),
+            key(&[("AWS_PROFILE", "b")]),
+            key(&[("AZURE_STORAGE_ACCOUNT_NAME", "one")]),
+            key(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=two;AccountKey=k",
+            )]),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(fnv1a(a.as_bytes()), fnv1a(b.as_bytes()), "{a:?} / {b:?}");
+            }
+        }
+        let with_endpoint = archive_key_with("s3://bucket/p", Some("http://x"), |_| None).unwrap();
+        assert_ne!(with_endpoint, keys[0]);
+        let local = archive_key_with("wals", None, |_| None).unwrap();
+        assert!(Path::new(&local).is_absolute(), "{local}");
     }
 
     #[test]
