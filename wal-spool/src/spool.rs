@@ -104,12 +104,7 @@ impl Spool {
     /// unknown, `false`).
     #[must_use]
     pub fn is_archived(&self, name: &WalName) -> bool {
-        self.layout.as_ref().is_some_and(|layout| {
-            layout
-                .candidates(name, false)
-                .iter()
-                .any(|(_, path)| fs::symlink_metadata(path).is_ok())
-        })
+        self.archived_id(name).is_some()
     }
 
     /// The archived file a restore of `name` would read now (a local archive), as a
