@@ -13,6 +13,7 @@ find_bin_dir() {
   esac
   if [ -n "${WALPIPE_BIN_DIR:-}" ]; then
     BIN=$WALPIPE_BIN_DIR
+    [ -x "$BIN/wal-store" ] || die 70 "WALPIPE_BIN_DIR=$BIN holds no wal-store"
   elif [ -x "$repo/target/release/wal-store" ]; then
     BIN=$repo/target/release
   elif [ -x "$repo/target/debug/wal-store" ]; then
@@ -76,62 +77,54 @@ need_value() {
   if [ $# -lt 2 ] || [ -z "$2" ]; then die 64 "$1 needs a value"; fi
 }
 
-# shellcheck disable=SC2034 # the variables are the wrappers' outputs
-# resolve_layout: Barman's server layout from WALPIPE_HOME and WALPIPE_SERVER, each
-# directory overridable on its own. Without a home, the queues and errors/ sit beside the
-# archive (<dir>/{wals,incoming,streaming,errors}, as wal-store places errors/), never
-# under /NAME at the filesystem root.
-# A cloud archive (WALPIPE_ARCHIVE is s3://, az:// or gs://...: CLOUD=1) keeps everything
-# else local, under the home when there is one: the queues, errors/, the locks, and
-# xlog.db, which Barman keeps in the server's meta directory for a cloud archive
-# (<home>/<server>/meta/<server>-xlog.db). Without a home those are empty unless named
-# (--incoming, --errors-dir, --lock-dir, --xlogdb): no queue, conflicts fail the record,
-# nothing catalogued (as barman-cloud-wal-archive). XLOGDB is empty for a local archive
-# unless --xlogdb names one (wal-store's default is <archive>/<server>-xlog.db).
+# export_layout: hands the layout settings set (flags, environment, config file) to the
+# stages, which resolve them as `wal-store layout` does; an empty one is no setting.
+export_layout() {
+  local var
+  for var in WALPIPE_HOME WALPIPE_SERVER WALPIPE_ARCHIVE WALPIPE_INCOMING WALPIPE_STREAMING \
+    WALPIPE_ERRORS_DIR WALPIPE_LOCK_DIR WALPIPE_XLOGDB; do
+    if [ -n "${!var:-}" ]; then export "${var?}"; else unset "$var"; fi
+  done
+  # Read by the stages that make temps, never exported by the wrappers themselves.
+  [ -n "${WALPIPE_TEMP_DIR:-}" ] || unset WALPIPE_TEMP_DIR
+}
+
+# resolve_layout [FLAG...]: where the server's files are, as `wal-store layout` resolves
+# them (Barman's layout under the home, each place overridable: one resolver for every
+# binary and wrapper). Sets SERVER, ARCHIVE, CLOUD (0 or 1), INCOMING, STREAMING, ERRORS,
+# LOCK_DIR, XLOGDB and ARCHIVE_WAL_LOCK (empty where there is none), and TEMP_DIR with
+# --stage-temp-dir. A layout that cannot work (no archive, overlapping directories, a
+# server name that is not plain, a --require'd place missing) ends the wrapper with
+# wal-store's one line and code, before any lock or directory. FLAGs go to
+# `wal-store layout`. Needs BIN.
+# shellcheck disable=SC2120 # FLAGs are optional
 resolve_layout() {
-  [ -n "${WALPIPE_SERVER:-}" ] || die 64 "--server NAME is required (or WALPIPE_SERVER)"
-  local base=""
-  CLOUD=0
-  if [[ ${WALPIPE_ARCHIVE:-} == *://* ]]; then CLOUD=1; fi
-  if [ -n "${WALPIPE_HOME:-}" ]; then
-    base="$WALPIPE_HOME/$WALPIPE_SERVER"
-  elif [ "$CLOUD" = 1 ]; then
-    :
-  elif [ -n "${WALPIPE_ARCHIVE:-}" ]; then
-    base=$(dirname -- "$WALPIPE_ARCHIVE")
-  else
-    die 64 "--home DIR or --archive DIR|URL is required (or WALPIPE_HOME)"
-  fi
-  SERVER=$WALPIPE_SERVER
-  ARCHIVE=${WALPIPE_ARCHIVE:-$base/wals}
-  INCOMING=${WALPIPE_INCOMING:-${base:+$base/incoming}}
-  STREAMING=${WALPIPE_STREAMING:-${base:+$base/streaming}}
-  ERRORS=${WALPIPE_ERRORS_DIR:-${base:+$base/errors}}
-  if [ "$CLOUD" = 1 ]; then
-    LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-}}
-    XLOGDB=${WALPIPE_XLOGDB:-${base:+$base/meta/$SERVER-xlog.db}}
-  else
-    LOCK_DIR=${WALPIPE_LOCK_DIR:-${WALPIPE_HOME:-$ARCHIVE}}
-    XLOGDB=${WALPIPE_XLOGDB:-}
-  fi
+  local assignments code=0
+  export_layout
+  assignments=$("$BIN/wal-store" layout --shell "$@" </dev/null) || code=$?
+  # wal-store said why (64, 78, ...); a status above 125 is its death, never passed on.
+  if [ "$code" -gt 125 ]; then die 70 "cannot run $BIN/wal-store (exit status $code)"; fi
+  [ "$code" -eq 0 ] || exit "$code"
+  eval "$assignments"
 }
 
 # store_args: sets STORE_ARGS to wal-store's flags for where things are (archive, server,
-# and the queues, errors/, lock dir and xlog.db when there are any). Needs resolve_layout.
+# and the queues, errors/, lock dir and xlog.db when there are any), as resolved: the
+# stages need not resolve them again. Needs resolve_layout.
 # wal-store removes or moves a source only from those queues.
 store_args() {
-  STORE_ARGS=(--server "$SERVER" --archive "$ARCHIVE")
-  if [ -n "$INCOMING" ]; then STORE_ARGS+=(--incoming "$INCOMING"); fi
-  if [ -n "$STREAMING" ]; then STORE_ARGS+=(--streaming "$STREAMING"); fi
-  if [ -n "$ERRORS" ]; then STORE_ARGS+=(--errors-dir "$ERRORS"); fi
-  if [ -n "$LOCK_DIR" ]; then STORE_ARGS+=(--lock-dir "$LOCK_DIR"); fi
-  if [ -n "$XLOGDB" ]; then STORE_ARGS+=(--xlogdb "$XLOGDB"); fi
+  STORE_ARGS=(--server="$SERVER" --archive="$ARCHIVE")
+  if [ -n "$INCOMING" ]; then STORE_ARGS+=(--incoming="$INCOMING"); fi
+  if [ -n "$STREAMING" ]; then STORE_ARGS+=(--streaming="$STREAMING"); fi
+  if [ -n "$ERRORS" ]; then STORE_ARGS+=(--errors-dir="$ERRORS"); fi
+  if [ -n "$LOCK_DIR" ]; then STORE_ARGS+=(--lock-dir="$LOCK_DIR"); fi
+  if [ -n "$XLOGDB" ]; then STORE_ARGS+=(--xlogdb="$XLOGDB"); fi
 }
 
-# cloud_setting FLAG VALUE: one of the cloud flags every wrapper takes (--endpoint-url,
-# --profile, --region, --timeout, --request-timeout, --jobs) as the variable the stages
-# read (WALPIPE_ENDPOINT_URL, ...), exported: flags win over the environment and the file.
-cloud_setting() {
+# setting FLAG VALUE: a flag the wrapper hands to the stages as the variable they read
+# (--home as WALPIPE_HOME, --errors-dir as WALPIPE_ERRORS_DIR, --endpoint-url as
+# WALPIPE_ENDPOINT_URL, ...), exported: flags win over the environment and the file.
+setting() {
   local var=${1#--}
   var=WALPIPE_${var//-/_}
   var=${var^^}
@@ -152,15 +145,6 @@ credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATI
                                                                                  (WALPIPE_XLOGDB)
 A store that does not answer exits 75 (PostgreSQL retries).'
 
-# check_layout: refuses (exit 78, wal-store's one line) a layout whose queues, archive
-# and errors/ overlap, or a server name that is not a plain name, before the wrapper
-# takes a lock or creates a directory. Needs BIN and STORE_ARGS.
-check_layout() {
-  local code=0
-  "$BIN/wal-store" check-layout "${STORE_ARGS[@]}" </dev/null || code=$?
-  [ "$code" -eq 0 ] || exit "$code"
-}
-
 # check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a
 # $WALPIPE_COMPRESSION_LEVEL) that wal-compress does not accept, before the wrapper takes
 # a lock, creates a directory or prints anything. "none" means no compression. Asking
@@ -168,7 +152,9 @@ check_layout() {
 check_compression() {
   local bin=$1 algorithm=$2 message code=0
   [ "$algorithm" != none ] || return 0
-  message=$("$bin/wal-compress" --algorithm "$algorithm" </dev/null 2>&1 >/dev/null) || code=$?
+  # Without WALPIPE_TEMP_DIR: the directory is made later, and this run makes no temp.
+  message=$(unset WALPIPE_TEMP_DIR
+    "$bin/wal-compress" --algorithm="$algorithm" </dev/null 2>&1 >/dev/null) || code=$?
   [ "$code" -eq 0 ] && return 0
   message=${message%%$'\n'*}
   if [ "$code" -eq 64 ]; then die 64 "--compression $algorithm: ${message#error: }"; fi
@@ -202,7 +188,7 @@ first_failure() {
 # Returns the first non-zero exit code of its stages. The hooks get neither the run lock
 # (fd 9) nor the wrappers' report descriptors (3, 4): a background job started by a
 # script must not keep archive-wal's lock after the run.
-# Needs BIN, SERVER, ARCHIVE, CLOUD and CONFIG_FILE.
+# Needs BIN, SERVER, ARCHIVE and CONFIG_FILE.
 hook_chain() {
   local phase=$1 event=$2
   shift 2
@@ -212,13 +198,10 @@ hook_chain() {
   fi
   local spec=$1
   shift
-  local -a cmd=("$BIN/wal-hooks" --phase "$phase" --event "$event" --script "${spec#*:}"
-    --server "$SERVER")
-  # A cloud archive is no directory to join names to: BARMAN_FILE is then the object URL
-  # the records carry (stored_at).
-  if [ "${CLOUD:-0}" = 0 ]; then cmd+=(--archive "$ARCHIVE"); fi
+  local -a cmd=("$BIN/wal-hooks" --phase="$phase" --event="$event" --script="${spec#*:}"
+    --server="$SERVER" --archive="$ARCHIVE")
   case $spec in retry:*) cmd+=(--retry) ;; esac
-  if [ -n "${CONFIG_FILE:-}" ]; then cmd+=(--configuration "$CONFIG_FILE"); fi
+  if [ -n "${CONFIG_FILE:-}" ]; then cmd+=(--configuration="$CONFIG_FILE"); fi
   if [ $# -eq 0 ]; then
     "${cmd[@]}" 3>&- 4>&- 9>&-
     return
@@ -232,7 +215,7 @@ hook_chain() {
 # itself, on an empty stream. Needs BIN and SERVER.
 check_hooks() {
   local event=$1 message code=0
-  message=$("$BIN/wal-hooks" --phase pre --event "$event" --script true --server "$SERVER" \
+  message=$("$BIN/wal-hooks" --phase pre --event="$event" --script true --server="$SERVER" \
     </dev/null 2>&1 >/dev/null) || code=$?
   [ "$code" -eq 0 ] && return 0
   message=${message%%$'\n'*}

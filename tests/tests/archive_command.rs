@@ -1115,3 +1115,74 @@ fn compression_none_stores_raw_files() {
         assert_eq!(entry.size, bytes.len() as u64);
     }
 }
+
+/// `wal-store layout --shell` with `ARGS…`, as the wrappers run it.
+fn layout_of(args: &[&OsStr]) -> String {
+    let out = Command::new(walpipe_tests::paths::target_bin("wal-store"))
+        .arg("layout")
+        .arg("--shell")
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One resolver places everything: an archive given as `<home>/<server>/wals` is the
+/// layout `--home` gives, and the wrapper, run either way, takes its locks, reads its
+/// queue and keeps its catalogue where wal-store alone does (a lock in another place
+/// would not exclude the other tool).
+#[test]
+fn the_wrappers_and_the_stages_place_everything_alike() {
+    let fx = Fixture::new();
+    let home = fx.home();
+    let wals = fx.wals();
+    let by_home = layout_of(&["--home".as_ref(), home.as_os_str(), "--server=pg".as_ref()]);
+    let by_archive = layout_of(&[
+        "--archive".as_ref(),
+        wals.as_os_str(),
+        "--server=pg".as_ref(),
+    ]);
+    assert_eq!(by_home, by_archive);
+    assert!(
+        by_home.contains(&format!("LOCK_DIR='{}'\n", home.display())),
+        "{by_home}"
+    );
+
+    let source = fx.source_in("home/pg/incoming", SEG1, 0);
+    let run = run_cmd(
+        wrapper("archive-wal")
+            .arg("--archive")
+            .arg(&wals)
+            .args(["--server", SERVER]),
+    );
+    assert_exit_0(&run, "archive-wal --archive <home>/pg/wals");
+    assert!(!source.exists(), "the queue beside the archive was read");
+    assert!(archived_path(&wals, SEG1).is_file());
+    assert_eq!(fx.xlogdb().len(), 1);
+    for lock in [".pg-archive-wal.lock", ".pg-xlogdb.lock"] {
+        assert!(home.join(lock).is_file(), "{lock} not in the home");
+        assert!(!wals.join(lock).exists(), "{lock} in the archive");
+    }
+}
+
+/// A setting that is set but empty (a config file's `WALPIPE_ERRORS_DIR=`, an exported
+/// empty variable) is no setting: the default holds, for the wrapper and its stages.
+#[test]
+fn an_empty_layout_setting_is_no_setting() {
+    let fx = Fixture::new();
+    let source = fx.source_in("home/pg/incoming", SEG1, 0);
+    let run = run_cmd(
+        wrapper("archive-wal")
+            .arg("--home")
+            .arg(fx.home())
+            .args(["--server", SERVER])
+            .env("WALPIPE_ERRORS_DIR", "")
+            .env("WALPIPE_STREAMING", "")
+            .env("WALPIPE_XLOGDB", ""),
+    );
+    assert_exit_0(&run, "empty settings");
+    assert!(!source.exists());
+    assert_eq!(fx.xlogdb().len(), 1);
+}

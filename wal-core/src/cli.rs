@@ -5,7 +5,69 @@
 //! starts with [`parse_args`] so that rule lives in one place (uutils' uucore plays the
 //! same role). It is the only part of wal-core that sees argv.
 
+use std::path::PathBuf;
+
 use crate::exit::ExitCode;
+use crate::layout::{LayoutSettings, Places};
+
+/// Where a server's files are: the flags every binary that reads or writes a server's
+/// archive takes (each also a `WALPIPE_*` variable), resolved in one place
+/// ([`LayoutSettings::resolve`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LayoutArgs {
+    /// Barman's home: the server's archive, queues and errors/ are
+    /// `DIR/SERVER/{wals,incoming,streaming,errors}`, the locks in DIR.
+    #[arg(long, value_name = "DIR", env = "WALPIPE_HOME")]
+    pub home: Option<PathBuf>,
+    /// Server name (Barman's section name: names the catalogue `<server>-xlog.db`, the
+    /// lock files and a cloud archive's key prefix).
+    #[arg(long, value_name = "NAME", env = "WALPIPE_SERVER")]
+    pub server: String,
+    /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/SERVER/wals/…`, as
+    /// barman-cloud names them) [default: `HOME/SERVER/wals`].
+    #[arg(long, value_name = "DIR|URL", env = "WALPIPE_ARCHIVE")]
+    pub archive: Option<String>,
+    /// The incoming queue (archive_command's drop directory) [default: `HOME/SERVER/incoming`,
+    /// else beside a local archive: `../incoming`; a cloud archive without a home: none].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_INCOMING")]
+    pub incoming: Option<PathBuf>,
+    /// The streaming queue (pg_receivewal's directory) [default: `HOME/SERVER/streaming`,
+    /// else beside a local archive: `../streaming`; a cloud archive without a home: none].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_STREAMING")]
+    pub streaming: Option<PathBuf>,
+    /// Where conflicting and unknown files go [default: `HOME/SERVER/errors`, else beside a
+    /// local archive: `../errors`; a cloud archive without a home: none, conflicts fail].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_ERRORS_DIR")]
+    pub errors_dir: Option<PathBuf>,
+    /// Where lock files go [default: HOME; else Barman's home when a local archive is
+    /// `<home>/<server>/wals`, else the archive; a cloud archive without a home: none].
+    #[arg(long, value_name = "DIR", env = "WALPIPE_LOCK_DIR")]
+    pub lock_dir: Option<PathBuf>,
+    /// The xlog.db catalogue [default: `<archive>/<server>-xlog.db`; a cloud archive:
+    /// `HOME/SERVER/meta/SERVER-xlog.db`, none without a home].
+    #[arg(long, value_name = "PATH", env = "WALPIPE_XLOGDB")]
+    pub xlogdb: Option<PathBuf>,
+}
+
+impl LayoutArgs {
+    /// The settings as given, for [`LayoutSettings::resolve`].
+    #[must_use]
+    pub fn settings(&self) -> LayoutSettings {
+        LayoutSettings {
+            home: self.home.clone(),
+            server: self.server.clone(),
+            archive: self.archive.clone(),
+            given: Places {
+                incoming: self.incoming.clone(),
+                streaming: self.streaming.clone(),
+                errors: self.errors_dir.clone(),
+                lock_dir: self.lock_dir.clone(),
+                xlogdb: self.xlogdb.clone(),
+            },
+        }
+    }
+}
 
 /// Parses the process arguments into `A`; on failure prints clap's message and returns the
 /// exit status to end with (64 for bad flags, 0 for `--help`/`--version`). A usage error
@@ -26,12 +88,20 @@ pub fn parse_args<A: clap::Parser>() -> Result<A, std::process::ExitCode> {
 /// The one line for a usage error: `<binary>: <what clap says first> (<binary> --help)`.
 fn usage_line(binary: &str, err: &clap::Error) -> String {
     let rendered = err.render().to_string();
-    let first = rendered
+    let mut lines = rendered
         .lines()
         .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("bad usage");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+        .filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("bad usage");
+    let mut first = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    // "the following required arguments were not provided:" names them on the lines
+    // after it, up to the usage.
+    if first.ends_with(':') {
+        let named: Vec<&str> = lines
+            .take_while(|line| !line.starts_with("Usage:"))
+            .collect();
+        first = format!("{} {}", first, named.join(", "));
+    }
     format!("{binary}: {first} ({binary} --help)")
 }
 
@@ -63,5 +133,9 @@ mod tests {
         }
         let err = Args::try_parse_from(["wal-test", "--count", "many"]).unwrap_err();
         assert!(usage_line("wal-test", &err).contains("'many'"));
+        // A missing flag is named.
+        let err = Args::try_parse_from(["wal-test"]).unwrap_err();
+        let line = usage_line("wal-test", &err);
+        assert!(line.contains("not provided: --count <COUNT>"), "{line}");
     }
 }

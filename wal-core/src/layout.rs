@@ -66,26 +66,6 @@ impl ServerLayout {
         }
     }
 
-    /// [`ServerLayout::from_archive`] with the directories given explicitly put in
-    /// place of the derived ones: how every binary resolves a local archive's layout
-    /// from its flags.
-    #[must_use]
-    pub fn from_archive_with(wals: &Path, server: &str, given: &GivenDirs) -> ServerLayout {
-        let mut layout = ServerLayout::from_archive(wals, server);
-        let dirs = [
-            (&given.incoming, &mut layout.incoming),
-            (&given.streaming, &mut layout.streaming),
-            (&given.errors, &mut layout.errors),
-            (&given.lock_dir, &mut layout.lock_dir),
-        ];
-        for (given, derived) in dirs {
-            if let Some(dir) = given {
-                derived.clone_from(dir);
-            }
-        }
-        layout
-    }
-
     /// The server's xlog.db (`<wals>/<server>-xlog.db`).
     #[must_use]
     pub fn xlogdb(&self) -> Xlogdb {
@@ -146,20 +126,6 @@ pub fn check_server_name(server: &str) -> Result<()> {
         "--server {server:?}: a server name is letters, digits, '.', '_' and '-' \
          (not starting with '.' or '-'), at most 128 characters"
     )))
-}
-
-/// The directories of a layout given explicitly (flags or `WALPIPE_*` variables); the
-/// others are derived from the archive ([`ServerLayout::from_archive_with`]).
-#[derive(Debug, Clone, Default)]
-pub struct GivenDirs {
-    /// `--incoming`.
-    pub incoming: Option<PathBuf>,
-    /// `--streaming`.
-    pub streaming: Option<PathBuf>,
-    /// `--errors-dir`.
-    pub errors: Option<PathBuf>,
-    /// `--lock-dir`.
-    pub lock_dir: Option<PathBuf>,
 }
 
 /// A file found in a local archive.
@@ -314,6 +280,247 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// The places of a server's files other than its archive, each where one is: as given,
+/// or once resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places {
+    /// The archive_command queue (`incoming_wals_directory`).
+    pub incoming: Option<PathBuf>,
+    /// The pg_receivewal queue (`streaming_wals_directory`).
+    pub streaming: Option<PathBuf>,
+    /// Where conflicting and unknown files go (`errors_directory`).
+    pub errors: Option<PathBuf>,
+    /// Where the lock files are (`barman_lock_directory`).
+    pub lock_dir: Option<PathBuf>,
+    /// The catalogue.
+    pub xlogdb: Option<PathBuf>,
+}
+
+/// Where a server's files are, as given (flags or `WALPIPE_*` variables); every other
+/// place follows from these by [`LayoutSettings::resolve`], the one resolver of walpipe's
+/// layout (the binaries use it through their flags, the wrappers through
+/// `wal-store layout --shell`).
+#[derive(Debug, Clone, Default)]
+pub struct LayoutSettings {
+    /// Barman's home (`barman_home`): the server's directories are `<home>/<server>/…`.
+    pub home: Option<PathBuf>,
+    /// The server name.
+    pub server: String,
+    /// The archive: a directory, or a cloud URL (`s3://`, `az://`, `gs://`).
+    pub archive: Option<String>,
+    /// The places named explicitly.
+    pub given: Places,
+}
+
+/// A server's layout once defaults are applied: a local archive has every place; a cloud
+/// archive has the local ones only under a home, or when named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedLayout {
+    /// The server name (checked: a plain name).
+    pub server: String,
+    /// The archive as given or derived: a directory, or a cloud URL.
+    pub archive: String,
+    /// Whether the archive is a cloud URL.
+    pub cloud: bool,
+    /// Everything else.
+    pub places: Places,
+}
+
+impl LayoutSettings {
+    /// Barman's layout, filled in:
+    /// * with a home, `<home>/<server>/{wals,incoming,streaming,errors}`, locks in the
+    ///   home; xlog.db in the archive (`<wals>/<server>-xlog.db`), or for a cloud archive in
+    ///   the server's meta directory (`<home>/<server>/meta/<server>-xlog.db`), as Barman
+    ///   keeps it;
+    /// * a local archive without a home: the queues and errors/ beside it (`<archive>/..`),
+    ///   locks in Barman's home when the archive is `<home>/<server>/wals`, else in the
+    ///   archive;
+    /// * a cloud archive without a home: no queue, errors/, lock directory or catalogue
+    ///   unless named (as barman-cloud-wal-archive: conflicts fail the record).
+    ///
+    /// Each place named explicitly wins. A missing archive (and home) is a usage error;
+    /// a server name that is not plain, an empty archive or a catalogue named like a WAL
+    /// file are configuration errors.
+    pub fn resolve(&self) -> Result<ResolvedLayout> {
+        let server = self.server.clone();
+        check_server_name(&server)?;
+        let base = self.home.as_ref().map(|home| home.join(&server));
+        let archive = match (&self.archive, &base) {
+            (Some(archive), _) if archive.is_empty() => {
+                return Err(crate::WalError::Config(
+                    "--archive \"\": no archive given".into(),
+                ));
+            }
+            (Some(archive), _) => archive.clone(),
+            (None, Some(base)) => path_text(&base.join("wals"))?,
+            (None, None) => {
+                return Err(crate::WalError::Usage(
+                    "--home DIR or --archive DIR|URL is required (or WALPIPE_HOME, WALPIPE_ARCHIVE)"
+                        .into(),
+                ));
+            }
+        };
+        if let Some(xlogdb) = &self.given.xlogdb
+            && xlogdb
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| WalName::parse_file_name(name).is_ok())
+        {
+            return Err(crate::WalError::Config(format!(
+                "--xlogdb {}: a WAL file name, not a catalogue's",
+                xlogdb.display()
+            )));
+        }
+        let cloud = archive.contains("://");
+        let beside = |dir: &str| base.as_ref().map(|base| base.join(dir));
+        let derived = if cloud {
+            Places {
+                incoming: beside("incoming"),
+                streaming: beside("streaming"),
+                errors: beside("errors"),
+                lock_dir: self.home.clone(),
+                xlogdb: base
+                    .as_ref()
+                    .map(|base| base.join("meta").join(format!("{server}-xlog.db"))),
+            }
+        } else {
+            let derived = ServerLayout::from_archive(Path::new(&archive), &server);
+            Places {
+                incoming: Some(beside("incoming").unwrap_or(derived.incoming)),
+                streaming: Some(beside("streaming").unwrap_or(derived.streaming)),
+                errors: Some(beside("errors").unwrap_or(derived.errors)),
+                lock_dir: Some(self.home.clone().unwrap_or(derived.lock_dir)),
+                xlogdb: Some(derived.wals.join(format!("{server}-xlog.db"))),
+            }
+        };
+        let given = &self.given;
+        // Records carry paths as JSON text: a place that is not UTF-8 could never be named
+        // in one.
+        for (flag, place) in [
+            ("--home", self.home.as_ref()),
+            ("--incoming", given.incoming.as_ref()),
+            ("--streaming", given.streaming.as_ref()),
+            ("--errors-dir", given.errors.as_ref()),
+            ("--lock-dir", given.lock_dir.as_ref()),
+            ("--xlogdb", given.xlogdb.as_ref()),
+        ] {
+            if let Some(path) = place.filter(|path| path.to_str().is_none()) {
+                return Err(crate::WalError::Config(format!(
+                    "{flag} {}: not a UTF-8 path",
+                    path.display()
+                )));
+            }
+        }
+        let or = |given: &Option<PathBuf>, derived: Option<PathBuf>| given.clone().or(derived);
+        let places = Places {
+            incoming: or(&given.incoming, derived.incoming),
+            streaming: or(&given.streaming, derived.streaming),
+            errors: or(&given.errors, derived.errors),
+            lock_dir: or(&given.lock_dir, derived.lock_dir),
+            xlogdb: or(&given.xlogdb, derived.xlogdb),
+        };
+        let resolved = ResolvedLayout {
+            server,
+            archive,
+            cloud,
+            places,
+        };
+        Ok(resolved)
+    }
+}
+
+/// A path as the text of an archive location (which may also be a URL).
+fn path_text(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| crate::WalError::Config(format!("{}: not a UTF-8 path", path.display())))
+}
+
+impl ResolvedLayout {
+    /// A local archive's directories (`None` for a cloud archive).
+    #[must_use]
+    pub fn local(&self) -> Option<ServerLayout> {
+        if self.cloud {
+            return None;
+        }
+        let derived = ServerLayout::from_archive(Path::new(&self.archive), &self.server);
+        let or = |place: &Option<PathBuf>, default: PathBuf| place.clone().unwrap_or(default);
+        let places = &self.places;
+        Some(ServerLayout {
+            incoming: or(&places.incoming, derived.incoming),
+            streaming: or(&places.streaming, derived.streaming),
+            errors: or(&places.errors, derived.errors),
+            lock_dir: or(&places.lock_dir, derived.lock_dir),
+            server: derived.server,
+            wals: derived.wals,
+        })
+    }
+
+    /// The catalogue with its lock (Barman's `.<server>-xlogdb.lock` in the lock
+    /// directory, else beside the catalogue), if there is one.
+    #[must_use]
+    pub fn xlogdb(&self) -> Option<Xlogdb> {
+        let path = self.places.xlogdb.clone()?;
+        let lock_dir = self
+            .places
+            .lock_dir
+            .clone()
+            .unwrap_or_else(|| crate::durable::parent_of(&path).to_path_buf());
+        let lock = crate::lock::xlogdb_lock_path(&lock_dir, &self.server);
+        Some(Xlogdb::at(path, lock))
+    }
+
+    /// The layout as shell assignments, one a line, each value single-quoted (byte for
+    /// byte, so any path survives `eval`): `SERVER`, `ARCHIVE`, `CLOUD` (0 or 1),
+    /// `INCOMING`, `STREAMING`, `ERRORS`, `LOCK_DIR`, `XLOGDB` and `ARCHIVE_WAL_LOCK`
+    /// (archive-wal's run lock), empty where there is none.
+    #[must_use]
+    pub fn shell_assignments(&self) -> Vec<u8> {
+        let places = &self.places;
+        let run_lock = places
+            .lock_dir
+            .as_ref()
+            .map(|dir| crate::lock::archive_wal_lock_path(dir, &self.server));
+        let mut out = Vec::new();
+        let text = |value: &str| value.as_bytes().to_vec();
+        let path = |value: &Option<PathBuf>| {
+            value
+                .as_ref()
+                .map(|path| path.as_os_str().as_encoded_bytes().to_vec())
+                .unwrap_or_default()
+        };
+        let assignments = [
+            ("SERVER", text(&self.server)),
+            ("ARCHIVE", text(&self.archive)),
+            ("CLOUD", text(if self.cloud { "1" } else { "0" })),
+            ("INCOMING", path(&places.incoming)),
+            ("STREAMING", path(&places.streaming)),
+            ("ERRORS", path(&places.errors)),
+            ("LOCK_DIR", path(&places.lock_dir)),
+            ("XLOGDB", path(&places.xlogdb)),
+            ("ARCHIVE_WAL_LOCK", path(&run_lock)),
+        ];
+        for (name, value) in assignments {
+            shell_assignment(&mut out, name, &value);
+        }
+        out
+    }
+}
+
+/// Appends `NAME='VALUE'` and a line break; a `'` in the value becomes `'\''`.
+pub fn shell_assignment(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"='");
+    for &byte in value {
+        if byte == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(byte);
+        }
+    }
+    out.extend_from_slice(b"'\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +538,197 @@ mod tests {
             utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "20000229T000000Z"
         );
+    }
+
+    fn settings(home: Option<&str>, archive: Option<&str>) -> LayoutSettings {
+        LayoutSettings {
+            home: home.map(PathBuf::from),
+            server: "pg".into(),
+            archive: archive.map(str::to_owned),
+            ..LayoutSettings::default()
+        }
+    }
+
+    fn place(path: Option<&PathBuf>) -> Option<&str> {
+        path.map(|p| p.to_str().unwrap())
+    }
+
+    /// One row per rule of [`LayoutSettings::resolve`]: what each place becomes.
+    #[test]
+    fn every_place_resolves_as_documented() {
+        type Row<'a> = (Option<&'a str>, Option<&'a str>, [Option<&'a str>; 6]);
+        let rows: [Row; 5] = [
+            // A home: Barman's layout under it, xlog.db in the archive.
+            (
+                Some("/h"),
+                None,
+                [
+                    Some("/h/pg/incoming"),
+                    Some("/h/pg/streaming"),
+                    Some("/h/pg/errors"),
+                    Some("/h"),
+                    Some("/h/pg/wals/pg-xlog.db"),
+                    Some("/h/pg/wals"),
+                ],
+            ),
+            // An archive inside a Barman home: the same places, locks in that home.
+            (
+                None,
+                Some("/h/pg/wals"),
+                [
+                    Some("/h/pg/incoming"),
+                    Some("/h/pg/streaming"),
+                    Some("/h/pg/errors"),
+                    Some("/h"),
+                    Some("/h/pg/wals/pg-xlog.db"),
+                    Some("/h/pg/wals"),
+                ],
+            ),
+            // Any other archive: its neighbours beside it, locks in it.
+            (
+                None,
+                Some("/srv/archive"),
+                [
+                    Some("/srv/incoming"),
+                    Some("/srv/streaming"),
+                    Some("/srv/errors"),
+                    Some("/srv/archive"),
+                    Some("/srv/archive/pg-xlog.db"),
+                    Some("/srv/archive"),
+                ],
+            ),
+            // A cloud archive under a home: everything else local, xlog.db in meta/.
+            (
+                Some("/h"),
+                Some("s3://bucket/prefix"),
+                [
+                    Some("/h/pg/incoming"),
+                    Some("/h/pg/streaming"),
+                    Some("/h/pg/errors"),
+                    Some("/h"),
+                    Some("/h/pg/meta/pg-xlog.db"),
+                    Some("s3://bucket/prefix"),
+                ],
+            ),
+            // A cloud archive alone: nothing local unless named.
+            (
+                None,
+                Some("az://container"),
+                [None, None, None, None, None, Some("az://container")],
+            ),
+        ];
+        for (home, archive, expected) in rows {
+            let resolved = settings(home, archive).resolve().unwrap();
+            let got = [
+                place(resolved.places.incoming.as_ref()),
+                place(resolved.places.streaming.as_ref()),
+                place(resolved.places.errors.as_ref()),
+                place(resolved.places.lock_dir.as_ref()),
+                place(resolved.places.xlogdb.as_ref()),
+                Some(resolved.archive.as_str()),
+            ];
+            assert_eq!(got, expected, "home {home:?}, archive {archive:?}");
+            assert_eq!(resolved.cloud, resolved.archive.contains("://"));
+            assert_eq!(resolved.local().is_none(), resolved.cloud);
+        }
+    }
+
+    #[test]
+    fn a_place_named_wins_over_the_derived_one() {
+        let mut given = settings(Some("/h"), Some("s3://b"));
+        given.given = Places {
+            incoming: Some("/q/in".into()),
+            streaming: Some("/q/st".into()),
+            errors: Some("/e".into()),
+            lock_dir: Some("/l".into()),
+            xlogdb: Some("/c/x.db".into()),
+        };
+        let resolved = given.resolve().unwrap();
+        assert_eq!(place(resolved.places.incoming.as_ref()), Some("/q/in"));
+        assert_eq!(place(resolved.places.streaming.as_ref()), Some("/q/st"));
+        assert_eq!(place(resolved.places.errors.as_ref()), Some("/e"));
+        assert_eq!(place(resolved.places.lock_dir.as_ref()), Some("/l"));
+        let xlogdb = resolved.xlogdb().unwrap();
+        assert_eq!(xlogdb.path(), Path::new("/c/x.db"));
+        // The catalogue's lock is Barman's, in the lock directory.
+        given.archive = Some("/a/wals".into());
+        let local = given.resolve().unwrap().local().unwrap();
+        assert_eq!(local.wals, PathBuf::from("/a/wals"));
+        assert_eq!(local.incoming, PathBuf::from("/q/in"));
+        assert_eq!(local.lock_dir, PathBuf::from("/l"));
+    }
+
+    #[test]
+    fn settings_that_place_nothing_or_reach_out_are_refused() {
+        let usage = settings(None, None).resolve().unwrap_err();
+        assert_eq!(usage.kind(), crate::ErrorKind::Usage, "{usage}");
+        assert!(
+            usage.to_string().contains("--home DIR or --archive"),
+            "{usage}"
+        );
+        let empty = settings(None, Some("")).resolve().unwrap_err();
+        assert_eq!(empty.kind(), crate::ErrorKind::Config, "{empty}");
+        for server in ["", "..", "a/b", "-x", ".hidden", "a b"] {
+            let mut bad = settings(Some("/h"), None);
+            bad.server = server.into();
+            let err = bad.resolve().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{server:?}: {err}");
+        }
+        let mut wal_named = settings(Some("/h"), None);
+        wal_named.given.xlogdb = Some("/h/000000010000000000000001".into());
+        let err = wal_named.resolve().unwrap_err();
+        assert!(err.to_string().contains("not a catalogue"), "{err}");
+    }
+
+    /// What the wrappers `eval` must give back every byte of every path: quotes, `$`,
+    /// spaces, line breaks and bytes that are not UTF-8.
+    #[test]
+    fn shell_assignments_survive_eval() {
+        use std::os::unix::ffi::OsStrExt;
+        // Any text (records carry paths as JSON text: bytes that are not UTF-8 are
+        // refused).
+        let odd = std::ffi::OsStr::new("/h/it's $HOME `id` \\n\n\u{e9}");
+        let incoming = std::ffi::OsStr::new("/q/'\u{ff}'$(touch /tmp/x)");
+        let resolved = LayoutSettings {
+            home: Some(odd.into()),
+            given: Places {
+                incoming: Some(incoming.into()),
+                ..Places::default()
+            },
+            ..settings(None, None)
+        }
+        .resolve()
+        .unwrap();
+        let mut script = resolved.shell_assignments();
+        script.extend_from_slice(
+            b"printf '%s\\0' \"$SERVER\" \"$ARCHIVE\" \"$CLOUD\" \"$INCOMING\" \"$LOCK_DIR\" \"$ARCHIVE_WAL_LOCK\"",
+        );
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(std::ffi::OsStr::from_bytes(&script))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let values: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
+        let lock = crate::lock::archive_wal_lock_path(odd.as_ref(), "pg");
+        let expected: [&[u8]; 6] = [
+            b"pg",
+            resolved.archive.as_bytes(),
+            b"0",
+            incoming.as_bytes(),
+            odd.as_bytes(),
+            lock.as_os_str().as_bytes(),
+        ];
+        assert_eq!(&values[..6], &expected[..]);
+        let not_text = LayoutSettings {
+            given: Places {
+                incoming: Some(std::ffi::OsStr::from_bytes(b"/q/\xff").into()),
+                ..Places::default()
+            },
+            ..settings(Some("/h"), None)
+        };
+        let err = not_text.resolve().unwrap_err();
+        assert!(err.to_string().starts_with("--incoming /q/"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! this crate: what only one binary uses stays in that binary): the WAL record and its
 //! NDJSON stream (`docs/records.md`), the stage driver
 //! every binary runs on, WAL file names, the compression registry, the xlog.db catalogue,
-//! durable file operations, locks, errors and exit codes. It knows nothing of argv,
-//! terminals or child processes.
+//! durable file operations, locks, errors and exit codes. Behind features, the parts only
+//! some binaries need: the codecs (`codec`), the command line's shared step and layout
+//! flags (`cli`, the only part that sees argv), and a child process stopped with the tool
+//! on a signal (`child`).
 #![deny(missing_docs)]
 
 pub mod blame;
@@ -26,6 +28,8 @@ pub mod temp;
 pub mod trust;
 pub mod xlogdb;
 
+#[cfg(feature = "child")]
+pub mod child;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "codec")]

@@ -141,6 +141,27 @@ impl Territory {
         Ok(())
     }
 
+    /// Refuses a file of ours that is no WAL (the catalogue, a lock file: `label` names
+    /// its setting) at `path` inside a queue, `errors/` or a spool: a queue scan would
+    /// take it for a stray entry and move it away, or a spool sweep remove it. A
+    /// directory where the file should be is refused too.
+    pub fn keep_out(&self, label: &str, path: &Path) -> Result<()> {
+        let resolved = resolve(path).map_err(|e| WalError::io("cannot resolve", path, e))?;
+        if let Some(owned) = self.owned.iter().find(|o| {
+            matches!(o.role, Role::Queue | Role::Errors | Role::Spool)
+                && resolved.starts_with(&o.resolved)
+        }) {
+            return Err(WalError::Config(format!(
+                "{label} {} is inside {} {}: the catalogue and the locks must not be in a \
+                 queue, errors/ or a spool",
+                path.display(),
+                owned.label,
+                owned.given.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether `path` is a queue entry this stage may remove or move: directly inside one
     /// of its queues, not inside the archive or `errors/`. (A symbolic link there is an
     /// entry like any other: removing or moving it touches the link, never its target.)

@@ -143,6 +143,12 @@ impl Xlogdb {
         &self.path
     }
 
+    /// Its lock file.
+    #[must_use]
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
     fn lock(&self) -> Result<LockFile> {
         if let Some(dir) = self
             .lock_path

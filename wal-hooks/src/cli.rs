@@ -81,7 +81,7 @@ pub struct Args {
 
     /// The archive directory. With it, BARMAN_FILE of delete hooks, and of post-archive
     /// hooks for records that were not stored, is Barman's `<archive>/<hash dir>/<name>`;
-    /// without it, the file the record names.
+    /// without it, or with a cloud archive's URL, the file or object the record names.
     #[arg(long, value_name = "DIR", env = "WALPIPE_ARCHIVE", value_parser = clap::value_parser!(OsString))]
     pub archive: Option<OsString>,
 

@@ -74,7 +74,12 @@ impl Config {
             .configuration
             .filter(|p| !p.is_empty())
             .map(PathBuf::from);
-        config.archive = args.archive.filter(|p| !p.is_empty()).map(PathBuf::from);
+        // A cloud archive is no directory to join names to: BARMAN_FILE is then the
+        // object URL the record carries (`stored_at`).
+        config.archive = args
+            .archive
+            .filter(|p| !p.is_empty() && !p.as_encoded_bytes().windows(3).any(|w| w == b"://"))
+            .map(PathBuf::from);
         if let Some(scale) = args.retry_sleep_scale {
             config.schedule = Schedule::scaled(scale);
         }
@@ -183,6 +188,17 @@ mod tests {
             (config.timeout, config.configuration, config.archive),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn a_cloud_archive_names_no_directory() {
+        let hook = ["--phase", "post", "--event", "delete", "--script", "true"];
+        for url in ["s3://bucket/prefix", "az://container", "gs://b"] {
+            let config = parse(&[&hook[..], &["--archive", url]].concat()).unwrap();
+            assert_eq!(config.archive, None, "{url}");
+        }
+        let config = parse(&[&hook[..], &["--archive", "/srv/wals"]].concat()).unwrap();
+        assert_eq!(config.archive, Some(PathBuf::from("/srv/wals")));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! scripts and, on exit 63 before the work, fails records.
 //!
 //! [`run`] is the whole stage, callable in-process; `main` only parses the command line
-//! and installs the signal handling ([`signals`]).
+//! and installs the signal handling ([`wal_core::child`]).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
@@ -35,7 +35,6 @@ pub mod config;
 pub mod env;
 pub mod process;
 pub mod retry;
-pub mod signals;
 
 pub use config::{Config, Event, Phase};
 

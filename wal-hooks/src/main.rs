@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use wal_core::stage;
 use wal_hooks::cli::Args;
-use wal_hooks::{Config, STAGE, run, signals};
+use wal_hooks::{Config, STAGE, process, run};
 
 fn main() -> ExitCode {
     // First, before any thread exists: the signal mask is inherited by threads.
-    if let Err(err) = signals::install() {
+    if let Err(err) = wal_core::child::install(process::KILL_GRACE, |_| {}) {
         eprintln!("{STAGE}: cannot set up signal handling: {err}");
         return wal_core::ExitCode::Software.into();
     }

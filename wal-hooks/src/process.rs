@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::signals;
+use wal_core::child;
+
+/// How long a hook has to exit after SIGTERM (a timeout, or a signal passed on), before
+/// SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// The shell that runs hook scripts, as Python's `shell=True` does.
 const SHELL: &str = "/bin/sh";
@@ -107,7 +111,7 @@ pub fn run(script: &str, env: &[(&str, String)], timeout: Option<Duration>) -> R
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match signals::spawn_registered(&mut command) {
+    let mut child = match child::spawn_registered(&mut command) {
         Ok(child) => child,
         Err(err) => {
             return Run {
@@ -129,7 +133,7 @@ pub fn run(script: &str, env: &[(&str, String)], timeout: Option<Duration>) -> R
     });
     let status = wait(&exit, group, timeout);
     let _ = waiter.join();
-    signals::finished();
+    child::finished();
     // Both readers end at EOF; give a background job holding the pipes a moment only.
     let deadline = Instant::now() + OUTPUT_GRACE;
     for _ in 0..2 {
@@ -163,7 +167,7 @@ fn wait(
         }
         Err(RecvTimeoutError::Timeout) => {
             let _ = killpg(group, Signal::SIGTERM);
-            if exit.recv_timeout(signals::KILL_GRACE).is_err() {
+            if exit.recv_timeout(KILL_GRACE).is_err() {
                 let _ = killpg(group, Signal::SIGKILL);
                 let _ = exit.recv();
             }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use wal_core::cli::LayoutArgs;
 
 /// Takes prefetched WAL segments out of restore-wal's spool, and plans what its
 /// background fetch claims next.
@@ -68,21 +69,9 @@ pub enum Command {
 /// Where the spool is, and the archive whose files it holds copies of.
 #[derive(Debug, ClapArgs)]
 pub struct SpoolArgs {
-    /// The archive: a directory, or a cloud URL (`s3://`, `az://`, `gs://`).
-    #[arg(long, env = "WALPIPE_ARCHIVE")]
-    pub archive: String,
-    /// Server name.
-    #[arg(long, env = "WALPIPE_SERVER")]
-    pub server: String,
-    /// The incoming queue [default: beside a local archive: `../incoming`].
-    #[arg(long, value_name = "DIR", env = "WALPIPE_INCOMING")]
-    pub incoming: Option<PathBuf>,
-    /// The streaming queue [default: beside a local archive: `../streaming`].
-    #[arg(long, value_name = "DIR", env = "WALPIPE_STREAMING")]
-    pub streaming: Option<PathBuf>,
-    /// Where conflicting and unknown files go [default: beside the archive: `../errors`].
-    #[arg(long, value_name = "DIR", env = "WALPIPE_ERRORS_DIR")]
-    pub errors_dir: Option<PathBuf>,
+    /// Where the server's files are.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// A cloud archive's endpoint: with the URL, it names the default spool (the same
     /// bucket on two servers is two archives) [default: `AWS_ENDPOINT_URL`].
     #[arg(long, value_name = "URL", env = "WALPIPE_ENDPOINT_URL")]

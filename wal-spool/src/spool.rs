@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wal_core::error::{IoContext, Result};
-use wal_core::layout::{GivenDirs, ServerLayout, check_server_name};
+use wal_core::layout::ServerLayout;
 use wal_core::trust::{Role, Territory};
 use wal_core::{WalError, WalName, durable, private};
 
@@ -40,14 +40,18 @@ impl Spool {
     /// Resolves, checks and (if missing) creates the spool of `args` for a restore into
     /// `dest` (`%p`).
     pub fn open(args: &SpoolArgs, dest: &Path) -> Result<Spool> {
-        check_server_name(&args.server)?;
-        let cloud = args.archive.contains("://");
-        let layout = (!cloud).then(|| local_layout(args));
+        let resolved = args.layout.settings().resolve()?;
+        let layout = resolved.local();
         let dir = if let Some(dir) = &args.spool_dir {
             dir.clone()
         } else {
-            let key = private::archive_key(&args.archive, args.endpoint_url.as_deref())?;
-            private::dir_for(Path::new("/var/tmp"), "walpipe-restore", &args.server, &key)?
+            let key = private::archive_key(&resolved.archive, args.endpoint_url.as_deref())?;
+            private::dir_for(
+                Path::new("/var/tmp"),
+                "walpipe-restore",
+                &resolved.server,
+                &key,
+            )?
         };
         if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
             // `plan` prints it on a line of its own.
@@ -148,21 +152,6 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The local layout wal-store's restore searches: queues and errors/ beside the archive
-/// unless given.
-fn local_layout(args: &SpoolArgs) -> ServerLayout {
-    ServerLayout::from_archive_with(
-        Path::new(&args.archive),
-        &args.server,
-        &GivenDirs {
-            incoming: args.incoming.clone(),
-            streaming: args.streaming.clone(),
-            errors: args.errors_dir.clone(),
-            lock_dir: None,
-        },
-    )
 }
 
 /// Refuses a spool that is `dest_dir` (pg_wal) or its archive_status: the spool is

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use clap::builder::FalseyValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use wal_core::layout::{GivenDirs, ServerLayout, check_server_name};
+use wal_core::cli::LayoutArgs;
+use wal_core::layout::{ResolvedLayout, ServerLayout};
 use wal_core::stage::MAX_JOBS;
 use wal_core::trust::{Role, Territory};
 use wal_core::xlogdb::Xlogdb;
-use wal_core::{WalError, WalName};
+use wal_core::{WalError, durable};
 
 use crate::cloud::CloudTarget;
 use crate::cloud::connect::CloudOptions;
@@ -62,26 +63,36 @@ pub enum Command {
         #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
         no_header_check: bool,
     },
-    /// Check that the archive, its queues, errors directory and server name can be used
-    /// together (no directory inside another, a plain server name); exit 78 if not.
-    /// Prints nothing on success: the wrappers run it before any work.
-    CheckLayout {
+    /// Resolve where the server's files are (Barman's layout under --home, each place
+    /// overridable), and check that the archive, its queues, errors directory and server
+    /// name can be used together (no directory inside another, a plain server name);
+    /// exit 78 if not. Prints nothing unless asked: the wrappers run it before any work.
+    #[command(alias = "check-layout")]
+    Layout {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
-        /// Also make (if missing) and print the private temp directory of this archive:
-        /// `$TMPDIR/walpipe-<uid>/<server>-<hash of the archive>`, mode 0700, ours; or
-        /// --temp-dir (`WALPIPE_TEMP_DIR`), made if missing. For the wrappers, which
-        /// hand it to the stages' --temp-dir: the one line this prints.
+        /// Print the layout as shell assignments, one a line, values single-quoted:
+        /// `SERVER`, `ARCHIVE`, `CLOUD` (0 or 1), `INCOMING`, `STREAMING`, `ERRORS`,
+        /// `LOCK_DIR`, `XLOGDB`, `ARCHIVE_WAL_LOCK` (empty where there is none), and
+        /// `TEMP_DIR` with --stage-temp-dir. For the wrappers, which `eval` it.
         #[arg(long)]
-        private_temp_dir: bool,
-        /// The temp directory to use instead of the private one.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "WALPIPE_TEMP_DIR",
-            requires = "private_temp_dir"
-        )]
+        shell: bool,
+        /// Refuse (exit 64) a layout without this place: `incoming` (the incoming queue)
+        /// or `lock-dir` (where locks go); a cloud archive has them only under --home or
+        /// when named.
+        #[arg(long, value_name = "PLACE", value_parser = ["incoming", "lock-dir"])]
+        require: Vec<String>,
+        /// Also make (if missing) and print where the stages before `put` write their
+        /// temporary copies (`TEMP_DIR` with --shell, else the one line printed): a local
+        /// archive's root (on the archive's filesystem, so storing a copy is a link, not
+        /// a second write); for a cloud archive --temp-dir, else its private temp
+        /// directory `$TMPDIR/walpipe-<uid>/<server>-<hash of the archive>` (mode 0700,
+        /// ours).
+        #[arg(long, alias = "private-temp-dir")]
+        stage_temp_dir: bool,
+        /// A cloud archive's temp directory instead of the private one.
+        #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
         temp_dir: Option<PathBuf>,
     },
     /// Find archived files (NAME...), or write out the files of the records on stdin.
@@ -197,32 +208,9 @@ pub struct PlaceArgs {
 /// Flags shared by every subcommand: where the archive and its companions are.
 #[derive(Debug, ClapArgs)]
 pub struct ArchiveArgs {
-    /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
-    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/SERVER/wals/…`, as
-    /// barman-cloud names them).
-    #[arg(long, env = "WALPIPE_ARCHIVE")]
-    pub archive: String,
-    /// Server name (names xlog.db `<server>-xlog.db` and the lock files).
-    #[arg(long, env = "WALPIPE_SERVER")]
-    pub server: String,
-    /// Where conflicting and unknown files go [default: beside the archive: `../errors`].
-    #[arg(long, env = "WALPIPE_ERRORS_DIR")]
-    pub errors_dir: Option<PathBuf>,
-    /// Where lock files go [default: Barman's home when the archive is `<home>/<server>/wals`, else the archive].
-    #[arg(long, env = "WALPIPE_LOCK_DIR")]
-    pub lock_dir: Option<PathBuf>,
-    /// The xlog.db file [default: `<archive>/<server>-xlog.db`; none for a cloud archive].
-    #[arg(long, env = "WALPIPE_XLOGDB")]
-    pub xlogdb: Option<PathBuf>,
-    /// The incoming queue (archive_command's drop directory): `put` removes, links or
-    /// moves a source only when it is an entry of a queue [default: beside a local
-    /// archive: `../incoming`; none for a cloud archive].
-    #[arg(long, value_name = "DIR", env = "WALPIPE_INCOMING")]
-    pub incoming: Option<PathBuf>,
-    /// The streaming queue (pg_receivewal's directory) [default: beside a local archive:
-    /// `../streaming`; none for a cloud archive].
-    #[arg(long, value_name = "DIR", env = "WALPIPE_STREAMING")]
-    pub streaming: Option<PathBuf>,
+    /// Where the server's files are.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// How to reach a cloud archive.
     #[command(flatten)]
     pub cloud: CloudArgs,
@@ -476,6 +464,17 @@ impl Target {
             territory.add(Role::Temp, "--temp-dir", dir)?;
         }
         territory.check_disjoint()?;
+        if let Some(xlogdb) = self.xlogdb() {
+            let path = xlogdb.path();
+            if path.is_dir() {
+                return Err(WalError::Config(format!(
+                    "--xlogdb {}: a directory, not a catalogue file",
+                    path.display()
+                )));
+            }
+            territory.keep_out("--xlogdb", path)?;
+            territory.keep_out("--lock-dir", durable::parent_of(xlogdb.lock_path()))?;
+        }
         Ok(territory)
     }
 
@@ -511,59 +510,32 @@ impl TryFrom<ArchiveArgs> for Target {
     type Error = WalError;
 
     fn try_from(args: ArchiveArgs) -> Result<Self, WalError> {
-        check_server_name(&args.server)?;
-        if args.archive.is_empty() {
-            return Err(WalError::Config("--archive \"\": no archive given".into()));
-        }
-        if let Some(xlogdb) = &args.xlogdb
-            && xlogdb
-                .file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| WalName::parse_file_name(name).is_ok())
-        {
-            return Err(WalError::Config(format!(
-                "--xlogdb {}: a WAL file name, not a catalogue's",
-                xlogdb.display()
-            )));
-        }
-        if let Some(location) = CloudLocation::parse(&args.archive)? {
-            let lock_dir = args.lock_dir;
-            let xlogdb = args.xlogdb.map(|path| {
-                let dir = lock_dir.clone().unwrap_or_else(|| {
-                    path.parent()
-                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-                });
-                let lock = wal_core::lock::xlogdb_lock_path(&dir, &args.server);
-                Xlogdb::at(path, lock)
-            });
+        Target::resolved(args.layout.settings().resolve()?, args.cloud)
+    }
+}
+
+impl Target {
+    /// The target of a layout resolved by wal-core's one resolver.
+    fn resolved(layout: ResolvedLayout, cloud: CloudArgs) -> Result<Target, WalError> {
+        let xlogdb = layout.xlogdb();
+        if let Some(location) = CloudLocation::parse(&layout.archive)? {
             return Ok(Target::Cloud(CloudTarget {
                 location,
-                server: args.server,
-                options: args.cloud.resolve()?,
+                server: layout.server,
+                options: cloud.resolve()?,
                 xlogdb,
-                errors: args.errors_dir,
-                incoming: args.incoming,
-                streaming: args.streaming,
+                errors: layout.places.errors,
+                incoming: layout.places.incoming,
+                streaming: layout.places.streaming,
             }));
         }
-        let layout = ServerLayout::from_archive_with(
-            Path::new(&args.archive),
-            &args.server,
-            &GivenDirs {
-                incoming: args.incoming,
-                streaming: args.streaming,
-                errors: args.errors_dir,
-                lock_dir: args.lock_dir,
-            },
-        );
-        let xlogdb = match args.xlogdb {
-            Some(path) => Xlogdb::at(
-                path,
-                wal_core::lock::xlogdb_lock_path(&layout.lock_dir, &layout.server),
-            ),
-            None => layout.xlogdb(),
-        };
-        Ok(Target::Local(LocalTarget { layout, xlogdb }))
+        let dirs = ServerLayout::from_archive(Path::new(&layout.archive), &layout.server);
+        let dirs = layout.local().unwrap_or(dirs);
+        let xlogdb = xlogdb.unwrap_or_else(|| dirs.xlogdb());
+        Ok(Target::Local(LocalTarget {
+            layout: dirs,
+            xlogdb,
+        }))
     }
 }
 
@@ -592,9 +564,11 @@ pub enum Config {
         /// Check that what is stored has the shape of this archive's WAL.
         header_check: bool,
     },
-    /// `check-layout`, and the temp directory to print (made already), if asked for.
-    CheckLayout {
-        /// The private temp directory.
+    /// `layout`: what to print, if anything.
+    Layout {
+        /// The resolved layout, to print as shell assignments (`--shell`).
+        shell: Option<ResolvedLayout>,
+        /// The stages' temp directory (made already), if asked for.
         temp_dir: Option<PathBuf>,
     },
     /// `get`.
@@ -677,6 +651,9 @@ fn get_config(
     let territory = if names.is_empty() {
         write_out_territory(&target, &to, temp_dir.as_deref())?
     } else {
+        // A look-up in an archive that overlaps its queues would answer from the wrong
+        // place ("not archived" for WAL that is there): refused as every stage refuses.
+        target.territory(false, None)?;
         Territory::new()
     };
     Ok(Config::Get {
@@ -755,41 +732,77 @@ impl Args {
     }
 }
 
-/// `check-layout`'s configuration: the layout checked, and the private temp directory
-/// made, when asked for.
-fn check_layout_config(
+/// `layout`'s configuration: the layout resolved and checked, and the private temp
+/// directory made, when asked for.
+fn layout_config(
     archive: ArchiveArgs,
-    private_temp_dir: bool,
+    shell: bool,
+    require: &[String],
+    stage_temp_dir: bool,
     temp_dir: Option<PathBuf>,
 ) -> Result<Config, WalError> {
+    let layout = archive.layout.settings().resolve()?;
+    for place in require {
+        let (present, flag, what) = match place.as_str() {
+            "incoming" => (
+                layout.places.incoming.is_some(),
+                "--incoming",
+                "incoming queue",
+            ),
+            _ => (layout.places.lock_dir.is_some(), "--lock-dir", "lock files"),
+        };
+        if !present {
+            return Err(WalError::Usage(format!(
+                "--home DIR (or {flag} DIR) is required: a cloud archive keeps its {what} \
+                 local, under the home"
+            )));
+        }
+    }
     let key =
-        wal_core::private::archive_key(&archive.archive, archive.cloud.endpoint_url.as_deref())?;
-    let server = archive.server.clone();
-    let target: Target = archive.try_into()?;
-    // A given temp directory must be apart from the archive and its queues
-    // (temps there are removed by name), and printable on one line.
+        wal_core::private::archive_key(&layout.archive, archive.cloud.endpoint_url.as_deref())?;
+    let target = Target::resolved(layout.clone(), archive.cloud)?;
+    // The archive, queues, errors/, catalogue and locks apart from each other.
     target.territory(false, temp_dir.as_deref())?;
-    let temp_dir = match (private_temp_dir, temp_dir) {
+    // Printed alone, on a line of its own, without --shell: checked before it is made.
+    let one_line = |dir: &Path| {
+        if shell || !dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
+            return Ok(());
+        }
+        Err(WalError::Config(format!(
+            "{}: a temp directory path with a line break",
+            dir.to_string_lossy().escape_debug()
+        )))
+    };
+    let temp_dir = match (stage_temp_dir, temp_dir) {
         (false, _) => None,
+        (true, _) if !layout.cloud => {
+            let root = PathBuf::from(&layout.archive);
+            one_line(&root)?;
+            std::fs::create_dir_all(&root)
+                .map_err(|e| WalError::io("cannot create the archive", &root, e))?;
+            Some(root)
+        }
         (true, Some(dir)) => {
-            if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
-                return Err(WalError::Config(format!(
-                    "--temp-dir {}: a path with a line break",
-                    dir.to_string_lossy().escape_debug()
-                )));
-            }
+            one_line(&dir)?;
             std::fs::create_dir_all(&dir)
                 .map_err(|e| WalError::io("cannot create the temp directory", &dir, e))?;
             Some(dir)
         }
-        (true, None) => Some(wal_core::private::dir_for(
-            &std::env::temp_dir(),
-            "walpipe",
-            &server,
-            &key,
-        )?),
+        (true, None) => {
+            let base = std::env::temp_dir();
+            one_line(&base)?;
+            Some(wal_core::private::dir_for(
+                &base,
+                "walpipe",
+                &layout.server,
+                &key,
+            )?)
+        }
     };
-    Ok(Config::CheckLayout { temp_dir })
+    Ok(Config::Layout {
+        shell: shell.then_some(layout),
+        temp_dir,
+    })
 }
 
 impl TryFrom<Args> for Config {
@@ -820,11 +833,13 @@ impl TryFrom<Args> for Config {
                     header_check: !no_header_check,
                 }
             }
-            Command::CheckLayout {
+            Command::Layout {
                 archive,
-                private_temp_dir,
+                shell,
+                require,
+                stage_temp_dir,
                 temp_dir,
-            } => check_layout_config(archive, private_temp_dir, temp_dir)?,
+            } => layout_config(archive, shell, &require, stage_temp_dir, temp_dir)?,
             Command::Get {
                 archive,
                 names,

@@ -88,12 +88,23 @@ pub fn run(
             output,
         )
         .map(Verdict::from),
-        Config::CheckLayout { temp_dir } => {
-            if let Some(dir) = temp_dir {
-                let mut output = output;
-                writeln!(output, "{}", dir.display())
-                    .map_err(|e| WalError::io("cannot write to", "stdout", e))?;
-            }
+        Config::Layout { shell, temp_dir } => {
+            let text = match (shell, temp_dir) {
+                (Some(layout), temp_dir) => {
+                    let mut text = layout.shell_assignments();
+                    if let Some(dir) = temp_dir {
+                        let dir = dir.as_os_str().as_encoded_bytes();
+                        wal_core::layout::shell_assignment(&mut text, "TEMP_DIR", dir);
+                    }
+                    text
+                }
+                (None, Some(dir)) => format!("{}\n", dir.display()).into_bytes(),
+                (None, None) => Vec::new(),
+            };
+            let mut output = output;
+            output
+                .write_all(&text)
+                .map_err(|e| WalError::io("cannot write to", "stdout", e))?;
             Ok(Verdict::default())
         }
         Config::Get {

@@ -217,8 +217,26 @@ impl Store<'_> {
         }
         settled.sort_unstable();
         self.remove_sources(batch, &settled, &admitted);
+        self.remove_failed_temps(batch);
         for record in batch.iter() {
             self.report.record(record);
+        }
+    }
+
+    /// A failed record's temps (copies made upstream from a source that stays where it
+    /// is) are of use to nobody: the ones of ours are removed and dropped from the
+    /// record, so that a failure leaves nothing behind for the retry to trip over.
+    fn remove_failed_temps(&self, batch: &mut [WalRecord]) {
+        let territory = self.options.territory;
+        for record in batch.iter_mut().filter(|record| record.failed()) {
+            let (ours, others): (Vec<PathBuf>, Vec<PathBuf>) = std::mem::take(&mut record.temps)
+                .into_iter()
+                .partition(|temp| {
+                    record.source.as_ref() != Some(temp)
+                        && territory.temp_file(temp, &record.name).is_ok()
+                });
+            remove_quietly(ours.iter().map(PathBuf::as_path), false);
+            record.temps = others;
         }
     }
 
