@@ -1,0 +1,92 @@
+//! The command line of wal-receive: the server's layout, how to reach PostgreSQL, and
+//! what to do.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use wal_core::cli::LayoutArgs;
+
+/// Streams a PostgreSQL server's WAL into walpipe's streaming queue with pg_receivewal,
+/// over a replication slot, and keeps it streaming (Barman's `receive-wal`).
+#[derive(Debug, Parser)]
+#[command(name = "wal-receive", version, about)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// wal-receive's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pg_receivewal into the streaming queue and keep it running: restarted with a
+    /// growing pause (1 s doubling to --max-pause) after a transient failure (the server
+    /// restarting, the network), stopped with exit 78 and one line saying why on a
+    /// permanent one (a missing slot, WAL the server no longer has, authentication).
+    /// SIGINT or SIGTERM stop pg_receivewal and then the receiver.
+    Stream {
+        /// Where the server is and how to reach it.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Run pg_receivewal once and end with it, as Barman's `receive-wal` (for cron):
+        /// exit 0 when it ended by itself, 75 on a transient failure, 78 on a permanent
+        /// one.
+        #[arg(long, env = "WALPIPE_ONCE", value_parser = clap::builder::FalseyValueParser::new())]
+        once: bool,
+        /// Create the slot when it is missing (Barman's `create_slot = auto`).
+        #[arg(long, env = "WALPIPE_CREATE_SLOT", value_parser = clap::builder::FalseyValueParser::new())]
+        create_slot: bool,
+        /// The longest pause between two restarts, in seconds (1 to 3600).
+        #[arg(
+            long,
+            value_name = "SECS",
+            env = "WALPIPE_MAX_PAUSE",
+            default_value_t = 60
+        )]
+        max_pause: u64,
+    },
+    /// Create the physical replication slot --slot, reserving WAL from now on.
+    CreateSlot {
+        /// Where the server is and how to reach it.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A slot of that name already there is no error.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// Drop the replication slot --slot; refused while a receiver streams from it.
+    DropSlot {
+        /// Where the server is and how to reach it.
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Realign the streaming queue with the server after it lost the WAL the queue
+    /// waits for: the newest `.partial` is replaced by an empty `<segment>.partial` of
+    /// the slot's restart position (without a slot, the server's current one). Refused
+    /// while a receiver runs, and when the queue is ahead of the server.
+    Reset {
+        /// Where the server is and how to reach it.
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// The server: its walpipe layout, the connection, the slot, pg_receivewal.
+#[derive(Debug, ClapArgs)]
+pub struct ServerArgs {
+    /// Where the server's files are (the streaming queue, the lock directory).
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// The connection, libpq's `key=value` form (`host=/var/run/postgresql port=5432
+    /// user=streaming_barman`); what it leaves out comes from the libpq environment
+    /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE…) [default: the environment alone].
+    #[arg(long, value_name = "CONNINFO", env = "WALPIPE_DBNAME")]
+    pub dbname: Option<String>,
+    /// The physical replication slot to stream from (Barman's `slot_name`).
+    #[arg(long, value_name = "NAME", env = "WALPIPE_SLOT")]
+    pub slot: Option<String>,
+    /// The pg_receivewal to run [default: `pg_receivewal` on PATH, else the server's
+    /// version's under /usr/lib/postgresql/<major>/bin].
+    #[arg(long, value_name = "PATH", env = "WALPIPE_PG_RECEIVEWAL")]
+    pub pg_receivewal: Option<PathBuf>,
+}

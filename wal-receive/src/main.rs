@@ -1,0 +1,36 @@
+//! `wal-receive`: install the signal handling, parse the command line, run, turn the
+//! result into an exit code.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wal_receive::cli::Args;
+use wal_receive::{TOOL, run};
+
+/// How long pg_receivewal has to flush and exit after SIGINT or SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    // First, before any thread exists: the signal mask is inherited by threads.
+    let announce = |signal: nix::sys::signal::Signal| {
+        eprintln!(
+            "{TOOL}: {} received. Terminate gracefully.",
+            signal.as_str()
+        );
+    };
+    if let Err(err) = wal_core::child::install(GRACE, announce) {
+        eprintln!("{TOOL}: cannot set up signal handling: {err}");
+        return wal_core::ExitCode::Software.into();
+    }
+    let args = match wal_core::cli::parse_args::<Args>() {
+        Ok(args) => args,
+        Err(status) => return status,
+    };
+    match run(args) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            eprintln!("{TOOL}: {err}");
+            wal_core::ExitCode::for_error(&err).into()
+        }
+    }
+}
