@@ -45,9 +45,14 @@ impl Position {
 
 fn failed(what: &str, err: &postgres::Error) -> WalError {
     // One line: the server's message, or the client's (connection refused, …).
-    let detail = err
-        .as_db_error()
-        .map_or_else(|| err.to_string(), |db| db.message().to_owned());
+    // The client's own errors keep their cause in the source ("Connection refused").
+    let detail = err.as_db_error().map_or_else(
+        || match std::error::Error::source(err) {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        },
+        |db| db.message().to_owned(),
+    );
     let detail = detail.lines().next().unwrap_or_default().to_owned();
     if err.as_db_error().is_some() {
         WalError::Config(format!("{what}: {detail}"))
