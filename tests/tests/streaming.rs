@@ -6,15 +6,18 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use walpipe_tests::crash::{Pipeline, Rng, SeedReport, kill_group};
 use walpipe_tests::paths::target_bin;
-use walpipe_tests::wrappers::{assert_success, bin_dir, wrapper_as_postgres};
-use walpipe_tests::{PgCluster, WorkDir, as_postgres, script};
+use walpipe_tests::wrappers::{
+    archived_path, assert_success, bin_dir, wrapper_as_postgres, zstd_decompress,
+};
+use walpipe_tests::{PgCluster, WorkDir, as_postgres, clean_command, script};
 
 const SERVER: &str = "pg";
 
@@ -175,4 +178,130 @@ fn recover_to_the_end(work: &WorkDir, backup: &Path, home: &Path) -> PgCluster {
         thread::sleep(Duration::from_millis(50));
     }
     restored
+}
+
+/// `wal-receive stream` as this user, in a process group of its own, output to `log`.
+fn spawn_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
+    let mut cmd = Command::new(target_bin("wal-receive"));
+    clean_command(&mut cmd);
+    cmd.arg("stream")
+        .arg("--home")
+        .arg(home)
+        .args(["--server", SERVER, "--slot", "walpipe", "--create-slot"])
+        .args(["--dbname", &pg.conninfo(), "--max-pause", "1"])
+        .arg("--pg-receivewal")
+        .arg(walpipe_tests::pg_bin("pg_receivewal"));
+    Pipeline::spawn(&mut cmd, log)
+}
+
+/// The receiver and archive-wal SIGKILLed at random moments, again and again, while the
+/// server writes: a final clean archive-wal leaves every segment written since streaming
+/// started in the archive, each the very bytes the server archived itself (with `cp`),
+/// and nothing in errors/.
+#[test]
+fn killed_receivers_and_archivers_lose_nothing() {
+    const ARCHIVE_WAL: Pipeline = Pipeline {
+        stages: &["wal-scan", "wal-compress", "wal-store"],
+        hang_timeout: Duration::from_secs(120),
+    };
+    let report = SeedReport::start("streaming", "killed_receivers_and_archivers_lose_nothing");
+    let mut rng = Rng::new(report.seed, 1);
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let reference = work.mkdir_owned("cp-archive");
+    let log = work.join("run.log");
+    let conf = format!(
+        "archive_mode = on\narchive_command = 'test ! -f {0}/%f && cp %p {0}/%f'\n\
+         wal_keep_size = 0\nmax_wal_size = 64MB\nmin_wal_size = 32MB\n",
+        reference.display()
+    );
+    let mut pg = PgCluster::init(&work, &conf).unwrap();
+    pg.start().unwrap();
+    let mut receiver = spawn_receiver(&home, &pg, &log);
+    wait_for("streaming", &log, || status(&home)["state"] == "streaming");
+    let first = pg
+        .psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .unwrap();
+    pg.pgbench(["-i", "-q", "-s", "1"]).unwrap();
+    for round in 0..8 {
+        pg.pgbench(["-n", "-c", "2", "-t", "150"]).unwrap();
+        pg.switch_wal().unwrap();
+        let mut cmd = Command::new(script("archive-wal"));
+        clean_command(&mut cmd);
+        cmd.env("WALPIPE_BIN_DIR", bin_dir())
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", SERVER, "--compression", "zstd"]);
+        let mut archiver = Pipeline::spawn(&mut cmd, &log);
+        thread::sleep(Duration::from_millis(rng.below(400)));
+        let group = i32::try_from(archiver.id()).unwrap();
+        kill_group(group);
+        ARCHIVE_WAL.reap(&mut archiver, group, "archive-wal");
+        if rng.below(2) == 0 {
+            // Its pg_receivewal, in a group of its own, goes on: the next receiver stops it.
+            let group = i32::try_from(receiver.id()).unwrap();
+            kill_group(group);
+            let _ = receiver.wait();
+            receiver = spawn_receiver(&home, &pg, &log);
+            eprintln!("round {round}: receiver killed and started again");
+        }
+    }
+    let last = pg.switch_wal().unwrap();
+    pg.wait_archived(&last, Duration::from_secs(60)).unwrap();
+    let streaming = home.join("pg/streaming");
+    wait_for("the last segment streamed", &log, || {
+        streaming.join(&last).is_file()
+    });
+    let pid = i32::try_from(status(&home)["pid"].as_i64().unwrap()).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let _ = receiver.wait();
+    let mut cmd = Command::new(script("archive-wal"));
+    clean_command(&mut cmd);
+    let clean = cmd
+        .env("WALPIPE_BIN_DIR", bin_dir())
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", SERVER, "--compression", "zstd"])
+        .output()
+        .unwrap();
+    assert_success(&clean, "the clean archive-wal");
+
+    let wals = home.join("pg/wals");
+    let mut names: Vec<String> = fs::read_dir(&reference)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 24 && n.as_str() >= first.as_str() && n.as_str() <= last.as_str())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    // The queue keeps its newest file for pg_receivewal to resume from (Barman's rule):
+    // when the receiver stopped at a segment boundary, without a .partial, that is the
+    // last segment, still queued.
+    let mut queued: Vec<String> = fs::read_dir(&streaming)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    queued.sort();
+    assert!(queued.len() <= 1, "left in the queue: {queued:?}");
+    for name in &names {
+        let stored = archived_path(&wals, name);
+        let content = if stored.is_file() {
+            zstd_decompress(&stored)
+        } else {
+            assert_eq!(
+                queued.as_slice(),
+                std::slice::from_ref(name),
+                "{name} lost (seed {})",
+                report.seed
+            );
+            fs::read(streaming.join(name)).unwrap()
+        };
+        assert!(
+            content == fs::read(reference.join(name)).unwrap(),
+            "{name} differs from the server's (seed {})",
+            report.seed
+        );
+    }
+    let misplaced = fs::read_dir(home.join("pg/errors")).map_or(0, Iterator::count);
+    assert_eq!(misplaced, 0, "files in errors/ (seed {})", report.seed);
 }
