@@ -232,7 +232,14 @@ impl Receiver {
                 }
                 // The server not answering: as transient as pg_receivewal losing it.
                 Err(WalError::Temporary(why)) => Ending::Transient(why),
-                Err(err) => Ending::Permanent(err.to_string()),
+                // Anything else says what to fix, with its own kind (a usage error of the
+                // connection string stays 64).
+                Err(err) => {
+                    status.state = "stopped".into();
+                    status.last_error = Some(err.to_string());
+                    status.write(&status_path)?;
+                    return Err(err);
+                }
             };
             first = false;
             let why = match ending {
