@@ -806,7 +806,7 @@ fn pitr_from_an_archive_written_by_barman() {
 /// A worker's claims name the worker while it fetches: a call for a segment in flight
 /// waits for it rather than fetch it a second time beside the worker (two fetches of one
 /// segment into one spool share its temp names and spoil each other). The worker's
-/// wal-compress is slowed down by a second, so the claim is seen while the fetch runs.
+/// wal-compress is slowed down by three seconds, so the claim is seen while the fetch runs.
 #[test]
 fn a_segment_in_flight_is_waited_for_never_fetched_twice() {
     let home = Home::new();
@@ -823,12 +823,17 @@ fn a_segment_in_flight_is_waited_for_never_fetched_twice() {
         )
         .unwrap();
     }
+    // Only the worker's (its temps go to the spool) is slow: the call that starts it
+    // returns first, however loaded the machine, and the claim is seen while the worker
+    // still fetches.
     let real = walpipe_tests::wrappers::bin_dir().join("wal-compress");
     fs::write(
         bins.join("wal-compress"),
         format!(
-            "#!/bin/sh\necho \"$*\" >>'{}'\nsleep 1\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\necho \"$*\" >>'{}'\ncase \"$*\" in *'{}'*) sleep 3 ;; esac\n\
+             exec '{}' \"$@\"\n",
             log.display(),
+            spool.display(),
             real.display()
         ),
     )
