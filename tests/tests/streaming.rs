@@ -194,6 +194,18 @@ fn spawn_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
     Pipeline::spawn(&mut cmd, log)
 }
 
+/// Stops the last receiver with SIGINT once it streams (the pg_receivewal a killed one
+/// left may have streamed the last segment before it was stopped).
+fn stop_receiver(mut receiver: Child, home: &Path, log: &Path) {
+    let pid = i32::try_from(receiver.id()).unwrap();
+    wait_for("the last receiver streaming", log, || {
+        let status = status(home);
+        status["pid"].as_i64() == Some(i64::from(pid)) && status["state"] == "streaming"
+    });
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let _ = receiver.wait();
+}
+
 /// The receiver and archive-wal SIGKILLed at random moments, again and again, while the
 /// server writes: a final clean archive-wal leaves every segment written since streaming
 /// started in the archive, each the very bytes the server archived itself (with `cp`),
@@ -252,9 +264,7 @@ fn killed_receivers_and_archivers_lose_nothing() {
     wait_for("the last segment streamed", &log, || {
         streaming.join(&last).is_file()
     });
-    let pid = i32::try_from(status(&home)["pid"].as_i64().unwrap()).unwrap();
-    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
-    let _ = receiver.wait();
+    stop_receiver(receiver, &home, &log);
     let mut cmd = Command::new(script("archive-wal"));
     clean_command(&mut cmd);
     let clean = cmd

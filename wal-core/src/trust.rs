@@ -56,6 +56,24 @@ struct Owned {
     resolved: PathBuf,
 }
 
+/// A server's directories as a stage was given them, for [`Territory::of_server`]; each
+/// `None` (or left out of `queues`) where the stage has none.
+#[derive(Debug, Clone, Default)]
+pub struct ServerDirs<'a> {
+    /// The local archive (`wals/`).
+    pub archive: Option<&'a Path>,
+    /// The queues, each with the flag that names it (`--incoming`, `--streaming`).
+    pub queues: Vec<(&'static str, &'a Path)>,
+    /// `errors/`.
+    pub errors: Option<&'a Path>,
+    /// The stages' temp directory.
+    pub temp: Option<&'a Path>,
+    /// The catalogue file.
+    pub xlogdb: Option<&'a Path>,
+    /// The directory of the lock files (and the receiver's status).
+    pub lock_dir: Option<&'a Path>,
+}
+
 /// The directories a stage was configured to own, and the rules for acting on files.
 #[derive(Debug, Clone, Default)]
 pub struct Territory {
@@ -69,9 +87,51 @@ impl Territory {
         Territory::default()
     }
 
-    /// Adds `dir` in `role`, configured by `label` (a flag name, for messages).
+    /// The territory of a server's directories ([`ServerDirs`]): refused before any work
+    /// when its queues, archive and `errors/` overlap, or when the catalogue or the lock
+    /// directory lies in a queue or `errors/` (where a queue scan would move it away).
+    pub fn of_server(dirs: &ServerDirs<'_>) -> Result<Territory> {
+        let mut territory = Territory::new();
+        if let Some(archive) = dirs.archive {
+            territory.add(Role::Archive, "--archive", archive)?;
+        }
+        for (flag, dir) in &dirs.queues {
+            territory.add(Role::Queue, flag, dir)?;
+        }
+        if let Some(errors) = dirs.errors {
+            territory.add(Role::Errors, "--errors-dir", errors)?;
+        }
+        if let Some(dir) = dirs.temp {
+            territory.add(Role::Temp, "--temp-dir", dir)?;
+        }
+        territory.check_disjoint()?;
+        if let Some(xlogdb) = dirs.xlogdb {
+            if xlogdb.is_dir() {
+                return Err(WalError::Config(format!(
+                    "--xlogdb {}: a directory, not a catalogue file",
+                    xlogdb.display()
+                )));
+            }
+            territory.keep_out("--xlogdb", xlogdb)?;
+        }
+        if let Some(lock_dir) = dirs.lock_dir {
+            territory.keep_out("--lock-dir", lock_dir)?;
+        }
+        Ok(territory)
+    }
+
+    /// Adds `dir` in `role`, configured by `label` (a flag name, for messages). A queue
+    /// that is PostgreSQL's own `pg_wal` (it has `archive_status/`) is refused: a queue's
+    /// files are moved away once archived, and the server's must stay where they are.
     pub fn add(&mut self, role: Role, label: &str, dir: &Path) -> Result<&mut Self> {
         let resolved = resolve(dir).map_err(|e| WalError::io("cannot resolve", dir, e))?;
+        if role == Role::Queue && resolved.join("archive_status").is_dir() {
+            return Err(WalError::Config(format!(
+                "{label} {}: is PostgreSQL's pg_wal (it has archive_status/), not a queue: \
+                 a queue's files are moved away once archived",
+                dir.display()
+            )));
+        }
         self.owned.push(Owned {
             role,
             label: label.to_string(),
@@ -319,6 +379,92 @@ mod tests {
         );
         assert_eq!(resolve(&root.join("a/./b/c")).unwrap(), root.join("a/b/c"));
         assert_eq!(resolve(&root.join("missing/../a")).unwrap(), root.join("a"));
+    }
+
+    /// PostgreSQL's pg_wal (it has `archive_status/`) is never a queue, whatever names it.
+    #[test]
+    fn pg_wal_is_no_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg_wal = dir.path().join("data/pg_wal");
+        fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+        symlink(&pg_wal, dir.path().join("link")).unwrap();
+        for queue in [
+            pg_wal.clone(),
+            dir.path().join("link"),
+            pg_wal.join("../pg_wal"),
+        ] {
+            let err = Territory::new()
+                .add(Role::Queue, "--streaming", &queue)
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "--streaming {}: is PostgreSQL's pg_wal",
+                    queue.display()
+                )),
+                "{text}"
+            );
+        }
+        // As a temp directory (restore's %p directory) it is fine.
+        assert!(Territory::new().add(Role::Temp, "--to", &pg_wal).is_ok());
+    }
+
+    /// A server's directories as a stage is given them: overlaps refused, the catalogue
+    /// and the locks kept out of the queues, a catalogue that is a directory refused.
+    #[test]
+    fn a_servers_directories_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let wals = root.join("pg/wals");
+        let incoming = root.join("pg/incoming");
+        let streaming = root.join("pg/streaming");
+        let errors = root.join("pg/errors");
+        let xlogdb = wals.join("pg-xlog.db");
+        let good = ServerDirs {
+            archive: Some(&wals),
+            queues: vec![("--incoming", &incoming), ("--streaming", &streaming)],
+            errors: Some(&errors),
+            temp: None,
+            xlogdb: Some(&xlogdb),
+            lock_dir: Some(root),
+        };
+        assert!(Territory::of_server(&good).is_ok());
+        let cases: [(&str, ServerDirs<'_>); 4] = [
+            (
+                "must not overlap",
+                ServerDirs {
+                    queues: vec![("--streaming", &wals)],
+                    ..good.clone()
+                },
+            ),
+            (
+                "--lock-dir",
+                ServerDirs {
+                    lock_dir: Some(&streaming),
+                    ..good.clone()
+                },
+            ),
+            (
+                "--xlogdb",
+                ServerDirs {
+                    xlogdb: Some(&errors),
+                    ..good.clone()
+                },
+            ),
+            (
+                "a directory, not a catalogue",
+                ServerDirs {
+                    xlogdb: Some(root),
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (said, dirs) in cases {
+            let err = Territory::of_server(&dirs).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{err}");
+            assert!(err.to_string().contains(said), "{said}: {err}");
+        }
     }
 
     #[test]

@@ -89,4 +89,14 @@ pub struct ServerArgs {
     /// version's under /usr/lib/postgresql/<major>/bin].
     #[arg(long, value_name = "PATH", env = "WALPIPE_PG_RECEIVEWAL")]
     pub pg_receivewal: Option<PathBuf>,
+    /// How long to wait for PostgreSQL to answer one SQL question (the connection
+    /// included), in seconds (1 to 3600): a server that accepts and never answers is a
+    /// temporary failure after that long.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WALPIPE_SQL_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub sql_timeout: u64,
 }

@@ -26,6 +26,7 @@ use wal_core::error::{IoContext, Result};
 use wal_core::exit::ExitCode;
 use wal_core::layout::ResolvedLayout;
 use wal_core::lock::LockFile;
+use wal_core::trust::{ServerDirs, Territory};
 
 use crate::cli::{Args, Command, ServerArgs};
 use crate::conninfo::Conninfo;
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } => {
             let receiver = Receiver::open(&server)?;
             let slot = receiver.slot()?;
-            let mut db = Server::connect(&receiver.conninfo)?;
+            let mut db = receiver.connect()?;
             if db.slot(slot)?.is_some() {
                 if if_not_exists {
                     eprintln!("Replication slot '{slot}' already exists");
@@ -87,7 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::DropSlot { server } => {
             let receiver = Receiver::open(&server)?;
             let slot = receiver.slot()?;
-            let mut db = Server::connect(&receiver.conninfo)?;
+            let mut db = receiver.connect()?;
             match db.slot(slot)? {
                 None => Err(WalError::Config(format!(
                     "replication slot '{slot}' does not exist"
@@ -117,6 +118,7 @@ struct Receiver {
     streaming: PathBuf,
     lock_dir: PathBuf,
     conninfo: Conninfo,
+    sql_timeout: Duration,
     slot: Option<String>,
     pg_receivewal: Option<PathBuf>,
 }
@@ -134,19 +136,49 @@ impl Receiver {
                     .into(),
             ));
         };
+        // pg_receivewal writes into the streaming queue and archive-wal empties it: it
+        // must be nobody else's directory, and the lock and status files no queue's entry.
+        let local = layout.local();
+        let places = &layout.places;
+        let queues = [
+            ("--incoming", &places.incoming),
+            ("--streaming", &places.streaming),
+        ]
+        .into_iter()
+        .filter_map(|(flag, dir)| dir.as_deref().map(|dir| (flag, dir)))
+        .collect();
+        Territory::of_server(&ServerDirs {
+            archive: local.as_ref().map(|local| local.wals.as_path()),
+            queues,
+            errors: places.errors.as_deref(),
+            temp: None,
+            xlogdb: places.xlogdb.as_deref(),
+            lock_dir: Some(&lock_dir),
+        })?;
         let mut conninfo = Conninfo::parse(args.dbname.as_deref().unwrap_or_default())?;
         conninfo.set_default("application_name", conninfo::DEFAULT_APPLICATION_NAME);
         if let Some(slot) = &args.slot {
             check_slot_name(slot)?;
+        }
+        if !(1..=3600).contains(&args.sql_timeout) {
+            return Err(WalError::Usage(format!(
+                "--sql-timeout {}: from 1 to 3600 seconds",
+                args.sql_timeout
+            )));
         }
         Ok(Receiver {
             layout,
             streaming,
             lock_dir,
             conninfo,
+            sql_timeout: Duration::from_secs(args.sql_timeout),
             slot: args.slot.clone(),
             pg_receivewal: args.pg_receivewal.clone(),
         })
+    }
+
+    fn connect(&self) -> Result<Server> {
+        Server::connect(&self.conninfo, self.sql_timeout)
     }
 
     fn slot(&self) -> Result<&str> {
@@ -170,7 +202,7 @@ impl Receiver {
         let _lock = self.lock(&format!(
             "Unable to reset the status of receive-wal for server {server}. Process is still running"
         ))?;
-        let mut db = Server::connect(&self.conninfo)?;
+        let mut db = self.connect()?;
         let position = db.position()?;
         let current = position.segment_of(position.lsn);
         let restart = match &self.slot {
@@ -287,7 +319,7 @@ impl Receiver {
     /// after a restart, it is waited for).
     fn prepare(&self, first: bool, refuse_active: bool, create_slot: bool) -> Result<Prepared> {
         let server = &self.layout.server;
-        let mut db = Server::connect(&self.conninfo)?;
+        let mut db = self.connect()?;
         let version = db.version_num()?;
         if version < MIN_SERVER {
             return Err(WalError::Config(format!(

@@ -9,6 +9,7 @@
 //! Complete segments are never touched: they still wait to be archived.
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use wal_core::error::{IoContext, Result};
@@ -86,10 +87,12 @@ pub fn realign(
     }
     let path = dir.join(create);
     say(format!("Creating status file {}", path.display()));
+    // Never through a link someone put there: the file is ours, in the queue.
     fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .context("cannot create", &path)?;
     durable::fsync_dir(dir)
@@ -124,13 +127,26 @@ pub fn partial_to_truncate(dir: &Path, segment_size: u64) -> Result<Option<(Path
         )));
     }
     let size = meta.len();
-    Ok((size != 0 && size != segment_size).then_some((path, size)))
+    if size == 0 || size == segment_size {
+        return Ok(None);
+    }
+    // Truncating it would empty its other names too (a copy someone linked elsewhere).
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(WalError::Config(format!(
+            "{}: the streaming queue's newest .partial has other names (hard links); \
+             left untouched",
+            path.display()
+        )));
+    }
+    Ok(Some((path, size)))
 }
 
-/// Truncates `path` to 0 bytes, durably.
+/// Truncates `path` to 0 bytes, durably; never through a symbolic link (one swapped in
+/// since the size was read).
 pub fn truncate(path: &Path) -> Result<()> {
     let file = fs::OpenOptions::new()
         .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .context("cannot open", path)?;
     file.set_len(0).context("cannot truncate", path)?;
@@ -214,5 +230,45 @@ mod tests {
         truncate(&newest).unwrap();
         assert_eq!(fs::metadata(&newest).unwrap().len(), 0);
         assert_eq!(partial_to_truncate(dir.path(), size).unwrap(), None);
+    }
+
+    /// A newest `.partial` that is a link, a fifo, a directory or a file with other names
+    /// is refused naming it, and nothing it leads to changes.
+    #[test]
+    fn a_partial_that_is_not_a_plain_file_of_ours_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("streaming");
+        fs::create_dir(&queue).unwrap();
+        let outside = dir.path().join("precious");
+        fs::write(&outside, b"half").unwrap();
+        let partial = queue.join("000000010000000000000002.partial");
+        let size = 1 << 20;
+        let refused = |why: &str| {
+            let err = partial_to_truncate(&queue, size).unwrap_err();
+            assert!(matches!(err, WalError::Config(_)), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&partial.display().to_string()) && text.contains(why),
+                "{text}"
+            );
+            assert_eq!(fs::read(&outside).unwrap(), b"half");
+        };
+        std::os::unix::fs::symlink(&outside, &partial).unwrap();
+        refused("not a regular file");
+        fs::remove_file(&partial).unwrap();
+        nix::unistd::mkfifo(&partial, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        refused("not a regular file");
+        fs::remove_file(&partial).unwrap();
+        fs::create_dir(&partial).unwrap();
+        refused("not a regular file");
+        fs::remove_dir(&partial).unwrap();
+        fs::hard_link(&outside, &partial).unwrap();
+        refused("hard links");
+        fs::remove_file(&partial).unwrap();
+        // A link swapped in after the size was read is not followed.
+        std::os::unix::fs::symlink(&outside, &partial).unwrap();
+        assert!(truncate(&partial).is_err());
+        assert!(realign(&queue, None, "000000010000000000000002.partial", &mut drop).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"half");
     }
 }

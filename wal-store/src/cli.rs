@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use wal_core::cli::LayoutArgs;
 use wal_core::layout::{ResolvedLayout, ServerLayout};
 use wal_core::stage::MAX_JOBS;
-use wal_core::trust::{Role, Territory};
+use wal_core::trust::{Role, ServerDirs, Territory};
 use wal_core::xlogdb::Xlogdb;
 use wal_core::{WalError, durable};
 
@@ -448,34 +448,22 @@ impl Target {
         into_queue: bool,
         temp_dir: Option<&Path>,
     ) -> Result<Territory, WalError> {
-        let mut territory = Territory::new();
-        if let Target::Local(local) = self {
-            territory.add(Role::Archive, "--archive", &local.layout.wals)?;
-        }
-        if !into_queue {
-            for (flag, dir) in self.queues() {
-                territory.add(Role::Queue, flag, dir)?;
-            }
-            if let Some(errors) = self.errors_dir() {
-                territory.add(Role::Errors, "--errors-dir", errors)?;
-            }
-        }
-        if let Some(dir) = temp_dir {
-            territory.add(Role::Temp, "--temp-dir", dir)?;
-        }
-        territory.check_disjoint()?;
-        if let Some(xlogdb) = self.xlogdb() {
-            let path = xlogdb.path();
-            if path.is_dir() {
-                return Err(WalError::Config(format!(
-                    "--xlogdb {}: a directory, not a catalogue file",
-                    path.display()
-                )));
-            }
-            territory.keep_out("--xlogdb", path)?;
-            territory.keep_out("--lock-dir", durable::parent_of(xlogdb.lock_path()))?;
-        }
-        Ok(territory)
+        let xlogdb = self.xlogdb();
+        Territory::of_server(&ServerDirs {
+            archive: match self {
+                Target::Local(local) => Some(&local.layout.wals),
+                Target::Cloud(_) => None,
+            },
+            queues: if into_queue {
+                Vec::new()
+            } else {
+                self.queues()
+            },
+            errors: self.errors_dir().filter(|_| !into_queue),
+            temp: temp_dir,
+            xlogdb: xlogdb.map(Xlogdb::path),
+            lock_dir: xlogdb.map(|x| durable::parent_of(x.lock_path())),
+        })
     }
 
     /// Where conflicting and unknown sources go, if anywhere.

@@ -1,0 +1,253 @@
+//! wal-receive given what a tired DBA or a hostile user gives it: places that are the
+//! archive or PostgreSQL's pg_wal, numbers out of range, and a server that accepts
+//! connections and never answers. Each is one line naming the cause, the documented exit
+//! code, and nothing created or changed.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use walpipe_tests::{WorkDir, clean_command};
+
+/// `wal-receive SUBCOMMAND --home HOME --server pg ARGS…`, stdin closed.
+fn receive(home: &Path, subcommand: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-receive"));
+    clean_command(&mut cmd);
+    cmd.arg(subcommand)
+        .arg("--home")
+        .arg(home)
+        .args(["--server", "pg"])
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything under `dir`, as sorted relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Refused before anything is created or any server asked: the queue as the archive (or
+/// inside it), PostgreSQL's own pg_wal (directly or through a link) as the queue, the
+/// lock and status files inside the queue, numbers out of range, a slot name that is
+/// not one. No server listens on the port given: none is reached.
+#[test]
+fn wrong_places_and_numbers_are_refused_before_anything() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    fs::create_dir_all(home.join("pg/wals/0000000100000000")).unwrap();
+    let pg_wal = work.join("data/pg_wal");
+    fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    std::os::unix::fs::symlink(&pg_wal, work.join("wal-link")).unwrap();
+    let before = tree(&home);
+    let data_before = tree(&work.join("data"));
+    let dbname = "host=127.0.0.1 port=1 connect_timeout=2";
+    let wals = home.join("pg/wals");
+    let inside = home.join("pg/wals/0000000100000000");
+    let streaming = home.join("pg/streaming");
+    let link = work.join("wal-link");
+    let cases: Vec<(Vec<String>, i32, String)> = vec![
+        (
+            vec![format!("--streaming={}", wals.display())],
+            78,
+            "must not overlap".into(),
+        ),
+        (
+            vec![format!("--streaming={}", inside.display())],
+            78,
+            "contains --streaming".into(),
+        ),
+        (
+            vec![format!("--streaming={}", pg_wal.display())],
+            78,
+            format!("--streaming {}: is PostgreSQL's pg_wal", pg_wal.display()),
+        ),
+        (
+            vec![format!("--streaming={}", link.display())],
+            78,
+            format!("--streaming {}: is PostgreSQL's pg_wal", link.display()),
+        ),
+        (
+            vec![format!("--lock-dir={}", streaming.display())],
+            78,
+            "the catalogue and the locks must not be in a queue".into(),
+        ),
+        (vec!["--max-pause=0".into()], 64, "--max-pause 0".into()),
+        (
+            vec!["--max-pause=3601".into()],
+            64,
+            "--max-pause 3601".into(),
+        ),
+        (vec!["--max-pause=-5".into()], 64, "--max-pause".into()),
+        (
+            vec!["--max-pause=99999999999999999999999".into()],
+            64,
+            "--max-pause".into(),
+        ),
+        (vec!["--sql-timeout=0".into()], 64, "--sql-timeout 0".into()),
+        (
+            vec!["--sql-timeout=4000".into()],
+            64,
+            "--sql-timeout 4000".into(),
+        ),
+        (vec!["--slot=../x".into()], 64, "--slot \"../x\"".into()),
+        (vec!["--slot=".into()], 64, "--slot \"\"".into()),
+    ];
+    for (args, code, said) in cases {
+        let mut all: Vec<&str> = vec!["--dbname", dbname];
+        all.extend(args.iter().map(String::as_str));
+        let out = receive(&home, "stream", &all).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert!(stderr.contains(&said), "{args:?}: want {said:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("connect"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(tree(&home), before, "{args:?} changed the home");
+        assert_eq!(
+            tree(&work.join("data")),
+            data_before,
+            "{args:?} changed pg_wal"
+        );
+    }
+    // The same rules hold for the other subcommands.
+    let out = receive(
+        &home,
+        "reset",
+        &[
+            "--dbname",
+            dbname,
+            &format!("--streaming={}", pg_wal.display()),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert_eq!(tree(&work.join("data")), data_before);
+}
+
+/// A "server" that accepts connections and never says a word (a stopped or wedged
+/// PostgreSQL): each connection is held open, unanswered, for the test's life.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// A server that never answers is a temporary failure after --sql-timeout: the one-shot
+/// subcommands end with 75 and one line saying so; the supervisor keeps waiting and
+/// retrying (its status says why), and still stops at once on SIGINT.
+#[test]
+fn a_server_that_never_answers_is_a_temporary_failure() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let port = silent_server();
+    let dbname = format!("host=127.0.0.1 port={port} user=nobody dbname=x");
+    for (subcommand, extra) in [
+        ("create-slot", vec!["--slot=walpipe"]),
+        ("drop-slot", vec!["--slot=walpipe"]),
+        ("reset", vec![]),
+        ("stream", vec!["--once"]),
+    ] {
+        let started = Instant::now();
+        let mut args = vec!["--dbname", dbname.as_str(), "--sql-timeout=2"];
+        args.extend(extra);
+        let out = receive(&home, subcommand, &args).output().unwrap();
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(75), "{subcommand}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ours: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("wal-receive:"))
+            .collect();
+        assert_eq!(ours.len(), 1, "{subcommand}: {stderr}");
+        assert!(
+            ours[0].contains("PostgreSQL did not answer within 2 s"),
+            "{subcommand}: {stderr}"
+        );
+        // Bounded by the deadline, not by the server (generous for a loaded machine).
+        assert!(took < Duration::from_secs(20), "{subcommand} took {took:?}");
+    }
+
+    let log = work.join("stream.log");
+    let mut child = receive(
+        &home,
+        "stream",
+        &["--dbname", &dbname, "--sql-timeout=1", "--max-pause=1"],
+    )
+    .stderr(fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let status_path = home.join(".pg-receive-wal.json");
+    let until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status: serde_json::Value = fs::read(&status_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if status["restarts"].as_u64().unwrap_or(0) >= 2 {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "no retries: {status}\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not answer within 1 s")),
+        "{status}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the supervisor gave up"
+    );
+    let stopped = Instant::now();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    let exit = child.wait().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{exit:?}");
+    assert!(!exit.success(), "{exit:?}");
+}
