@@ -64,6 +64,26 @@ fn stop_signals() -> SigSet {
     set
 }
 
+/// The stop signals this process was started with ignored (`SigIgn` of
+/// `/proc/self/status`): a non-interactive shell starts `tool &` with SIGINT ignored, and
+/// an ignored signal is discarded before the signal thread could see it. Changing a
+/// disposition needs `unsafe`, which walpipe forbids, so a long-running tool says so at
+/// start instead (SIGTERM still stops it).
+#[must_use]
+pub fn ignored_stop_signals() -> Vec<Signal> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("SigIgn:"))?;
+            u64::from_str_radix(line["SigIgn:".len()..].trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+        .into_iter()
+        .filter(|signal| mask & (1u64 << ((*signal as u32) - 1)) != 0)
+        .collect()
+}
+
 /// Blocks the stop signals in the calling thread (and so in every thread it starts later)
 /// and starts the thread that handles them: on a signal, `announce` is called (a line to
 /// say why the tool stops), the running child gets the signal and `grace` to exit. Call
@@ -136,7 +156,8 @@ pub struct CleanChild {
 }
 
 /// Starts `program` with `args` (and our environment) as the running child, in a process
-/// group of its own and with the default signal mask, stdin and stdout on `/dev/null`,
+/// group of its own, with the default signal mask and the stop signals' default actions,
+/// stdin and stdout on `/dev/null`,
 /// stderr a pipe; registered as [`spawn_registered`] does. Reap it with [`wait_clean`].
 pub fn spawn_clean(program: &Path, args: &[String]) -> io::Result<CleanChild> {
     let text = |bytes: &[u8]| CString::new(bytes).map_err(io::Error::other);
@@ -160,9 +181,13 @@ pub fn spawn_clean(program: &Path, args: &[String]) -> io::Result<CleanChild> {
     actions.add_dup2(write.as_raw_fd(), 2)?;
     let mut attr = PosixSpawnAttr::init()?;
     attr.set_sigmask(&SigSet::empty())?;
+    // The stop signals we pass on must act even if we were started with them ignored.
+    attr.set_sigdefault(&stop_signals())?;
     attr.set_pgroup(Pid::from_raw(0))?;
     attr.set_flags(
-        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETPGROUP,
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETPGROUP,
     )?;
     let mut state = running();
     if state.stopping {

@@ -6,8 +6,8 @@
 //! every binary runs on, WAL file names, the compression registry, the xlog.db catalogue,
 //! durable file operations, locks, errors and exit codes. Behind features, the parts only
 //! some binaries need: the codecs (`codec`), the command line's shared step and layout
-//! flags (`cli`, the only part that sees argv), and a child process stopped with the tool
-//! on a signal (`child`).
+//! flags (`cli`, the only part that sees argv), a child process stopped with the tool
+//! on a signal (`child`), and the SQL connection to PostgreSQL (`pg`).
 #![deny(missing_docs)]
 
 pub mod blame;
@@ -21,6 +21,7 @@ pub mod names;
 pub mod openpgp;
 pub mod private;
 pub mod process;
+pub mod receiver;
 pub mod record;
 pub mod shape;
 pub mod stage;
@@ -34,6 +35,8 @@ pub mod child;
 pub mod cli;
 #[cfg(feature = "codec")]
 pub mod codec;
+#[cfg(feature = "pg")]
+pub mod pg;
 
 pub use compression::Compression;
 pub use error::{ErrorKind, WalError};

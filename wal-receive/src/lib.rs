@@ -11,11 +11,9 @@
 //! status file ([`status`]).
 
 pub mod cli;
-pub mod conninfo;
 pub mod receive;
 pub mod reset;
-pub mod server;
-pub mod status;
+pub mod synchronous;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,14 +24,14 @@ use wal_core::error::{IoContext, Result};
 use wal_core::exit::ExitCode;
 use wal_core::layout::ResolvedLayout;
 use wal_core::lock::LockFile;
+use wal_core::pg::conninfo::{self, Conninfo};
+use wal_core::pg::server::Server;
+use wal_core::receiver::{self, Status};
 use wal_core::trust::{ServerDirs, Territory};
 
 use crate::cli::{Args, Command, ServerArgs};
-use crate::conninfo::Conninfo;
 use crate::receive::{Ending, Run};
 use crate::reset::Reset;
-use crate::server::Server;
-use crate::status::Status;
 
 /// This tool's name in messages.
 pub const TOOL: &str = "wal-receive";
@@ -237,7 +235,7 @@ impl Receiver {
             "Another receive-wal process is already running for server {server}."
         ))?;
         fs::create_dir_all(&self.streaming).context("cannot create", &self.streaming)?;
-        let status_path = status::path(&self.lock_dir, server);
+        let status_path = receiver::status_path(&self.lock_dir, server);
         // A slot an orphan streamed from may stay active a moment after it stopped.
         let stopped_orphan = Status::read(&status_path)
             .is_some_and(|previous| receive::stop_orphan(&previous, ORPHAN_GRACE));
@@ -326,8 +324,8 @@ impl Receiver {
                 "PostgreSQL version too old ({version} < {MIN_SERVER}): pg_receivewal needs 10 or later"
             )));
         }
-        let binary = receive::find_pg_receivewal(self.pg_receivewal.as_deref(), version / 10_000)?;
-        let client = receive::client_major(&binary)?;
+        let binary = receiver::find_pg_receivewal(self.pg_receivewal.as_deref(), version / 10_000)?;
+        let client = receiver::client_major(&binary)?;
         if client < version / 10_000 {
             return Err(WalError::Config(format!(
                 "pg_receivewal version not compatible with PostgreSQL server version \
@@ -363,7 +361,7 @@ impl Receiver {
             }
         }
         let position = db.position()?;
-        let synchronous = server::is_synchronous(
+        let synchronous = synchronous::is_synchronous(
             &db.synchronous_standby_names()?,
             self.conninfo.application_name(),
         );

@@ -18,6 +18,13 @@ fn main() -> ExitCode {
             signal.as_str()
         );
     };
+    for signal in wal_core::child::ignored_stop_signals() {
+        eprintln!(
+            "{TOOL}: warning: started with {0} ignored (in the background of a script?): \
+             {0} will not stop this receiver",
+            signal.as_str()
+        );
+    }
     if let Err(err) = wal_core::child::install(GRACE, announce) {
         eprintln!("{TOOL}: cannot set up signal handling: {err}");
         return wal_core::ExitCode::Software.into();

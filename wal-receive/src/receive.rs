@@ -10,15 +10,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use wal_core::WalError;
 use wal_core::error::Result;
 use wal_core::names::{SegmentSize, lsn_to_segment, parse_lsn};
 
-use crate::status::Status;
+use wal_core::receiver::Status;
 
 /// pg_receivewal's messages that retrying cannot cure, with what to tell the DBA.
 const PERMANENT: [(&str, &str); 7] = [
@@ -197,66 +196,6 @@ pub fn pause(attempt: u32, max: Duration) -> Duration {
     Duration::from_secs(seconds.max(1)).min(max)
 }
 
-/// Finds pg_receivewal: `given`, else on PATH, else under the server's version's
-/// directory in Debian's layout.
-pub fn find_pg_receivewal(given: Option<&Path>, server_major: u32) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path.to_path_buf());
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("pg_receivewal"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let debian = PathBuf::from(format!(
-        "/usr/lib/postgresql/{server_major}/bin/pg_receivewal"
-    ));
-    on_path
-        .into_iter()
-        .chain([debian])
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| WalError::Config("pg_receivewal not present in $PATH".into()))
-}
-
-/// The major version pg_receivewal `--version` reports (`pg_receivewal (PostgreSQL)
-/// 15.18 (Debian …)` → 15), as Barman reads it: parenthesised text removed, the second
-/// word.
-pub fn client_major(binary: &Path) -> Result<u32> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| WalError::io("cannot run", binary, e))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    major_of_version_line(&text).ok_or_else(|| {
-        WalError::Config(format!(
-            "{}: not a pg_receivewal (its --version said {:?})",
-            binary.display(),
-            text.trim()
-        ))
-    })
-}
-
-/// See [`client_major`].
-#[must_use]
-pub fn major_of_version_line(text: &str) -> Option<u32> {
-    let mut plain = String::new();
-    let mut depth = 0u32;
-    for c in text.lines().next()?.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            c if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
-    let version = plain.split_whitespace().nth(1)?;
-    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,18 +258,5 @@ mod tests {
         let pauses: Vec<u64> = (1..=9).map(|n| pause(n, max).as_secs()).collect();
         assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(pause(u32::MAX, max), max);
-    }
-
-    #[test]
-    fn versions_read_as_barman_reads_them() {
-        assert_eq!(
-            major_of_version_line("pg_receivewal (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
-            Some(15)
-        );
-        assert_eq!(
-            major_of_version_line("pg_receivewal (PostgreSQL) 17devel"),
-            Some(17)
-        );
-        assert_eq!(major_of_version_line("nonsense"), None);
     }
 }

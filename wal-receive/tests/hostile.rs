@@ -251,3 +251,34 @@ fn a_server_that_never_answers_is_a_temporary_failure() {
     assert!(stopped.elapsed() < Duration::from_secs(5), "{exit:?}");
     assert!(!exit.success(), "{exit:?}");
 }
+
+/// Started in the background of a script (SIGINT ignored, as a non-interactive shell
+/// starts `cmd &`), the receiver says at once that SIGINT will not stop it.
+#[test]
+fn an_ignored_sigint_is_said_at_start() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" stream --home "$1" --server pg --dbname 'host=127.0.0.1 port=1' --max-pause=0 & wait $!"#)
+        .arg(env!("CARGO_BIN_EXE_wal-receive"))
+        .arg(&home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: started with SIGINT ignored")
+            && !stderr.contains("SIGTERM ignored"),
+        "{stderr}"
+    );
+    // The same receiver started plainly says nothing of it.
+    let plain = receive(
+        &home,
+        "stream",
+        &["--dbname", "host=127.0.0.1 port=1", "--max-pause=0"],
+    )
+    .output()
+    .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("ignored"));
+}

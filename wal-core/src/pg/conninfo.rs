@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wal_core::WalError;
-use wal_core::error::Result;
+use crate::WalError;
+use crate::error::Result;
 
 /// Barman's default `streaming_archiver_name`: kept, so that a
 /// `synchronous_standby_names` written for Barman's receiver names ours too.
@@ -314,7 +314,7 @@ mod tests {
             "Host=x",
         ] {
             let err = Conninfo::parse(text).unwrap_err();
-            assert_eq!(err.kind(), wal_core::ErrorKind::Usage, "{text}");
+            assert_eq!(err.kind(), crate::ErrorKind::Usage, "{text}");
             assert!(!err.to_string().contains('\n'), "{err}");
         }
     }
