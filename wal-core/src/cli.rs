@@ -50,6 +50,68 @@ pub struct LayoutArgs {
     pub xlogdb: Option<PathBuf>,
 }
 
+/// How to reach PostgreSQL over SQL and the receiver's slot: the flags of the tools that
+/// ask the server (wal-receive, wal-check), each also a `WALPIPE_*` variable.
+#[cfg(feature = "pg")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgArgs {
+    /// The connection, libpq's `key=value` form (`host=/var/run/postgresql port=5432
+    /// user=streaming_barman`); what it leaves out comes from the libpq environment
+    /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE…) [default: the environment alone].
+    #[arg(long, value_name = "CONNINFO", env = "WALPIPE_DBNAME")]
+    pub dbname: Option<String>,
+    /// How long to wait for PostgreSQL to answer one SQL question (the connection
+    /// included), in seconds (1 to 3600): a server that accepts and never answers is a
+    /// temporary failure after that long.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WALPIPE_SQL_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub sql_timeout: u64,
+    /// The physical replication slot the receiver streams from (Barman's `slot_name`).
+    #[arg(long, value_name = "NAME", env = "WALPIPE_SLOT")]
+    pub slot: Option<String>,
+    /// The pg_receivewal to run [default: `pg_receivewal` on PATH, else the server's
+    /// version's under /usr/lib/postgresql/<major>/bin].
+    #[arg(long, value_name = "PATH", env = "WALPIPE_PG_RECEIVEWAL")]
+    pub pg_receivewal: Option<PathBuf>,
+}
+
+#[cfg(feature = "pg")]
+impl PgArgs {
+    /// The connection string (checked) and the answer deadline (1 to 3600 s), and the
+    /// slot name checked as the server would (lower-case letters, digits and `_`, at most
+    /// 63 characters).
+    pub fn connection(
+        &self,
+    ) -> crate::error::Result<(crate::pg::conninfo::Conninfo, std::time::Duration)> {
+        let conninfo =
+            crate::pg::conninfo::Conninfo::parse(self.dbname.as_deref().unwrap_or_default())?;
+        if !(1..=3600).contains(&self.sql_timeout) {
+            return Err(crate::WalError::Usage(format!(
+                "--sql-timeout {}: from 1 to 3600 seconds",
+                self.sql_timeout
+            )));
+        }
+        if let Some(slot) = &self.slot {
+            let valid = !slot.is_empty()
+                && slot.len() <= 63
+                && slot
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(crate::WalError::Usage(format!(
+                    "--slot {slot:?}: a slot name is lower-case letters, digits and '_', at \
+                     most 63 characters"
+                )));
+            }
+        }
+        Ok((conninfo, std::time::Duration::from_secs(self.sql_timeout)))
+    }
+}
+
 impl LayoutArgs {
     /// The settings as given, for [`LayoutSettings::resolve`].
     #[must_use]

@@ -456,6 +456,30 @@ impl ResolvedLayout {
         })
     }
 
+    /// The directories of this layout as a [`Territory`](crate::trust::Territory):
+    /// refused when the queues, the archive and errors/ overlap, a queue is PostgreSQL's
+    /// pg_wal, or the catalogue or the lock directory lies in a queue or errors/. For the
+    /// tools that take the layout whole (the receiver, the check).
+    pub fn territory(&self) -> Result<crate::trust::Territory> {
+        let local = self.local();
+        let places = &self.places;
+        let queues = [
+            ("--incoming", &places.incoming),
+            ("--streaming", &places.streaming),
+        ]
+        .into_iter()
+        .filter_map(|(flag, dir)| dir.as_deref().map(|dir| (flag, dir)))
+        .collect();
+        crate::trust::Territory::of_server(&crate::trust::ServerDirs {
+            archive: local.as_ref().map(|local| local.wals.as_path()),
+            queues,
+            errors: places.errors.as_deref(),
+            temp: None,
+            xlogdb: places.xlogdb.as_deref(),
+            lock_dir: places.lock_dir.as_deref(),
+        })
+    }
+
     /// The catalogue with its lock (Barman's `.<server>-xlogdb.lock` in the lock
     /// directory, else beside the catalogue), if there is one.
     #[must_use]

@@ -15,6 +15,7 @@ pub mod compression;
 pub mod durable;
 pub mod error;
 pub mod exit;
+pub mod identity;
 pub mod layout;
 pub mod lock;
 pub mod names;

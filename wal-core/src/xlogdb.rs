@@ -217,6 +217,41 @@ impl Xlogdb {
         Ok(lines)
     }
 
+    /// Every line, in file order, handed to `each` as read, without the lock: for a
+    /// reader that must neither wait for an archiver nor create anything, nor hold a
+    /// large catalogue in memory (a check). The catalogue is only appended to, or
+    /// replaced whole by a rename, so what is read is a consistent catalogue; a last line
+    /// still being appended (no line end yet) is left out. A missing file is empty.
+    pub fn scan_unlocked(&self, mut each: impl FnMut(XlogLine)) -> Result<()> {
+        let file = match durable::open_regular(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
+        };
+        let mut reader = BufReader::new(file);
+        let mut line = String::new();
+        for index in 1u64.. {
+            line.clear();
+            if reader
+                .read_line(&mut line)
+                .context("cannot read", &self.path)?
+                == 0
+                || !line.ends_with('\n')
+            {
+                return Ok(());
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            each(XlogLine::parse(&line).ok_or_else(|| WalError::BadXlogLine {
+                path: self.path.clone(),
+                line: index,
+                text: line.trim_end().to_owned(),
+            })?);
+        }
+        Ok(())
+    }
+
     /// The set of names catalogued.
     pub fn names(&self) -> Result<HashSet<String>> {
         Ok(self.read()?.into_iter().map(|l| l.name).collect())

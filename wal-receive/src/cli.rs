@@ -1,10 +1,8 @@
 //! The command line of wal-receive: the server's layout, how to reach PostgreSQL, and
 //! what to do.
 
-use std::path::PathBuf;
-
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use wal_core::cli::LayoutArgs;
+use wal_core::cli::{LayoutArgs, PgArgs};
 
 /// Streams a PostgreSQL server's WAL into walpipe's streaming queue with pg_receivewal,
 /// over a replication slot, and keeps it streaming (Barman's `receive-wal`).
@@ -77,26 +75,7 @@ pub struct ServerArgs {
     /// Where the server's files are (the streaming queue, the lock directory).
     #[command(flatten)]
     pub layout: LayoutArgs,
-    /// The connection, libpq's `key=value` form (`host=/var/run/postgresql port=5432
-    /// user=streaming_barman`); what it leaves out comes from the libpq environment
-    /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE…) [default: the environment alone].
-    #[arg(long, value_name = "CONNINFO", env = "WALPIPE_DBNAME")]
-    pub dbname: Option<String>,
-    /// The physical replication slot to stream from (Barman's `slot_name`).
-    #[arg(long, value_name = "NAME", env = "WALPIPE_SLOT")]
-    pub slot: Option<String>,
-    /// The pg_receivewal to run [default: `pg_receivewal` on PATH, else the server's
-    /// version's under /usr/lib/postgresql/<major>/bin].
-    #[arg(long, value_name = "PATH", env = "WALPIPE_PG_RECEIVEWAL")]
-    pub pg_receivewal: Option<PathBuf>,
-    /// How long to wait for PostgreSQL to answer one SQL question (the connection
-    /// included), in seconds (1 to 3600): a server that accepts and never answers is a
-    /// temporary failure after that long.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "WALPIPE_SQL_TIMEOUT",
-        default_value_t = 30
-    )]
-    pub sql_timeout: u64,
+    /// How to reach it.
+    #[command(flatten)]
+    pub pg: PgArgs,
 }

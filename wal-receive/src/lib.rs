@@ -27,7 +27,6 @@ use wal_core::lock::LockFile;
 use wal_core::pg::conninfo::{self, Conninfo};
 use wal_core::pg::server::Server;
 use wal_core::receiver::{self, Status};
-use wal_core::trust::{ServerDirs, Territory};
 
 use crate::cli::{Args, Command, ServerArgs};
 use crate::receive::{Ending, Run};
@@ -136,42 +135,17 @@ impl Receiver {
         };
         // pg_receivewal writes into the streaming queue and archive-wal empties it: it
         // must be nobody else's directory, and the lock and status files no queue's entry.
-        let local = layout.local();
-        let places = &layout.places;
-        let queues = [
-            ("--incoming", &places.incoming),
-            ("--streaming", &places.streaming),
-        ]
-        .into_iter()
-        .filter_map(|(flag, dir)| dir.as_deref().map(|dir| (flag, dir)))
-        .collect();
-        Territory::of_server(&ServerDirs {
-            archive: local.as_ref().map(|local| local.wals.as_path()),
-            queues,
-            errors: places.errors.as_deref(),
-            temp: None,
-            xlogdb: places.xlogdb.as_deref(),
-            lock_dir: Some(&lock_dir),
-        })?;
-        let mut conninfo = Conninfo::parse(args.dbname.as_deref().unwrap_or_default())?;
+        layout.territory()?;
+        let (mut conninfo, sql_timeout) = args.pg.connection()?;
         conninfo.set_default("application_name", conninfo::DEFAULT_APPLICATION_NAME);
-        if let Some(slot) = &args.slot {
-            check_slot_name(slot)?;
-        }
-        if !(1..=3600).contains(&args.sql_timeout) {
-            return Err(WalError::Usage(format!(
-                "--sql-timeout {}: from 1 to 3600 seconds",
-                args.sql_timeout
-            )));
-        }
         Ok(Receiver {
             layout,
             streaming,
             lock_dir,
             conninfo,
-            sql_timeout: Duration::from_secs(args.sql_timeout),
-            slot: args.slot.clone(),
-            pg_receivewal: args.pg_receivewal.clone(),
+            sql_timeout,
+            slot: args.pg.slot.clone(),
+            pg_receivewal: args.pg.pg_receivewal.clone(),
         })
     }
 
@@ -420,21 +394,4 @@ fn entry_names(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(names)
-}
-
-/// A slot name is what the server accepts: lower-case letters, digits and `_`, at most
-/// 63 characters.
-fn check_slot_name(slot: &str) -> Result<()> {
-    let valid = !slot.is_empty()
-        && slot.len() <= 63
-        && slot
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(WalError::Usage(format!(
-            "--slot {slot:?}: a slot name is lower-case letters, digits and '_', at most 63 characters"
-        )))
-    }
 }

@@ -48,9 +48,10 @@ use crate::cli::{Decryption, Target};
 use crate::cloud::download::{self, Kind};
 use crate::cloud::{Bucket, Upload};
 use crate::compare::{Comparison, compare};
-use crate::identity::{self, Identity};
+use crate::identity;
 use crate::report::Report;
 use crate::shape::Seen;
+use wal_core::identity::{self as archive_identity, Identity};
 use wal_core::shape::LongHeader;
 
 /// What `put` was asked to do.
@@ -303,11 +304,11 @@ impl Store<'_> {
         };
         // Into the incoming queue (archive_command's hand-off) the archive's identity is
         // checked, never written: the first store into the archive itself writes it.
-        let Some(path) = identity::path_for(&local.layout, self.options.queue) else {
+        let Some(path) = archive_identity::path_for(&local.layout, self.options.queue) else {
             return Ok(());
         };
         if self.identity.is_none() {
-            self.identity = identity::load(&path)?;
+            self.identity = archive_identity::load(&path)?;
         }
         let known = match &self.identity {
             Some(known) => known,

@@ -1,0 +1,114 @@
+//! The command line of wal-check: the server's layout, how to reach PostgreSQL, which
+//! archivers feed the archive, the limits to check against, the output form.
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use wal_core::cli::{LayoutArgs, PgArgs};
+
+/// Checks a PostgreSQL server and its walpipe archive as `barman check` does for the WAL
+/// side: one line per item, `OK` or `FAILED (hint)`; exit 1 when an item failed.
+#[derive(Debug, Parser)]
+#[command(name = "wal-check", version, about)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Args {
+    /// Whether the output is Nagios' (errors are then reported as UNKNOWN).
+    #[must_use]
+    pub fn nagios(&self) -> bool {
+        match &self.command {
+            Command::Check { output, .. } => output.nagios,
+        }
+    }
+}
+
+/// wal-check's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Barman's WAL-side check items, each `OK` or `FAILED (hint)`: the WAL archive, the
+    /// queues, PostgreSQL, the replication slot, the newest WAL's age, the archive's size,
+    /// the system identifier, archive_mode, archive_command, continuous archiving,
+    /// pg_receivewal, the receiver, errors/.
+    Check {
+        /// The server and its archive.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// What to check against.
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// The output form.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// Barman's `on`/`off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// The server: its walpipe layout, the connection, which archivers feed it.
+#[derive(Debug, ClapArgs)]
+pub struct ServerArgs {
+    /// Where the server's files are.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// How to reach it.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Whether archive_command feeds the archive (Barman's `archiver`): its items
+    /// (archive_mode, archive_command, continuous archiving) are checked; off, the
+    /// incoming queue must be empty.
+    #[arg(long, value_enum, env = "WALPIPE_ARCHIVER", default_value = "on")]
+    pub archiver: OnOff,
+    /// Whether wal-receive feeds the streaming queue (Barman's `streaming_archiver`):
+    /// pg_receivewal, the receiver and the slot are checked; off, the streaming queue
+    /// must be empty.
+    #[arg(
+        long,
+        value_enum,
+        env = "WALPIPE_STREAMING_ARCHIVER",
+        default_value = "off"
+    )]
+    pub streaming_archiver: OnOff,
+}
+
+/// The limits (Barman's options of the same names).
+#[derive(Debug, ClapArgs)]
+pub struct LimitArgs {
+    /// The newest archived WAL may be at most this old: `N hours`, `N days`, `N weeks`,
+    /// `N months` (Barman's forms; also `N minutes`, `N seconds`).
+    #[arg(long, value_name = "AGE", env = "WALPIPE_LAST_WAL_MAXIMUM_AGE")]
+    pub last_wal_maximum_age: Option<String>,
+    /// At most this many WAL files may wait in each queue.
+    #[arg(long, value_name = "N", env = "WALPIPE_MAX_INCOMING_WALS_QUEUE")]
+    pub max_incoming_wals_queue: Option<u64>,
+    /// Barman's `check_timeout`, in seconds (1 to 3600): when nothing was ever archived,
+    /// the check switches WAL and waits a third of this for it to arrive.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "WALPIPE_CHECK_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub check_timeout: u64,
+}
+
+/// How to print the report.
+#[derive(Debug, ClapArgs)]
+pub struct OutputArgs {
+    /// Barman's `--nagios`: one status line (`BARMAN OK - …`, `BARMAN CRITICAL - …`) with
+    /// the WAL size as perfdata, then a line per failed item; exit 0, 2 (an item failed)
+    /// or 3 (the check could not run).
+    #[arg(long, conflicts_with = "json")]
+    pub nagios: bool,
+    /// Barman's `-f json`: `{"SERVER": {"item_name": {"status": "OK", "hint": ""}}}`.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,309 @@
+//! What the check looks at, gathered once: what the server says over SQL, and what the
+//! archive's files say (the catalogue, the queues, errors/, the identity file, the
+//! receiver's status). Nothing here judges; [`crate::judge`] does.
+//!
+//! The check never waits for an archiver and creates nothing: the catalogue is read
+//! without its lock (it is only appended to or replaced whole), directories that do not
+//! exist are empty.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wal_core::error::Result;
+use wal_core::identity::{self, Identity};
+use wal_core::layout::{ResolvedLayout, ServerLayout};
+use wal_core::pg::conninfo::Conninfo;
+use wal_core::pg::server::{Server, Slot};
+use wal_core::receiver::{self, Status};
+use wal_core::xlogdb::Xlogdb;
+use wal_core::{WalError, WalName, process};
+
+/// What the server said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// `server_version_num`.
+    pub version: u32,
+    /// A standby (it cannot switch WAL).
+    pub in_recovery: bool,
+    /// `wal_level`.
+    pub wal_level: String,
+    /// `archive_mode`.
+    pub archive_mode: String,
+    /// `archive_command` as the server shows it (`(disabled)` when archiving is off).
+    pub archive_command: String,
+    /// `pg_control_system()`'s system identifier.
+    pub system_identifier: u64,
+    /// `pg_stat_archiver`.
+    pub archiver: ArchiverStats,
+    /// The slot `--slot`, if asked for and it exists.
+    pub slot: Option<Slot>,
+}
+
+/// `pg_stat_archiver`, and Barman's `is_archiving` rule over it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiverStats {
+    /// WAL files archived since the statistics were reset.
+    pub archived_count: i64,
+    /// The last one.
+    pub last_archived_wal: Option<String>,
+    /// Failed attempts.
+    pub failed_count: i64,
+    /// The last WAL that failed.
+    pub last_failed_wal: Option<String>,
+    /// Barman's `is_archiving`: archive_mode on, and no failure since the last success
+    /// (a failed `.history` of a timeline already archived excepted). `None` when the
+    /// server cannot tell (it failed and never succeeded).
+    pub is_archiving: Option<bool>,
+}
+
+/// The catalogue, tallied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalogue {
+    /// Its path.
+    pub path: PathBuf,
+    /// Lines.
+    pub count: usize,
+    /// The stored bytes they add up to.
+    pub total_size: u64,
+    /// The newest WAL's time (its file's mtime when archived), seconds since the epoch.
+    pub newest_time: Option<f64>,
+}
+
+/// A queue directory and how many WAL files wait there (hidden files, `.tmp` and
+/// `.partial` not counted: pg_receivewal's open segment is not waiting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Files waiting.
+    pub waiting: u64,
+}
+
+/// The receiver as its status file tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiverFacts {
+    /// The status, if there is one that reads.
+    pub status: Option<Status>,
+    /// Whether the process it names runs now.
+    pub running: bool,
+}
+
+/// pg_receivewal on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgReceivewal {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its major release, if `--version` told.
+    pub major: Option<u32>,
+}
+
+/// What the archive's files say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveFacts {
+    /// The catalogue, or why it cannot be read (none for a cloud archive without a home).
+    pub catalogue: std::result::Result<Catalogue, String>,
+    /// The incoming queue, if this layout has one.
+    pub incoming: Option<Queue>,
+    /// The streaming queue, if this layout has one.
+    pub streaming: Option<Queue>,
+    /// The names in errors/.
+    pub errors: Vec<String>,
+    /// The identity file and what it says: `Ok(None)` when there is none (yet).
+    pub identity: std::result::Result<Option<(PathBuf, Identity)>, String>,
+    /// The receiver.
+    pub receiver: ReceiverFacts,
+}
+
+impl ArchiveFacts {
+    /// Reads the archive's files of `layout`.
+    #[must_use]
+    pub fn gather(layout: &ResolvedLayout) -> ArchiveFacts {
+        let places = &layout.places;
+        let catalogue = match layout.xlogdb() {
+            Some(xlogdb) => tally(&xlogdb).map_err(|err| err.to_string()),
+            None => {
+                Err("no catalogue (a cloud archive's is kept under --home, or --xlogdb)".into())
+            }
+        };
+        let identity = match layout.local() {
+            Some(local) => read_identity(&local),
+            None => Ok(None),
+        };
+        let receiver = places.lock_dir.as_ref().map_or(
+            ReceiverFacts {
+                status: None,
+                running: false,
+            },
+            |dir| {
+                let status = Status::read(&receiver::status_path(dir, &layout.server));
+                let running = status.as_ref().is_some_and(|status| {
+                    status.state != "stopped"
+                        && i32::try_from(status.pid).is_ok_and(|pid| match status.start_time {
+                            Some(start) => process::is_running(pid, start),
+                            None => process::alive(pid),
+                        })
+                });
+                ReceiverFacts { status, running }
+            },
+        );
+        ArchiveFacts {
+            catalogue,
+            incoming: places.incoming.as_deref().map(queue),
+            streaming: places.streaming.as_deref().map(queue),
+            errors: places.errors.as_deref().map(names).unwrap_or_default(),
+            identity,
+            receiver,
+        }
+    }
+
+    /// Whether anything shows that WAL reaches walpipe: catalogued, or waiting in a queue.
+    #[must_use]
+    pub fn wal_arrived(&self) -> bool {
+        self.catalogue.as_ref().is_ok_and(|c| c.count > 0)
+            || [&self.incoming, &self.streaming]
+                .into_iter()
+                .flatten()
+                .any(|q| q.waiting > 0)
+    }
+}
+
+fn tally(xlogdb: &Xlogdb) -> Result<Catalogue> {
+    let mut catalogue = Catalogue {
+        path: xlogdb.path().to_path_buf(),
+        ..Catalogue::default()
+    };
+    xlogdb.scan_unlocked(|line| {
+        catalogue.count += 1;
+        catalogue.total_size = catalogue.total_size.saturating_add(line.size);
+        catalogue.newest_time = Some(
+            catalogue
+                .newest_time
+                .map_or(line.time, |t| t.max(line.time)),
+        );
+    })?;
+    Ok(catalogue)
+}
+
+fn read_identity(local: &ServerLayout) -> std::result::Result<Option<(PathBuf, Identity)>, String> {
+    let Some(path) = identity::path_for(local, false) else {
+        return Ok(None);
+    };
+    identity::load(&path)
+        .map(|found| found.map(|identity| (path, identity)))
+        .map_err(|err| err.to_string())
+}
+
+/// The names of the entries of `dir` that are not hidden (none when it does not exist).
+fn names(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // Barman's suffixes, as it matches them
+fn queue(dir: &Path) -> Queue {
+    let waiting = names(dir)
+        .iter()
+        .filter(|name| !name.ends_with(".tmp") && !name.ends_with(".partial"))
+        .count();
+    Queue {
+        dir: dir.to_path_buf(),
+        waiting: waiting as u64,
+    }
+}
+
+/// Asks the server what the check needs, in one conversation.
+pub fn ask_server(
+    conninfo: &Conninfo,
+    deadline: Duration,
+    slot: Option<&str>,
+) -> Result<ServerFacts> {
+    let mut db = Server::connect(conninfo, deadline)?;
+    let (version, in_recovery, wal_level, archive_mode, archive_command, system_identifier) = db
+        .ask("cannot read the server's settings", |client| {
+            let row = client.query_one(
+                "SELECT current_setting('server_version_num')::int4, pg_is_in_recovery(), \
+                 current_setting('wal_level'), current_setting('archive_mode'), \
+                 current_setting('archive_command'), \
+                 (SELECT system_identifier::text FROM pg_control_system())",
+                &[],
+            )?;
+            Ok((
+                row.try_get::<_, i32>(0)?,
+                row.try_get::<_, bool>(1)?,
+                row.try_get::<_, String>(2)?,
+                row.try_get::<_, String>(3)?,
+                row.try_get::<_, String>(4)?,
+                row.try_get::<_, String>(5)?,
+            ))
+        })?;
+    let archiver = db.ask("cannot read pg_stat_archiver", |client| {
+        let row = client.query_one(
+            "SELECT archived_count, last_archived_wal, failed_count, last_failed_wal, \
+             current_setting('archive_mode') IN ('on', 'always') \
+             AND (last_failed_wal IS NULL \
+                  OR last_failed_wal LIKE '%.history' \
+                     AND substring(last_failed_wal from 1 for 8) \
+                         <= substring(last_archived_wal from 1 for 8) \
+                  OR last_failed_time <= last_archived_time) \
+             FROM pg_stat_archiver",
+            &[],
+        )?;
+        Ok(ArchiverStats {
+            archived_count: row.try_get(0)?,
+            last_archived_wal: row.try_get(1)?,
+            failed_count: row.try_get(2)?,
+            last_failed_wal: row.try_get(3)?,
+            is_archiving: row.try_get(4)?,
+        })
+    })?;
+    let slot = match slot {
+        Some(name) => db.slot(name)?,
+        None => None,
+    };
+    Ok(ServerFacts {
+        version: u32::try_from(version)
+            .map_err(|_| WalError::Internal(format!("server_version_num {version}")))?,
+        in_recovery,
+        wal_level,
+        archive_mode,
+        archive_command,
+        system_identifier: system_identifier
+            .parse()
+            .map_err(|_| WalError::Internal(format!("system identifier {system_identifier:?}")))?,
+        archiver,
+        slot,
+    })
+}
+
+/// Switches WAL (Barman's last resort when nothing was ever archived); returns the
+/// segment closed.
+pub fn switch_wal(conninfo: &Conninfo, deadline: Duration) -> Result<String> {
+    let mut db = Server::connect(conninfo, deadline)?;
+    let closed: String = db.ask("cannot switch WAL", |client| {
+        client
+            .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+            .and_then(|row| row.try_get(0))
+    })?;
+    WalName::parse_file_name(&closed)
+        .map(|_| closed.clone())
+        .map_err(|_| WalError::Internal(format!("pg_switch_wal closed {closed:?}")))
+}
+
+/// pg_receivewal as the receiver would find it, for a server of `server_major`.
+#[must_use]
+pub fn find_pg_receivewal(given: Option<&Path>, server_major: u32) -> Option<PgReceivewal> {
+    let path = receiver::find_pg_receivewal(given, server_major)
+        .ok()
+        .filter(|path| path.is_file())?;
+    let major = receiver::client_major(&path).ok();
+    Some(PgReceivewal { path, major })
+}

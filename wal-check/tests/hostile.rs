@@ -1,0 +1,224 @@
+//! wal-check given what a tired DBA or a hostile user gives it: numbers and ages that
+//! are none, places that overlap, a catalogue that is garbage, a link or a fifo, a
+//! receiver status that is garbage, a server that never answers. One line or one item
+//! naming the cause, the documented exit status, and nothing created or changed: a check
+//! only reads.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use walpipe_tests::{WorkDir, clean_command};
+
+fn check(home: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
+    clean_command(&mut cmd);
+    cmd.arg("check")
+        .arg("--home")
+        .arg(home)
+        .args(["--server", "pg"])
+        .args(args)
+        .stdin(Stdio::null());
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything under `dir` with its size, sorted.
+fn tree(dir: &Path) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            found.push((
+                path.strip_prefix(dir).unwrap().display().to_string(),
+                if meta.is_file() { meta.len() } else { 0 },
+            ));
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A "server" that accepts connections and never says a word.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// Refused before looking: one line on stderr, exit 64 (usage) or 78 (places), and with
+/// --nagios Nagios' UNKNOWN (3) on stdout; nothing created.
+#[test]
+fn settings_that_are_none_are_refused() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    fs::create_dir_all(home.join("pg/wals")).unwrap();
+    let pg_wal = work.join("data/pg_wal");
+    fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    let before = tree(&home);
+    let wals = home.join("pg/wals").display().to_string();
+    let pg_wal = pg_wal.display().to_string();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec!["--check-timeout=0".into()], 64, "--check-timeout 0"),
+        (
+            vec!["--check-timeout=99999".into()],
+            64,
+            "--check-timeout 99999",
+        ),
+        (vec!["--last-wal-maximum-age=soon".into()], 64, "not an age"),
+        (
+            vec!["--last-wal-maximum-age=-1 hours".into()],
+            64,
+            "not an age",
+        ),
+        (
+            vec!["--last-wal-maximum-age=99999999999999 weeks".into()],
+            64,
+            "not an age",
+        ),
+        (
+            vec!["--max-incoming-wals-queue=-1".into()],
+            64,
+            "--max-incoming-wals-queue",
+        ),
+        (vec!["--sql-timeout=0".into()], 64, "--sql-timeout 0"),
+        (vec!["--archiver=maybe".into()], 64, "--archiver"),
+        (vec!["--slot=../x".into()], 64, "--slot"),
+        (vec!["--dbname=host".into()], 64, "--dbname"),
+        (vec![format!("--incoming={wals}")], 78, "must not overlap"),
+        (
+            vec![format!("--streaming={pg_wal}")],
+            78,
+            "is PostgreSQL's pg_wal",
+        ),
+    ];
+    for (args, code, said) in cases {
+        let mut all: Vec<&str> = vec!["--dbname", "host=127.0.0.1 port=1"];
+        all.extend(args.iter().map(String::as_str));
+        let out = check(&home, &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert!(
+            stderr.contains(said),
+            "{args:?}: want {said:?}: {}",
+            text(&out)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        if code == 78 {
+            all.push("--nagios");
+            let nagios = check(&home, &all);
+            assert_eq!(nagios.status.code(), Some(3), "{args:?}: {}", text(&nagios));
+            assert!(
+                String::from_utf8_lossy(&nagios.stdout).starts_with("BARMAN UNKNOWN - "),
+                "{}",
+                text(&nagios)
+            );
+        }
+        assert_eq!(tree(&home), before, "{args:?} changed the home");
+    }
+}
+
+/// A catalogue that is garbage, a link or a fifo fails "WAL archive" naming it (never a
+/// hang); a status file that is garbage is a receiver that is not running; errors/ that
+/// is a file has no errors listed; a server that never answers fails "PostgreSQL" after
+/// --sql-timeout. Nothing is created or changed.
+#[test]
+fn files_that_are_not_what_they_claim_are_items_not_crashes() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let wals = home.join("pg/wals");
+    fs::create_dir_all(&wals).unwrap();
+    let xlogdb = wals.join("pg-xlog.db");
+    fs::write(home.join(".pg-receive-wal.json"), b"{\"pid\": \"x\"").unwrap();
+    fs::write(home.join("pg/errors"), b"not a directory").unwrap();
+    let port = silent_server();
+    let dbname = format!("host=127.0.0.1 port={port} user=x dbname=x");
+    let base = [
+        "--dbname",
+        dbname.as_str(),
+        "--sql-timeout=2",
+        "--streaming-archiver=on",
+        "--pg-receivewal=/nonexistent",
+    ];
+    let outside = work.join("outside.db");
+    let outside_text = "000000010000000000000001\t16777216\t1.0\tNone\n";
+    fs::write(&outside, outside_text).unwrap();
+    let garbage = "000000010000000000000001\t16777216\t1.0\tNone\n\u{0}\u{1}garbage\n";
+    for (what, make, said) in [
+        (
+            "garbage",
+            Box::new(|p: &Path| fs::write(p, garbage).unwrap()) as Box<dyn Fn(&Path)>,
+            "line 2".to_owned(),
+        ),
+        (
+            "a symlink",
+            Box::new(|p: &Path| std::os::unix::fs::symlink(&outside, p).unwrap()),
+            "a symbolic link, not a regular file".to_owned(),
+        ),
+        (
+            "a fifo",
+            Box::new(|p: &Path| {
+                nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            }),
+            "not a regular file".to_owned(),
+        ),
+    ] {
+        let _ = fs::remove_file(&xlogdb);
+        make(&xlogdb);
+        let before = tree(&home);
+        let started = Instant::now();
+        let out = check(&home, &base);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("\tWAL archive: FAILED"))
+            .unwrap_or_else(|| panic!("{what}: {}", text(&out)));
+        assert!(
+            line.contains(&xlogdb.display().to_string()) && line.contains(&said),
+            "{what}: {line}"
+        );
+        assert!(
+            stdout.contains("\tPostgreSQL: FAILED (cannot connect to PostgreSQL: PostgreSQL did not answer within 2 s)"),
+            "{what}: {}",
+            text(&out)
+        );
+        assert!(stdout.contains("\treceive-wal running: FAILED (no wal-receive has streamed"));
+        assert!(stdout.contains("\tarchiver errors: OK\n"));
+        assert!(out.stderr.is_empty(), "{what}: {}", text(&out));
+        assert_eq!(tree(&home), before, "{what}: the check changed the home");
+        assert_eq!(fs::read_to_string(&outside).unwrap(), outside_text);
+    }
+}
