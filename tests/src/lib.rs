@@ -45,6 +45,7 @@ pub mod s3reader;
 pub mod snapshot;
 pub mod spool;
 pub mod stage;
+pub mod venv;
 pub mod watchdog;
 pub mod workdir;
 pub mod wrappers;

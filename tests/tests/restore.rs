@@ -22,7 +22,6 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,8 +34,7 @@ use walpipe_tests::wrappers::{
     wrapper_as_postgres,
 };
 use walpipe_tests::{
-    Gpg, WorkDir, clean_command, running_as_root, script, wal_cache_dir, wal_fixture_files,
-    wal_segment,
+    Gpg, WorkDir, clean_command, running_as_root, script, wal_fixture_files, wal_segment,
 };
 
 const SERVER: &str = "pg";
@@ -672,56 +670,10 @@ fn pitr_from_an_encrypted_walpipe_archive() {
     wait_for_workers(&spool, WORKERS_TIMEOUT);
 }
 
-/// The cached virtualenv with Barman 3.19 from PyPI (and `zstandard` for its zstd
-/// compression): `<cache>/barman-venv`, made once.
-fn barman_venv() -> PathBuf {
-    static MAKE: Mutex<()> = Mutex::new(());
-    let _guard = MAKE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let venv = wal_cache_dir().join("barman-venv");
-    let barman = venv.join("bin/barman");
-    if venv.join(".complete").exists() && barman.exists() {
-        return venv;
-    }
-    let t = Instant::now();
-    let _ = fs::remove_dir_all(&venv);
-    fs::create_dir_all(wal_cache_dir()).unwrap();
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let run = |cmd: &mut Command, what: &str| {
-        clean_command(cmd);
-        let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
-            panic!("{what}: {e} (python3 and python3-venv: scripts/install-test-deps)")
-        });
-        assert_success(&out, what);
-    };
-    run(
-        Command::new(python).args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv",
-    );
-    run(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "barman==3.19.*",
-            "zstandard",
-        ]),
-        "pip install barman==3.19.* zstandard (needs PyPI)",
-    );
-    fs::write(venv.join(".complete"), b"").unwrap();
-    eprintln!("made {} in {:.1?}", venv.display(), t.elapsed());
-    venv
-}
-
 #[test]
 fn pitr_from_an_archive_written_by_barman() {
     let t = Instant::now();
-    let venv = barman_venv();
+    let venv = walpipe_tests::venv::barman_venv();
     let archived = Archived::run(false);
     let primary = &archived.primary;
 

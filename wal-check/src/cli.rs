@@ -20,6 +20,7 @@ impl Args {
     pub fn nagios(&self) -> bool {
         match &self.command {
             Command::Check { output, .. } => output.nagios,
+            Command::Status { .. } => false,
         }
     }
 }
@@ -41,6 +42,22 @@ pub enum Command {
         /// The output form.
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// How archiving goes: Barman's `status` lines for the WAL side (PostgreSQL's
+    /// version, state and current WAL, archive_command, the last archived and failed WAL,
+    /// the rate), then the receiver (state, last received WAL, lag, the WAL its slot
+    /// keeps) and the archive (WAL per timeline, size, queues).
+    Status {
+        /// The server and its archive.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Barman's `-f json`: `{"SERVER": {"key": {"description": …, "message": …}}}`.
+        #[arg(long)]
+        json: bool,
+        /// Also write the figures as Prometheus gauges to FILE (replaced whole: for
+        /// node_exporter's textfile collector, a `*.prom` file in its directory).
+        #[arg(long, value_name = "FILE", env = "WALPIPE_PROMETHEUS")]
+        prometheus: Option<std::path::PathBuf>,
     },
 }
 
@@ -111,4 +128,9 @@ pub struct OutputArgs {
     /// Barman's `-f json`: `{"SERVER": {"item_name": {"status": "OK", "hint": ""}}}`.
     #[arg(long)]
     pub json: bool,
+    /// Also write each item's verdict as a Prometheus gauge to FILE
+    /// (`walpipe_check_ok{server,item}`, replaced whole: for node_exporter's textfile
+    /// collector).
+    #[arg(long, value_name = "FILE", env = "WALPIPE_PROMETHEUS")]
+    pub prometheus: Option<std::path::PathBuf>,
 }

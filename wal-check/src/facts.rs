@@ -17,7 +17,7 @@ use wal_core::pg::conninfo::Conninfo;
 use wal_core::pg::server::{Server, Slot};
 use wal_core::receiver::{self, Status};
 use wal_core::xlogdb::Xlogdb;
-use wal_core::{WalError, WalName, process};
+use wal_core::{WalError, WalKind, WalName, process};
 
 /// What the server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,19 @@ pub struct Catalogue {
     pub total_size: u64,
     /// The newest WAL's time (its file's mtime when archived), seconds since the epoch.
     pub newest_time: Option<f64>,
+    /// The first and last segment (or `.partial`) of each timeline, and how many.
+    pub timelines: std::collections::BTreeMap<u32, Span>,
+}
+
+/// The WAL of one timeline in the catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Span {
+    /// The first segment's name.
+    pub first: String,
+    /// The last one's.
+    pub last: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// A queue directory and how many WAL files wait there (hidden files, `.tmp` and
@@ -181,6 +194,18 @@ fn tally(xlogdb: &Xlogdb) -> Result<Catalogue> {
                 .newest_time
                 .map_or(line.time, |t| t.max(line.time)),
         );
+        if let Ok(wal) = WalName::parse_file_name(&line.name)
+            && matches!(wal.kind(), WalKind::Segment | WalKind::Partial)
+        {
+            let span = catalogue.timelines.entry(wal.timeline()).or_default();
+            if span.count == 0 || line.name < span.first {
+                span.first.clone_from(&line.name);
+            }
+            if line.name > span.last {
+                span.last.clone_from(&line.name);
+            }
+            span.count += 1;
+        }
     })?;
     Ok(catalogue)
 }
@@ -306,4 +331,116 @@ pub fn find_pg_receivewal(given: Option<&Path>, server_major: u32) -> Option<PgR
         .filter(|path| path.is_file())?;
     let major = receiver::client_major(&path).ok();
     Some(PgReceivewal { path, major })
+}
+
+/// What `status` asks the server beyond the check's facts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStatus {
+    /// `server_version` (`15.4 (Debian …)`).
+    pub version: String,
+    /// A standby.
+    pub in_recovery: bool,
+    /// The segment being written (none on a standby).
+    pub current_wal: Option<String>,
+    /// `archive_command`.
+    pub archive_command: String,
+    /// `pg_stat_archiver.archived_count`.
+    pub archived_count: i64,
+    /// The last WAL archived, when (as `ctime` shows it, in the server's time zone) and
+    /// when in seconds since the epoch.
+    pub last_archived: Option<(String, String, f64)>,
+    /// `pg_stat_archiver.failed_count`.
+    pub failed_count: i64,
+    /// The last WAL that failed, when (text) and when (seconds).
+    pub last_failed: Option<(String, String, f64)>,
+    /// WAL archived per second since the statistics were reset.
+    pub archived_per_second: Option<f64>,
+    /// How far the receiver's flushed WAL is behind the server: bytes and seconds
+    /// (`pg_stat_replication`), if it is connected.
+    pub receiver_lag: Option<(i64, f64)>,
+    /// The WAL the slot keeps on the server, in bytes, if the slot exists.
+    pub slot_retained: Option<i64>,
+}
+
+/// `ctime`'s form (`Sun Dec  6 14:00:00 2026`) of a timestamptz column, in the server's
+/// time zone, as Barman's status shows times.
+fn ctime_sql(column: &str) -> String {
+    format!(
+        "to_char({column}, 'Dy Mon ') || lpad(to_char({column}, 'FMDD'), 2, ' ') \
+         || to_char({column}, ' HH24:MI:SS YYYY')"
+    )
+}
+
+/// Asks the server what `status` shows, in one conversation.
+pub fn ask_status(
+    conninfo: &Conninfo,
+    deadline: Duration,
+    application_name: &str,
+    slot: Option<&str>,
+) -> Result<ServerStatus> {
+    let mut db = Server::connect(conninfo, deadline)?;
+    let sql = format!(
+        "SELECT current_setting('server_version'), pg_is_in_recovery(), \
+         CASE WHEN pg_is_in_recovery() THEN NULL \
+              ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
+         current_setting('archive_command'), \
+         archived_count, last_archived_wal, {}, \
+         extract(epoch FROM last_archived_time)::float8, \
+         failed_count, last_failed_wal, {}, \
+         extract(epoch FROM last_failed_time)::float8, \
+         (archived_count / nullif(extract(epoch FROM now() - stats_reset), 0))::float8 \
+         FROM pg_stat_archiver",
+        ctime_sql("last_archived_time"),
+        ctime_sql("last_failed_time")
+    );
+    let mut status = db.ask("cannot read the server's status", move |client| {
+        let row = client.query_one(sql.as_str(), &[])?;
+        let when = |wal: Option<String>, text: Option<String>, at: Option<f64>| {
+            Some((wal?, text.unwrap_or_default(), at.unwrap_or_default()))
+        };
+        Ok(ServerStatus {
+            version: row.try_get(0)?,
+            in_recovery: row.try_get(1)?,
+            current_wal: row.try_get(2)?,
+            archive_command: row.try_get(3)?,
+            archived_count: row.try_get(4)?,
+            last_archived: when(row.try_get(5)?, row.try_get(6)?, row.try_get(7)?),
+            failed_count: row.try_get(8)?,
+            last_failed: when(row.try_get(9)?, row.try_get(10)?, row.try_get(11)?),
+            archived_per_second: row.try_get(12)?,
+            ..ServerStatus::default()
+        })
+    })?;
+    if status.in_recovery {
+        return Ok(status);
+    }
+    let name = application_name.to_owned();
+    status.receiver_lag = db.ask("cannot read pg_stat_replication", move |client| {
+        let rows = client.query(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::int8, \
+             coalesce(extract(epoch FROM flush_lag), 0)::float8 \
+             FROM pg_stat_replication WHERE application_name = $1 \
+             ORDER BY backend_start DESC LIMIT 1",
+            &[&name],
+        )?;
+        rows.first()
+            .map(|row| Ok((row.try_get::<_, Option<i64>>(0)?, row.try_get(1)?)))
+            .transpose()
+            .map(|found| found.and_then(|(bytes, seconds)| Some((bytes?, seconds))))
+    })?;
+    if let Some(slot) = slot {
+        let slot = slot.to_owned();
+        status.slot_retained = db.ask("cannot read pg_replication_slots", move |client| {
+            let rows = client.query(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )?;
+            rows.first()
+                .map(|row| row.try_get::<_, Option<i64>>(0))
+                .transpose()
+                .map(Option::flatten)
+        })?;
+    }
+    Ok(status)
 }

@@ -16,7 +16,9 @@
 pub mod cli;
 pub mod facts;
 pub mod judge;
+pub mod prometheus;
 pub mod report;
+pub mod status;
 pub mod units;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +27,7 @@ use wal_core::WalError;
 use wal_core::error::Result;
 use wal_core::exit::ExitCode;
 
-use crate::cli::{Args, Command, OnOff};
+use crate::cli::{Args, Command, LimitArgs, OnOff, OutputArgs, ServerArgs};
 use crate::facts::ArchiveFacts;
 use crate::judge::{Expect, Facts};
 use crate::report::Form;
@@ -35,11 +37,84 @@ pub const TOOL: &str = "wal-check";
 
 /// Runs the command, writing the report to `out`; returns the report's exit status.
 pub fn run(args: Args, out: &mut dyn std::io::Write) -> Result<std::process::ExitCode> {
-    let Command::Check {
-        server,
-        limits,
-        output,
-    } = args.command;
+    match args.command {
+        Command::Check {
+            server,
+            limits,
+            output,
+        } => check(&server, &limits, &output, out),
+        Command::Status {
+            server,
+            json,
+            prometheus,
+        } => status(&server, json, prometheus.as_deref(), out),
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn write_out(out: &mut dyn std::io::Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| WalError::io("cannot write", std::path::Path::new("<stdout>"), e))
+}
+
+fn status(
+    server: &ServerArgs,
+    json: bool,
+    prometheus: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> Result<std::process::ExitCode> {
+    let layout = server.layout.settings().resolve()?;
+    layout.territory()?;
+    let (conninfo, deadline) = server.pg.connection()?;
+    let archive = ArchiveFacts::gather(&layout);
+    let application_name = archive.receiver.status.as_ref().map_or_else(
+        || wal_core::pg::conninfo::DEFAULT_APPLICATION_NAME.to_owned(),
+        |s| s.application_name.clone(),
+    );
+    let server_status = match facts::ask_status(
+        &conninfo,
+        deadline,
+        &application_name,
+        server.pg.slot.as_deref(),
+    ) {
+        Ok(found) => Ok(found),
+        Err(err @ WalError::Usage(_)) => return Err(err),
+        Err(err) => Err(err.to_string()),
+    };
+    let facts = status::StatusFacts {
+        server: layout.server.clone(),
+        archive,
+        server_status,
+        archiver: server.archiver == OnOff::On,
+        streaming: server.streaming_archiver == OnOff::On,
+        slot: server.pg.slot.clone(),
+        now: now(),
+    };
+    if let Some(path) = prometheus {
+        status::metrics(&facts).write(path)?;
+    }
+    let lines = status::lines(&facts);
+    let text = if json {
+        status::json_report(&facts.server, &lines)
+    } else {
+        status::console(&facts.server, &lines)
+    };
+    write_out(out, &text)?;
+    Ok(ExitCode::Ok.into())
+}
+
+fn check(
+    server: &ServerArgs,
+    limits: &LimitArgs,
+    output: &OutputArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<std::process::ExitCode> {
     let layout = server.layout.settings().resolve()?;
     // Read-only, but a layout that would lose WAL in the other tools is said here too.
     layout.territory()?;
@@ -97,9 +172,7 @@ pub fn run(args: Args, out: &mut dyn std::io::Write) -> Result<std::process::Exi
         server: server_facts,
         switch_error,
         pg_receivewal,
-        now: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
+        now: now(),
     };
     let items = judge::judge(&expect, &facts);
     let form = if output.nagios {
@@ -109,10 +182,11 @@ pub fn run(args: Args, out: &mut dyn std::io::Write) -> Result<std::process::Exi
     } else {
         Form::Console
     };
+    if let Some(path) = &output.prometheus {
+        report::metrics(&expect.server, &items).write(path)?;
+    }
     let (text, code) = report::render(&expect.server, &items, form);
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| WalError::io("cannot write", std::path::Path::new("<stdout>"), e))?;
+    write_out(out, &text)?;
     Ok(if code == 0 {
         ExitCode::Ok.into()
     } else {

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::judge::Item;
+use crate::prometheus::Metrics;
 
 /// Nagios' CRITICAL: an item failed.
 pub const NAGIOS_CRITICAL: u8 = 2;
@@ -103,6 +104,31 @@ fn nagios(server: &str, items: &[Item]) -> String {
         });
     }
     lines.join("\n") + "\n"
+}
+
+/// Each item's verdict as a gauge, and whether all passed.
+#[must_use]
+pub fn metrics(server: &str, items: &[Item]) -> Metrics {
+    let mut m = Metrics::default();
+    for item in items {
+        m.gauge(
+            "walpipe_check_ok",
+            "Whether a check item passed (1) or failed (0); item is its name as the console shows it.",
+            &[("server", server), ("item", &item.name)],
+            if item.ok { 1.0 } else { 0.0 },
+        );
+    }
+    m.gauge(
+        "walpipe_check_success",
+        "Whether every check item passed (1) or not (0).",
+        &[("server", server)],
+        if items.iter().all(|item| item.ok) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    m
 }
 
 #[cfg(test)]
