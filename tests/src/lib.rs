@@ -41,6 +41,7 @@ pub mod ndjson;
 pub mod paths;
 pub mod pg;
 pub mod pitr;
+pub mod receiver;
 pub mod s3reader;
 pub mod snapshot;
 pub mod spool;

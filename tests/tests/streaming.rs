@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use walpipe_tests::crash::{Pipeline, Rng, SeedReport, kill_group};
 use walpipe_tests::paths::target_bin;
+use walpipe_tests::receiver::{receive_args, receiver_status, wait_until, wal_receive};
 use walpipe_tests::wrappers::{
     archived_path, assert_success, bin_dir, wrapper_as_postgres, zstd_decompress,
 };
@@ -24,37 +25,27 @@ const SERVER: &str = "pg";
 /// `wal-receive stream` as PostgreSQL's user (the queue's files are pg_receivewal's, mode
 /// 0600, and archive-wal runs as that user too).
 fn start_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
-    as_postgres(target_bin("wal-receive"))
-        .arg("stream")
-        .arg("--home")
-        .arg(home)
-        .args(["--server", SERVER, "--slot", "walpipe", "--create-slot"])
-        .args(["--dbname", &pg.conninfo()])
-        .arg("--pg-receivewal")
-        .arg(walpipe_tests::pg_bin("pg_receivewal"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::from(fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap()
+    receive_args(
+        &mut as_postgres(target_bin("wal-receive")),
+        pg,
+        "stream",
+        home,
+        SERVER,
+    )
+    .args(["--slot", "walpipe", "--create-slot"])
+    .stderr(Stdio::from(fs::File::create(log).unwrap()))
+    .spawn()
+    .unwrap()
 }
 
-fn wait_for(what: &str, log: &Path, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for {what}:\n{}",
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, log: &Path, done: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(60), done, || {
+        fs::read_to_string(log).unwrap_or_default()
+    });
 }
 
 fn status(home: &Path) -> serde_json::Value {
-    fs::read(home.join(".pg-receive-wal.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    receiver_status(home, SERVER)
 }
 
 #[test]
@@ -182,15 +173,8 @@ fn recover_to_the_end(work: &WorkDir, backup: &Path, home: &Path) -> PgCluster {
 
 /// `wal-receive stream` as this user, in a process group of its own, output to `log`.
 fn spawn_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
-    let mut cmd = Command::new(target_bin("wal-receive"));
-    clean_command(&mut cmd);
-    cmd.arg("stream")
-        .arg("--home")
-        .arg(home)
-        .args(["--server", SERVER, "--slot", "walpipe", "--create-slot"])
-        .args(["--dbname", &pg.conninfo(), "--max-pause", "1"])
-        .arg("--pg-receivewal")
-        .arg(walpipe_tests::pg_bin("pg_receivewal"));
+    let mut cmd = wal_receive(pg, "stream", home, SERVER);
+    cmd.args(["--slot", "walpipe", "--create-slot", "--max-pause", "1"]);
     Pipeline::spawn(&mut cmd, log)
 }
 

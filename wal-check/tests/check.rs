@@ -7,12 +7,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use walpipe_tests::paths::{script, target_bin};
+use walpipe_tests::paths::script;
+use walpipe_tests::receiver::wal_receive;
 use walpipe_tests::wrappers::bin_dir;
 use walpipe_tests::{PgCluster, WorkDir, clean_command};
 
@@ -527,22 +528,8 @@ fn the_streaming_items_follow_the_slot_and_the_receiver() {
 }
 
 fn start_receiver(fx: &Fixture) -> Child {
-    let mut cmd = Command::new(target_bin("wal-receive"));
-    clean_command(&mut cmd);
-    cmd.arg("stream")
-        .arg("--home")
-        .arg(&fx.home)
-        .args([
-            "--server",
-            SERVER,
-            "--slot",
-            "walpipe",
-            "--dbname",
-            &fx.pg.conninfo(),
-        ])
-        .arg("--pg-receivewal")
-        .arg(walpipe_tests::pg_bin("pg_receivewal"))
-        .stdin(Stdio::null())
+    wal_receive(&fx.pg, "stream", &fx.home, SERVER)
+        .args(["--slot", "walpipe"])
         .stderr(Stdio::from(
             fs::File::create(fx.work.join("receive.log")).unwrap(),
         ))
@@ -550,10 +537,72 @@ fn start_receiver(fx: &Fixture) -> Child {
         .unwrap()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    walpipe_tests::receiver::wait_until(what, Duration::from_secs(60), done, String::new);
+}
+
+/// An archive_command that never worked: nothing in the catalogue, nothing in the
+/// queues, so the check switches WAL, waits a third of --check-timeout, and fails
+/// `WAL archive` with Barman's hint; continuous archiving fails once PostgreSQL has
+/// tried.
+#[test]
+fn wal_that_never_arrives_fails_the_archive() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let mut pg = PgCluster::init(&work, "archive_mode = on\narchive_command = 'false'\n").unwrap();
+    pg.start().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
+    clean_command(&mut cmd);
+    let out = cmd
+        .arg("check")
+        .arg("--home")
+        .arg(&home)
+        .args([
+            "--server",
+            SERVER,
+            "--dbname",
+            &pg.conninfo(),
+            "--check-timeout",
+            "3",
+        ])
+        .args(["--last-wal-maximum-age", "1 hours"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let items = parse_console(&out);
+    failed(
+        &items,
+        "WAL archive",
+        "please make sure WAL shipping is setup",
+    );
+    failed(&items, "wal maximum age", "No WAL files archived");
+    passed(&items, "archive_command");
+    wait_until("an archiving failure", || {
+        pg.psql("SELECT failed_count FROM pg_stat_archiver")
+            .unwrap()
+            != "0"
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
+    clean_command(&mut cmd);
+    let out = cmd
+        .arg("check")
+        .arg("--home")
+        .arg(&home)
+        .args([
+            "--server",
+            SERVER,
+            "--dbname",
+            &pg.conninfo(),
+            "--check-timeout",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let items = parse_console(&out);
+    failed(&items, "continuous archiving", "and nothing archived");
+    // Nothing was made by looking.
+    assert_eq!(
+        walpipe_tests::wrappers::dir_names(&home),
+        Vec::<String>::new()
+    );
 }

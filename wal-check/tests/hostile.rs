@@ -5,11 +5,8 @@
 //! only reads.
 
 use std::fs;
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use walpipe_tests::{WorkDir, clean_command};
@@ -54,22 +51,6 @@ fn tree(dir: &Path) -> Vec<(String, u64)> {
     }
     found.sort();
     found
-}
-
-/// A "server" that accepts connections and never says a word.
-fn silent_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut sink = [0u8; 1024];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    port
 }
 
 /// Refused before looking: one line on stderr, exit 64 (usage) or 78 (places), and with
@@ -158,7 +139,7 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
     let xlogdb = wals.join("pg-xlog.db");
     fs::write(home.join(".pg-receive-wal.json"), b"{\"pid\": \"x\"").unwrap();
     fs::write(home.join("pg/errors"), b"not a directory").unwrap();
-    let port = silent_server();
+    let port = walpipe_tests::receiver::silent_postgres();
     let dbname = format!("host=127.0.0.1 port={port} user=x dbname=x");
     let base = [
         "--dbname",

@@ -6,13 +6,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use walpipe_tests::paths::{script, target_bin};
+use walpipe_tests::paths::script;
+use walpipe_tests::receiver::{receiver_status, wait_until, wal_receive};
 use walpipe_tests::wrappers::bin_dir;
 use walpipe_tests::{PgCluster, WorkDir, clean_command};
 
@@ -63,27 +63,11 @@ fn message<'a>(lines: &'a [(String, String)], description: &str) -> &'a str {
 }
 
 fn start_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
-    let mut cmd = Command::new(target_bin("wal-receive"));
-    clean_command(&mut cmd);
-    cmd.arg("stream")
-        .arg("--home")
-        .arg(home)
-        .args(["--server", SERVER, "--slot", "walpipe", "--create-slot"])
-        .args(["--dbname", &pg.conninfo()])
-        .arg("--pg-receivewal")
-        .arg(walpipe_tests::pg_bin("pg_receivewal"))
-        .stdin(Stdio::null())
+    wal_receive(pg, "stream", home, SERVER)
+        .args(["--slot", "walpipe", "--create-slot"])
         .stderr(Stdio::from(fs::File::create(log).unwrap()))
         .spawn()
         .unwrap()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The Prometheus file through `prometheus_client.parser`: family → [(labels, value)].
@@ -146,38 +130,37 @@ fn status_says_how_archiving_and_streaming_go() {
     pg.start().unwrap();
     let log = work.join("receive.log");
     let mut receiver = start_receiver(&home, &pg, &log);
-    wait_until("the receiver streaming", || {
-        fs::read_to_string(home.join(".pg-receive-wal.json"))
-            .is_ok_and(|t| t.contains("\"state\": \"streaming\""))
-    });
-    let xlogdb = home.join("pg/wals/pg-xlog.db");
+    let said = || {
+        format!(
+            "xlog.db:\n{}\nstatus:\n{}\nreceiver:\n{}\nserver:\n{}",
+            fs::read_to_string(home.join("pg/wals/pg-xlog.db")).unwrap_or_default(),
+            receiver_status(&home, SERVER),
+            fs::read_to_string(&log).unwrap_or_default(),
+            pg.log_tail(20)
+        )
+    };
+    let minute = Duration::from_secs(60);
+    wait_until(
+        "the receiver streaming",
+        minute,
+        || receiver_status(&home, SERVER)["state"] == "streaming",
+        said,
+    );
     for _ in 0..2 {
         pg.psql("CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS i; INSERT INTO t SELECT 1")
             .unwrap();
         pg.switch_wal().unwrap();
     }
-    let said = || {
-        format!(
-            "xlog.db:\n{}\nstatus:\n{}\nreceiver:\n{}\nserver:\n{}",
-            fs::read_to_string(&xlogdb).unwrap_or_default(),
-            fs::read_to_string(home.join(".pg-receive-wal.json")).unwrap_or_default(),
-            fs::read_to_string(&log).unwrap_or_default(),
-            pg.log_tail(20)
-        )
-    };
-    let until = Instant::now() + Duration::from_secs(60);
-    while !({
-        fs::read_to_string(&xlogdb).is_ok_and(|t| t.lines().count() >= 2)
-            && fs::read_to_string(home.join(".pg-receive-wal.json"))
-                .is_ok_and(|t| t.contains("\"last_segment\": \"0"))
-    }) {
-        assert!(
-            Instant::now() < until,
-            "two WAL archived and one streamed: {}",
-            said()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "two WAL archived and one streamed",
+        minute,
+        || {
+            fs::read_to_string(home.join("pg/wals/pg-xlog.db"))
+                .is_ok_and(|t| t.lines().count() >= 2)
+                && receiver_status(&home, SERVER)["last_segment"].is_string()
+        },
+        said,
+    );
     let prom = work.join("walpipe.prom");
     let out = status(&home, &pg, &["--prometheus", prom.to_str().unwrap()]);
     let seen = lines(&out);

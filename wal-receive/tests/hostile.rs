@@ -4,8 +4,6 @@
 //! code, and nothing created or changed.
 
 use std::fs;
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -153,23 +151,6 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
     assert_eq!(tree(&work.join("data")), data_before);
 }
 
-/// A "server" that accepts connections and never says a word (a stopped or wedged
-/// PostgreSQL): each connection is held open, unanswered, for the test's life.
-fn silent_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut sink = [0u8; 1024];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    port
-}
-
 /// A server that never answers is a temporary failure after --sql-timeout: the one-shot
 /// subcommands end with 75 and one line saying so; the supervisor keeps waiting and
 /// retrying (its status says why), and still stops at once on SIGINT.
@@ -177,7 +158,7 @@ fn silent_server() -> u16 {
 fn a_server_that_never_answers_is_a_temporary_failure() {
     let work = WorkDir::new();
     let home = work.mkdir_owned("home");
-    let port = silent_server();
+    let port = walpipe_tests::receiver::silent_postgres();
     let dbname = format!("host=127.0.0.1 port={port} user=nobody dbname=x");
     for (subcommand, extra) in [
         ("create-slot", vec!["--slot=walpipe"]),

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use walpipe_tests::{PgCluster, WorkDir, clean_command};
+use walpipe_tests::receiver::{receiver_status, wal_receive};
+use walpipe_tests::{PgCluster, WorkDir};
 
 const SLOT: &str = "walpipe";
 
@@ -49,25 +50,13 @@ impl Fixture {
     }
 
     fn status(&self) -> Value {
-        let path = self.home.join(".pg-receive-wal.json");
-        fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(Value::Null)
+        receiver_status(&self.home, "pg")
     }
 
     /// `wal-receive SUBCOMMAND --home H --server pg --dbname … EXTRA…`
     fn command(&self, subcommand: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-receive"));
-        clean_command(&mut cmd);
-        cmd.arg(subcommand)
-            .arg("--home")
-            .arg(&self.home)
-            .args(["--server", "pg", "--dbname", &self.pg.conninfo()])
-            .arg("--pg-receivewal")
-            .arg(walpipe_tests::pg_bin("pg_receivewal"))
-            .args(extra)
-            .stdin(Stdio::null());
+        let mut cmd = wal_receive(&self.pg, subcommand, &self.home, "pg");
+        cmd.args(extra);
         cmd
     }
 
