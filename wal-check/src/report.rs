@@ -38,12 +38,19 @@ pub fn render(server: &str, items: &[Item], form: Form) -> (String, u8) {
     }
 }
 
+/// `text` on one line: a hint may quote a path or an error with line breaks in it, and
+/// each report line is one item.
+#[must_use]
+pub fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
 fn console(server: &str, items: &[Item]) -> String {
-    let mut lines = vec![format!("Server {server}:")];
+    let mut lines = vec![format!("Server {}:", one_line(server))];
     for item in items {
         let verdict = if item.ok { "OK" } else { "FAILED" };
         lines.push(match &item.hint {
-            Some(hint) => format!("\t{}: {verdict} ({hint})", item.name),
+            Some(hint) => format!("\t{}: {verdict} ({})", item.name, one_line(hint)),
             None => format!("\t{}: {verdict}", item.name),
         });
     }
@@ -76,7 +83,13 @@ fn json_report(server: &str, items: &[Item]) -> String {
     text
 }
 
+/// For Nagios, also without `|`, which starts performance data.
+fn nagios_text(text: &str) -> String {
+    one_line(text).replace('|', "/")
+}
+
 fn nagios(server: &str, items: &[Item]) -> String {
+    let server = &nagios_text(server);
     let perfdata: Vec<String> = items
         .iter()
         .filter(|item| item.name == "wal size")
@@ -99,7 +112,7 @@ fn nagios(server: &str, items: &[Item]) -> String {
     )];
     for item in failed {
         lines.push(match &item.hint {
-            Some(hint) => format!("{server}.{}: FAILED ({hint})", item.name),
+            Some(hint) => format!("{server}.{}: FAILED ({})", item.name, nagios_text(hint)),
             None => format!("{server}.{}: FAILED", item.name),
         });
     }
@@ -179,6 +192,15 @@ mod tests {
              'always')\npg.receive-wal running: FAILED\n"
         );
         assert_eq!(code, NAGIOS_CRITICAL);
+        let odd = vec![item("archiver errors", false, Some("a|b\nc"))];
+        let (text, _) = render("pg", &odd, Form::Nagios);
+        assert_eq!(
+            text,
+            "BARMAN CRITICAL - server pg has issues * pg FAILED: archiver errors\n\
+             pg.archiver errors: FAILED (a/b c)\n"
+        );
+        let (text, _) = render("pg", &odd, Form::Console);
+        assert_eq!(text, "Server pg:\n\tarchiver errors: FAILED (a|b c)\n");
         let (text, code) = render("pg", &bad, Form::Json);
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["pg"]["archive_mode"]["status"], "FAILED");
