@@ -56,7 +56,7 @@ pub enum Command {
         json: bool,
         /// Also write the figures as Prometheus gauges to FILE (replaced whole: for
         /// node_exporter's textfile collector, a `*.prom` file in its directory).
-        #[arg(long, value_name = "FILE", env = "WALPIPE_PROMETHEUS")]
+        #[arg(long, value_name = "FILE", env = "WALPIPE_STATUS_PROMETHEUS")]
         prometheus: Option<std::path::PathBuf>,
     },
 }
@@ -131,6 +131,6 @@ pub struct OutputArgs {
     /// Also write each item's verdict as a Prometheus gauge to FILE
     /// (`walpipe_check_ok{server,item}`, replaced whole: for node_exporter's textfile
     /// collector).
-    #[arg(long, value_name = "FILE", env = "WALPIPE_PROMETHEUS")]
+    #[arg(long, value_name = "FILE", env = "WALPIPE_CHECK_PROMETHEUS")]
     pub prometheus: Option<std::path::PathBuf>,
 }

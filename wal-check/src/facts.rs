@@ -66,8 +66,12 @@ pub struct Catalogue {
     pub count: usize,
     /// The stored bytes they add up to.
     pub total_size: u64,
-    /// The newest WAL's time (its file's mtime when archived), seconds since the epoch.
+    /// The newest WAL's time (its file's mtime when archived), seconds since the epoch:
+    /// the time of the last segment by name (Barman's rule; a bogus time on some other
+    /// line cannot mask a stale archive), when it is a time.
     pub newest_time: Option<f64>,
+    /// The last segment (or `.partial`) by name, and its recorded time.
+    pub newest: Option<(String, f64)>,
     /// The first and last segment (or `.partial`) of each timeline, and how many.
     pub timelines: std::collections::BTreeMap<u32, Span>,
 }
@@ -93,13 +97,39 @@ pub struct Queue {
     pub waiting: u64,
 }
 
-/// The receiver as its status file tells.
-#[derive(Debug, Clone, PartialEq)]
+/// The receiver as its status file and its lock tell.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReceiverFacts {
     /// The status, if there is one that reads.
     pub status: Option<Status>,
-    /// Whether the process it names runs now.
+    /// Why the status file is not one (a link, a fifo, garbage).
+    pub unreadable: Option<String>,
+    /// Whether the process it names runs now and holds the receiver's lock.
     pub running: bool,
+}
+
+/// A receiver runs when its lock (`.<server>-receive-wal.lock`) is held and the status
+/// names a live process by pid and start time, not stopped: a pid alone could be any
+/// process's by now.
+fn receiver_facts(lock_dir: &Path, server: &str) -> ReceiverFacts {
+    let (status, unreadable) = match Status::load(&receiver::status_path(lock_dir, server)) {
+        Ok(status) => (status, None),
+        Err(err) => (None, Some(err.to_string())),
+    };
+    let lock = lock_dir.join(format!(".{server}-receive-wal.lock"));
+    let running = status.as_ref().is_some_and(|status| {
+        status.state != "stopped"
+            && wal_core::lock::is_held(&lock) != Some(false)
+            && matches!(
+                (i32::try_from(status.pid), status.start_time),
+                (Ok(pid), Some(start)) if process::is_running(pid, start)
+            )
+    });
+    ReceiverFacts {
+        status,
+        unreadable,
+        running,
+    }
 }
 
 /// pg_receivewal on this machine.
@@ -126,6 +156,9 @@ pub struct ArchiveFacts {
     pub identity: std::result::Result<Option<(PathBuf, Identity)>, String>,
     /// The receiver.
     pub receiver: ReceiverFacts,
+    /// The directory two levels above a local archive that does not exist (its home:
+    /// a `--home` mistyped), when it does not exist either.
+    pub missing_archive: Option<PathBuf>,
 }
 
 impl ArchiveFacts {
@@ -143,27 +176,23 @@ impl ArchiveFacts {
             Some(local) => read_identity(&local),
             None => Ok(None),
         };
-        let receiver = places.lock_dir.as_ref().map_or(
-            ReceiverFacts {
-                status: None,
-                running: false,
-            },
-            |dir| {
-                let status = Status::read(&receiver::status_path(dir, &layout.server));
-                let running = status.as_ref().is_some_and(|status| {
-                    status.state != "stopped"
-                        && i32::try_from(status.pid).is_ok_and(|pid| match status.start_time {
-                            Some(start) => process::is_running(pid, start),
-                            None => process::alive(pid),
-                        })
-                });
-                ReceiverFacts { status, running }
-            },
-        );
+        let receiver = places
+            .lock_dir
+            .as_ref()
+            .map_or_else(ReceiverFacts::default, |dir| {
+                receiver_facts(dir, &layout.server)
+            });
+        // A first archive makes `<home>/<server>/wals`, so only a missing home (two
+        // levels up) says the place is wrong rather than new.
+        let missing_archive = layout.local().and_then(|local| {
+            let home = local.wals.parent()?.parent()?.to_path_buf();
+            (!local.wals.is_dir() && !home.as_os_str().is_empty() && !home.is_dir()).then_some(home)
+        });
         ArchiveFacts {
+            missing_archive,
             catalogue,
-            incoming: places.incoming.as_deref().map(queue),
-            streaming: places.streaming.as_deref().map(queue),
+            incoming: places.incoming.as_deref().map(|dir| queue(dir, false)),
+            streaming: places.streaming.as_deref().map(|dir| queue(dir, true)),
             errors: places.errors.as_deref().map(names).unwrap_or_default(),
             identity,
             receiver,
@@ -189,11 +218,6 @@ fn tally(xlogdb: &Xlogdb) -> Result<Catalogue> {
     xlogdb.scan_unlocked(|line| {
         catalogue.count += 1;
         catalogue.total_size = catalogue.total_size.saturating_add(line.size);
-        catalogue.newest_time = Some(
-            catalogue
-                .newest_time
-                .map_or(line.time, |t| t.max(line.time)),
-        );
         if let Ok(wal) = WalName::parse_file_name(&line.name)
             && matches!(wal.kind(), WalKind::Segment | WalKind::Partial)
         {
@@ -205,8 +229,20 @@ fn tally(xlogdb: &Xlogdb) -> Result<Catalogue> {
                 span.last.clone_from(&line.name);
             }
             span.count += 1;
+            if catalogue
+                .newest
+                .as_ref()
+                .is_none_or(|(name, _)| line.name > *name)
+            {
+                catalogue.newest = Some((line.name.clone(), line.time));
+            }
         }
     })?;
+    catalogue.newest_time = catalogue
+        .newest
+        .as_ref()
+        .map(|(_, time)| *time)
+        .filter(|time| time.is_finite());
     Ok(catalogue)
 }
 
@@ -219,13 +255,18 @@ fn read_identity(local: &ServerLayout) -> std::result::Result<Option<(PathBuf, I
         .map_err(|err| err.to_string())
 }
 
-/// The names of the entries of `dir` that are not hidden (none when it does not exist).
-fn names(dir: &Path) -> Vec<String> {
-    let mut found: Vec<String> = fs::read_dir(dir)
+/// The names of the entries of `dir`, as text (a name that is not UTF-8 still counts),
+/// with whether each is a regular file (none when `dir` does not exist or is no
+/// directory).
+fn entries(dir: &Path) -> Vec<(String, bool)> {
+    let mut found: Vec<(String, bool)> = fs::read_dir(dir)
         .map(|entries| {
             entries
-                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-                .filter(|name| !name.starts_with('.'))
+                .filter_map(Result::ok)
+                .map(|entry| {
+                    let regular = entry.file_type().is_ok_and(|t| t.is_file());
+                    (entry.file_name().to_string_lossy().into_owned(), regular)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -233,11 +274,23 @@ fn names(dir: &Path) -> Vec<String> {
     found
 }
 
-#[allow(clippy::case_sensitive_file_extension_comparisons)] // Barman's suffixes, as it matches them
-fn queue(dir: &Path) -> Queue {
-    let waiting = names(dir)
+/// Every entry of errors/, hidden ones too (Barman lists them all: a temp left there by
+/// a crash is worth a look).
+fn names(dir: &Path) -> Vec<String> {
+    entries(dir).into_iter().map(|(name, _)| name).collect()
+}
+
+/// The WAL files waiting in `dir`: regular files named as WAL (Barman's rule; hidden
+/// temps are not), `.partial`s included unless `partial_open`: in the streaming queue a
+/// `.partial` is pg_receivewal's open segment, not waiting.
+fn queue(dir: &Path, partial_open: bool) -> Queue {
+    let waiting = entries(dir)
         .iter()
-        .filter(|name| !name.ends_with(".tmp") && !name.ends_with(".partial"))
+        .filter(|(name, regular)| {
+            *regular
+                && WalName::parse_file_name(name)
+                    .is_ok_and(|wal| !(partial_open && wal.kind() == WalKind::Partial))
+        })
         .count();
     Queue {
         dir: dir.to_path_buf(),
@@ -355,8 +408,9 @@ pub struct ServerStatus {
     pub last_failed: Option<(String, String, f64)>,
     /// WAL archived per second since the statistics were reset.
     pub archived_per_second: Option<f64>,
-    /// How far the receiver's flushed WAL is behind the server: bytes and seconds
-    /// (`pg_stat_replication`), if it is connected.
+    /// How far what the receiver has written is behind the server: bytes and seconds
+    /// (`pg_stat_replication`'s `write_lsn` and `write_lag`: an asynchronous
+    /// pg_receivewal flushes only at segment ends), if it is connected.
     pub receiver_lag: Option<(i64, f64)>,
     /// The WAL the slot keeps on the server, in bytes, if the slot exists.
     pub slot_retained: Option<i64>,
@@ -417,8 +471,8 @@ pub fn ask_status(
     let name = application_name.to_owned();
     status.receiver_lag = db.ask("cannot read pg_stat_replication", move |client| {
         let rows = client.query(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::int8, \
-             coalesce(extract(epoch FROM flush_lag), 0)::float8 \
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)::int8, \
+             coalesce(extract(epoch FROM write_lag), 0)::float8 \
              FROM pg_stat_replication WHERE application_name = $1 \
              ORDER BY backend_start DESC LIMIT 1",
             &[&name],

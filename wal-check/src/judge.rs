@@ -107,8 +107,10 @@ pub fn judge(expect: &Expect, facts: &Facts) -> Vec<Item> {
 
 fn wal_archive(facts: &Facts, items: &mut Vec<Item>) {
     let archive = &facts.archive;
+    let failed = |hint: String| Item::new("WAL archive", false, Some(hint));
     let item = match &archive.catalogue {
-        Err(why) if !archive.wal_arrived() => Item::new("WAL archive", false, Some(why.clone())),
+        // A catalogue that cannot be read says nothing about what was archived: never OK.
+        Err(why) => failed(why.clone()),
         Ok(catalogue) if catalogue.count > 0 => Item::new("WAL archive", true, None),
         _ if archive.wal_arrived() => {
             let waiting: u64 = [&archive.incoming, &archive.streaming]
@@ -124,13 +126,14 @@ fn wal_archive(facts: &Facts, items: &mut Vec<Item>) {
                 )),
             )
         }
-        _ => {
-            let hint = match &facts.switch_error {
-                Some(why) => format!("please make sure WAL shipping is setup ({why})"),
-                None => "please make sure WAL shipping is setup".to_owned(),
-            };
-            Item::new("WAL archive", false, Some(hint))
-        }
+        _ => match (&archive.missing_archive, &facts.switch_error) {
+            (Some(dir), _) => failed(format!(
+                "{} does not exist: is --home right?",
+                dir.display()
+            )),
+            (None, Some(why)) => failed(format!("please make sure WAL shipping is setup ({why})")),
+            (None, None) => failed("please make sure WAL shipping is setup".into()),
+        },
     };
     items.push(item);
 }
@@ -260,9 +263,13 @@ fn wal_age_and_size(expect: &Expect, facts: &Facts, items: &mut Vec<Item>) {
             )
         }
     });
-    let size = catalogue.map_or(0, |c| c.total_size);
-    let mut item = Item::new("wal size", true, Some(pretty_size(size)));
-    item.perfdata = Some(size);
+    // Unknown when the catalogue cannot be read: no figure rather than a false 0.
+    let mut item = Item::new(
+        "wal size",
+        true,
+        Some(catalogue.map_or_else(|| "unknown".to_owned(), |c| pretty_size(c.total_size))),
+    );
+    item.perfdata = catalogue.map(|c| c.total_size);
     items.push(item);
 }
 
@@ -352,20 +359,33 @@ fn streaming(expect: &Expect, facts: &Facts, items: &mut Vec<Item>) {
         }),
     ));
     let receiver = &facts.archive.receiver;
-    let hint = (!receiver.running).then(|| match &receiver.status {
-        None => format!(
+    let waiting = receiver
+        .status
+        .as_ref()
+        .is_some_and(|status| status.state == "waiting");
+    let ok = receiver.running && !waiting;
+    let hint = (!ok).then(|| match (&receiver.unreadable, &receiver.status) {
+        (Some(why), _) => why.clone(),
+        (None, None) => format!(
             "no wal-receive has streamed for server {}: start 'wal-receive stream'",
             expect.server
         ),
-        Some(status) => match &status.last_error {
-            Some(why) => format!(
-                "wal-receive (pid {}) is not running; its last error: {why}",
-                status.pid
-            ),
-            None => format!("wal-receive (pid {}) is not running", status.pid),
-        },
+        (None, Some(status)) => {
+            let error = status
+                .last_error
+                .as_ref()
+                .map_or(String::new(), |why| format!("; its last error: {why}"));
+            if receiver.running {
+                format!(
+                    "wal-receive (pid {}) waits to restart pg_receivewal{error}",
+                    status.pid
+                )
+            } else {
+                format!("wal-receive (pid {}) is not running{error}", status.pid)
+            }
+        }
     });
-    items.push(Item::new("receive-wal running", receiver.running, hint));
+    items.push(Item::new("receive-wal running", ok, hint));
 }
 
 /// `15.4` for 150004, `9.6.24` for 90624.
@@ -452,7 +472,7 @@ mod tests {
                 catalogue: Ok(Catalogue {
                     count: 1,
                     total_size: 100,
-                    newest_time: Some(newest),
+                    newest_time: Some(newest).filter(|t| t.is_finite()),
                     ..Catalogue::default()
                 }),
                 incoming: Some(Queue {
@@ -462,10 +482,8 @@ mod tests {
                 streaming: None,
                 errors: Vec::new(),
                 identity: Ok(None),
-                receiver: ReceiverFacts {
-                    status: None,
-                    running: false,
-                },
+                receiver: ReceiverFacts::default(),
+                missing_archive: None,
             },
             server: Ok(server()),
             switch_error: None,
@@ -487,8 +505,15 @@ mod tests {
             let items = judge(&expect(), &facts(newest));
             assert!(!find(&items, "wal maximum age").ok, "{newest}");
         }
+        assert!(!find(&judge(&expect(), &facts(f64::INFINITY)), "wal maximum age").ok);
         // In the future (a clock set wrong): no age.
-        assert!(find(&judge(&expect(), &facts(f64::INFINITY)), "wal maximum age").ok);
+        assert!(
+            find(
+                &judge(&expect(), &facts(1_000_000.0 + 1000.0)),
+                "wal maximum age"
+            )
+            .ok
+        );
     }
 
     /// Failed and never archived: Barman is silent; walpipe fails the item, naming the

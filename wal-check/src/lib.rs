@@ -57,6 +57,15 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Writes the metrics file after the report: a file that cannot be written is said on
+/// stderr and leaves the report's verdict as it is (its staleness is what an alert on
+/// `walpipe_status_timestamp_seconds` sees).
+fn write_metrics(metrics: &prometheus::Metrics, path: &std::path::Path) {
+    if let Err(err) = metrics.write(path) {
+        eprintln!("{TOOL}: --prometheus: {err}");
+    }
+}
+
 fn write_out(out: &mut dyn std::io::Write, text: &str) -> Result<()> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -96,9 +105,6 @@ fn status(
         slot: server.pg.slot.clone(),
         now: now(),
     };
-    if let Some(path) = prometheus {
-        status::metrics(&facts).write(path)?;
-    }
     let lines = status::lines(&facts);
     let text = if json {
         status::json_report(&facts.server, &lines)
@@ -106,6 +112,9 @@ fn status(
         status::console(&facts.server, &lines)
     };
     write_out(out, &text)?;
+    if let Some(path) = prometheus {
+        write_metrics(&status::metrics(&facts), path);
+    }
     Ok(ExitCode::Ok.into())
 }
 
@@ -148,6 +157,7 @@ fn check(
     if let Ok(found) = &server_facts
         && !archive.wal_arrived()
         && archive.catalogue.is_ok()
+        && archive.missing_archive.is_none()
     {
         if found.in_recovery {
             switch_error = Some("a standby cannot switch WAL".into());
@@ -182,11 +192,11 @@ fn check(
     } else {
         Form::Console
     };
-    if let Some(path) = &output.prometheus {
-        report::metrics(&expect.server, &items).write(path)?;
-    }
     let (text, code) = report::render(&expect.server, &items, form);
     write_out(out, &text)?;
+    if let Some(path) = &output.prometheus {
+        write_metrics(&report::metrics(&expect.server, &items), path);
+    }
     Ok(if code == 0 {
         ExitCode::Ok.into()
     } else {

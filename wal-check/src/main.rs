@@ -9,6 +9,17 @@ use wal_check::{TOOL, run};
 fn main() -> ExitCode {
     let args = match wal_core::cli::parse_args::<Args>() {
         Ok(args) => args,
+        // A Nagios check that cannot run is UNKNOWN (3), with a status line; clap has
+        // said why on stderr.
+        Err(status)
+            if status != ExitCode::SUCCESS && std::env::args().any(|arg| arg == "--nagios") =>
+        {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout(),
+                b"BARMAN UNKNOWN - wal-check: bad arguments (see its stderr)\n",
+            );
+            return ExitCode::from(wal_check::report::NAGIOS_UNKNOWN);
+        }
         Err(status) => return status,
     };
     let nagios = args.nagios();
@@ -17,7 +28,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if nagios => {
             // A check that could not run is UNKNOWN to Nagios, and says why on stdout.
-            let line = format!("BARMAN UNKNOWN - {err}\n");
+            let line = format!(
+                "BARMAN UNKNOWN - {}\n",
+                wal_check::report::one_line(&err.to_string()).replace('|', "/")
+            );
             let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
             ExitCode::from(wal_check::report::NAGIOS_UNKNOWN)
         }

@@ -51,7 +51,18 @@ impl Metrics {
     }
 
     /// Replaces `path` with the exposition, durably, readable by the collector's user.
+    /// Only a regular file is replaced: a link, a device (`/dev/null`) or a directory
+    /// there is refused, untouched.
     pub fn write(&self, path: &Path) -> Result<()> {
+        if let Ok(meta) = std::fs::symlink_metadata(path)
+            && !meta.file_type().is_file()
+        {
+            return Err(wal_core::WalError::Config(format!(
+                "{}: not a regular file: the metrics file is replaced whole, so it must be \
+                 one (or not exist yet)",
+                path.display()
+            )));
+        }
         durable::replace_durably(path, |file| {
             file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
             std::io::Write::write_all(file, self.text.as_bytes())

@@ -286,6 +286,12 @@ pub fn metrics(facts: &StatusFacts) -> Metrics {
     if let Ok(status) = &facts.server_status {
         server_metrics(&mut m, status, &label);
     }
+    m.gauge(
+        "walpipe_archive_catalogue_ok",
+        "Whether the archive's catalogue could be read (1) or not (0): without it the archive gauges are absent.",
+        &label,
+        bool_value(facts.archive.catalogue.is_ok()),
+    );
     if let Ok(catalogue) = &facts.archive.catalogue {
         #[allow(clippy::cast_precision_loss)]
         let files = catalogue.count as f64;

@@ -311,17 +311,21 @@ fn the_archives_files_fail(fx: &Fixture) {
     for n in 1..=3 {
         fs::write(incoming.join(format!("00000001000000000000000{n}")), b"x").unwrap();
     }
+    // A .partial handed to archive_command waits like any WAL; a hidden temp, a
+    // directory and a name that is no WAL's do not.
     fs::write(incoming.join("00000001000000000000000A.partial"), b"x").unwrap();
     fs::write(incoming.join(".00000001000000000000000B.tmp"), b"x").unwrap();
-    let (code, items) = fx.items(&["--max-incoming-wals-queue", "3"]);
+    fs::write(incoming.join("README"), b"x").unwrap();
+    fs::create_dir(incoming.join("000000010000000000000009")).unwrap();
+    let (code, items) = fx.items(&["--max-incoming-wals-queue", "4"]);
     assert_eq!(code, 0, "{items:#?}");
     assert!(!items.contains_key("incoming WALs directory"));
-    let (code, items) = fx.items(&["--max-incoming-wals-queue", "2"]);
+    let (code, items) = fx.items(&["--max-incoming-wals-queue", "3"]);
     assert_eq!(code, 1);
     failed(
         &items,
         "incoming WALs directory",
-        "there are too many WALs in queue: 3, max 2",
+        "there are too many WALs in queue: 4, max 3",
     );
     let (code, items) = fx.items(&["--archiver", "off"]);
     assert_eq!(code, 1);

@@ -196,10 +196,192 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
             "{what}: {}",
             text(&out)
         );
-        assert!(stdout.contains("\treceive-wal running: FAILED (no wal-receive has streamed"));
+        assert!(
+            stdout.contains("\treceive-wal running: FAILED (")
+                && stdout.contains("not a receiver status"),
+            "{what}: {}",
+            text(&out)
+        );
         assert!(stdout.contains("\tarchiver errors: OK\n"));
         assert!(out.stderr.is_empty(), "{what}: {}", text(&out));
         assert_eq!(tree(&home), before, "{what}: the check changed the home");
         assert_eq!(fs::read_to_string(&outside).unwrap(), outside_text);
     }
+}
+
+const NOWHERE: &str = "host=127.0.0.1 port=1 connect_timeout=2";
+
+/// `check` with no server reachable, bounded in time.
+fn run(home: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--dbname", NOWHERE, "--check-timeout=3"];
+    all.extend(args);
+    let started = Instant::now();
+    let out = check(home, &all);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    out
+}
+
+/// The console line of item `name`.
+fn item(out: &Output, name: &str) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("\t{name}: ")))
+        .unwrap_or_else(|| panic!("no {name}: {}", text(out)))
+        .to_owned()
+}
+
+/// What an attack found in the archive's files, each now an item that fails rather
+/// than a false OK or a flood: a queue of non-WAL entries, an unreadable catalogue with
+/// WAL in a queue, a catalogue line of a megabyte, a newest WAL whose time is no time.
+#[test]
+fn catalogues_and_queues_found_by_attack() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    let pg = home.join("pg");
+    fs::create_dir_all(pg.join("wals")).unwrap();
+    fs::create_dir_all(pg.join("incoming/subdir")).unwrap();
+    fs::write(pg.join("incoming/README.txt"), b"x").unwrap();
+    let xlogdb = pg.join("wals/pg-xlog.db");
+    // Non-WAL entries in a queue are not WAL that arrived.
+    let out = run(&home, &[]);
+    assert!(
+        item(&out, "WAL archive").starts_with("\tWAL archive: FAILED"),
+        "{}",
+        text(&out)
+    );
+    // A catalogue that cannot be read fails, whatever waits in the queue.
+    fs::write(pg.join("incoming/000000010000000000000003"), b"x").unwrap();
+    fs::write(&xlogdb, "000000010000000000000001\t-5\t1.0\tNone\tNone\n").unwrap();
+    let out = run(&home, &["--nagios"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("pg_wals="),
+        "{}",
+        text(&out)
+    );
+    let out = run(&home, &[]);
+    assert!(
+        item(&out, "WAL archive").contains("line 1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(item(&out, "wal size"), "\twal size: OK (unknown)");
+    // A megabyte line is not read whole nor echoed.
+    let mut long = "0".repeat(1 << 20);
+    long.push('\n');
+    fs::write(&xlogdb, long).unwrap();
+    let out = run(&home, &[]);
+    assert!(out.stdout.len() < 4096, "{} bytes", out.stdout.len());
+    assert!(
+        item(&out, "WAL archive").contains("over 4096 bytes"),
+        "{}",
+        text(&out)
+    );
+    // The newest segment's time is no time: no age, and not OK.
+    fs::write(
+        &xlogdb,
+        "000000010000000000000001\t10\t1.0\tNone\tNone\n000000010000000000000002\t10\tinf\tNone\tNone\n",
+    )
+    .unwrap();
+    let out = run(&home, &["--last-wal-maximum-age", "1 hours"]);
+    assert!(
+        item(&out, "wal maximum age").contains("FAILED (No WAL files archived)"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// What an attack found around the receiver and the outputs: a status naming pid 1 is
+/// no running receiver; a status file that is a fifo or /dev/zero is said, without a hang
+/// or a flood; a metrics path that is a link is left alone while the report is printed;
+/// a mistyped home is said and no WAL switched for it; bad arguments under --nagios are
+/// UNKNOWN.
+#[test]
+fn receivers_and_outputs_found_by_attack() {
+    let work = WorkDir::new();
+    let home = work.mkdir_owned("home");
+    fs::create_dir_all(home.join("pg/wals")).unwrap();
+    let status = home.join(".pg-receive-wal.json");
+    let stat_of_1 = fs::read_to_string("/proc/1/stat").unwrap();
+    let start_of_1 = stat_of_1
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap();
+    for start in ["null", start_of_1] {
+        fs::write(
+            &status,
+            format!(
+                "{{\"pid\": 1, \"start_time\": {start}, \"server\": \"pg\", \"state\": \"streaming\", \
+                 \"application_name\": \"x\", \"synchronous\": false, \"child\": null, \"slot\": null, \
+                 \"last_segment\": null, \"last_lsn\": null, \"timeline\": null, \"restarts\": 0, \
+                 \"last_error\": null, \"updated\": 0}}"
+            ),
+        )
+        .unwrap();
+        let out = run(&home, &["--streaming-archiver=on"]);
+        assert!(
+            item(&out, "receive-wal running")
+                .contains("FAILED (wal-receive (pid 1) is not running"),
+            "{}",
+            text(&out)
+        );
+    }
+    fs::remove_file(&status).unwrap();
+    nix::unistd::mkfifo(&status, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = run(&home, &["--streaming-archiver=on"]);
+    assert!(
+        item(&out, "receive-wal running").contains("not a regular file"),
+        "{}",
+        text(&out)
+    );
+    fs::remove_file(&status).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &status).unwrap();
+    let out = run(&home, &["--streaming-archiver=on"]);
+    assert!(
+        item(&out, "receive-wal running").contains("symbolic link"),
+        "{}",
+        text(&out)
+    );
+    // A metrics path that is a link: the report is printed, the link and its target stay.
+    let target = work.join("target.prom");
+    fs::write(&target, b"keep").unwrap();
+    let link = work.join("walpipe.prom");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = run(&home, &["--prometheus", link.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("Server pg:"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+    // A mistyped home: said, and nothing made there.
+    let out = check(&work.join("hmoe"), &["--dbname", NOWHERE]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hmoe does not exist: is --home right?"),
+        "{}",
+        text(&out)
+    );
+    assert!(!work.join("hmoe").exists());
+    // Bad arguments under --nagios are Nagios' UNKNOWN.
+    let out = check(&home, &["--nagios", "--max-incoming-wals-queue=-1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("BARMAN UNKNOWN - "));
 }

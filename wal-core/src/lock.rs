@@ -72,6 +72,37 @@ impl LockFile {
     }
 }
 
+/// Whether some process holds a flock on the file at `path`, seen in `/proc/locks` (by
+/// device and inode), without opening or locking it: a reader (a check) must neither
+/// create the file nor, by taking the lock a moment, make its owner's start fail.
+/// No such file is a lock nobody holds; `None` when /proc does not tell.
+#[must_use]
+pub fn is_held(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Some(false);
+    };
+    if !meta.file_type().is_file() {
+        return Some(false);
+    }
+    let device = meta.dev();
+    // As the kernel prints it: MAJOR:MINOR (hex) and the inode (decimal).
+    let wanted = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(device),
+        nix::sys::stat::minor(device),
+        meta.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF`; a blocked waiter's line
+        // has `->` after the number.
+        let fields: Vec<&str> = fields.into_iter().filter(|f| *f != "->").collect();
+        fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str())
+    }))
+}
+
 /// Barman's xlog.db lock file for `server`.
 #[must_use]
 pub fn xlogdb_lock_path(lock_dir: &Path, server: &str) -> PathBuf {
@@ -98,7 +129,10 @@ mod tests {
         assert!(LockFile::try_acquire(&path).unwrap().is_none());
         let pid = std::fs::read_to_string(held.path()).unwrap();
         assert_eq!(pid.trim(), std::process::id().to_string());
+        assert_eq!(is_held(&path), Some(true));
         drop(held);
+        assert_eq!(is_held(&path), Some(false));
         assert!(LockFile::acquire(&path).is_ok());
+        assert_eq!(is_held(&dir.path().join("missing")), Some(false));
     }
 }

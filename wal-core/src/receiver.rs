@@ -7,8 +7,10 @@
 //! renamed) at each change, so a reader never sees half of one. The pid and its start
 //! time tell a running receiver from one that is gone.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::error::Result;
 use crate::{WalError, durable, process};
@@ -47,6 +49,12 @@ pub struct Status {
     pub updated: f64,
 }
 
+/// The most a status file may hold (it holds a few hundred bytes).
+const STATUS_MAX: u64 = 64 * 1024;
+
+/// How long `pg_receivewal --version` may take.
+const VERSION_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Where the status of `server` is kept.
 #[must_use]
 pub fn status_path(lock_dir: &Path, server: &str) -> PathBuf {
@@ -69,11 +77,33 @@ impl Status {
         }
     }
 
-    /// The status at `path`, if there is one that reads.
+    /// The status at `path`, if there is one that reads (see [`Status::load`]).
     #[must_use]
     pub fn read(path: &Path) -> Option<Status> {
-        let bytes = std::fs::read(path).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        Status::load(path).ok().flatten()
+    }
+
+    /// The status at `path`: `None` when there is none, an error naming the file when it
+    /// is not one of ours (a link, a fifo, a device, garbage, over 64 KiB): the status
+    /// file is read by others (a check), and must never hang or flood them.
+    pub fn load(path: &Path) -> Result<Option<Status>> {
+        let file = match durable::open_regular(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(WalError::io("cannot read the receiver's status", path, e)),
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, STATUS_MAX + 1), &mut bytes)
+            .map_err(|e| WalError::io("cannot read the receiver's status", path, e))?;
+        if bytes.len() as u64 > STATUS_MAX {
+            return Err(WalError::Config(format!(
+                "{}: not a receiver status (over {STATUS_MAX} bytes)",
+                path.display()
+            )));
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            WalError::Config(format!("{}: not a receiver status ({e})", path.display()))
+        })
     }
 
     /// Writes the status to `path`, whole.
@@ -114,12 +144,7 @@ pub fn find_pg_receivewal(given: Option<&Path>, server_major: u32) -> Result<Pat
 /// 15.18 (Debian …)` → 15), as Barman reads it: parenthesised text removed, the second
 /// word.
 pub fn client_major(binary: &Path) -> Result<u32> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| WalError::io("cannot run", binary, e))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = version_line(binary)?;
     major_of_version_line(&text).ok_or_else(|| {
         WalError::Config(format!(
             "{}: not a pg_receivewal (its --version said {:?})",
@@ -127,6 +152,50 @@ pub fn client_major(binary: &Path) -> Result<u32> {
             text.trim()
         ))
     })
+}
+
+/// What `binary --version` prints first (at most 4 KiB), within [`VERSION_DEADLINE`]:
+/// a program that hangs or floods is killed, with whatever it started (its own process
+/// group), and is no pg_receivewal.
+fn version_line(binary: &Path) -> Result<String> {
+    let not_one =
+        |why: &str| WalError::Config(format!("{}: not a pg_receivewal ({why})", binary.display()));
+    if std::fs::metadata(binary).is_ok_and(|m| m.is_dir()) {
+        return Err(not_one("a directory"));
+    }
+    let mut child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| WalError::io("cannot run", binary, e))?;
+    let group = i32::try_from(child.id())
+        .map(nix::unistd::Pid::from_raw)
+        .ok();
+    let stdout = child.stdout.take();
+    let (sender, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(out) = stdout {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(out, 4096), &mut text);
+        }
+        let _ = sender.send(text);
+    });
+    let text = said.recv_timeout(VERSION_DEADLINE);
+    // Done or not, nothing it started outlives the question.
+    if let Some(group) = group {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = child.wait();
+    let text = text.map_err(|_| {
+        not_one(&format!(
+            "--version did not answer within {} s",
+            VERSION_DEADLINE.as_secs()
+        ))
+    })?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
 /// See [`client_major`].

@@ -22,6 +22,9 @@ use crate::durable;
 use crate::error::{IoContext, Result, WalError};
 use crate::lock::{LockFile, xlogdb_lock_path};
 
+/// The longest catalogue line a reader takes (a real one is under 100 bytes).
+const LINE_MAX: u64 = 4096;
+
 /// One xlog.db line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct XlogLine {
@@ -229,24 +232,35 @@ impl Xlogdb {
             Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
         };
         let mut reader = BufReader::new(file);
-        let mut line = String::new();
+        let mut line = Vec::new();
         for index in 1u64.. {
             line.clear();
-            if reader
-                .read_line(&mut line)
-                .context("cannot read", &self.path)?
-                == 0
-                || !line.ends_with('\n')
-            {
-                return Ok(());
-            }
-            if line.trim().is_empty() {
-                continue;
-            }
-            each(XlogLine::parse(&line).ok_or_else(|| WalError::BadXlogLine {
+            // A catalogue line is under 100 bytes: a longer one is no line of ours, and
+            // is not read whole (nor echoed whole).
+            let read = io::Read::take(&mut reader, LINE_MAX + 1)
+                .read_until(b'\n', &mut line)
+                .context("cannot read", &self.path)?;
+            let complete = line.ends_with(b"\n");
+            let bad = |why: &str| WalError::BadXlogLine {
                 path: self.path.clone(),
                 line: index,
-                text: line.trim_end().to_owned(),
+                text: why.to_owned(),
+            };
+            if read == 0 || (!complete && line.len() as u64 <= LINE_MAX) {
+                return Ok(());
+            }
+            if !complete {
+                return Err(bad(&format!("over {LINE_MAX} bytes")));
+            }
+            let Ok(text) = std::str::from_utf8(&line) else {
+                return Err(bad("not UTF-8 text"));
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            each(XlogLine::parse(text).ok_or_else(|| {
+                let shown: String = text.trim_end().chars().take(60).collect();
+                bad(&shown)
             })?);
         }
         Ok(())

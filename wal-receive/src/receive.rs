@@ -177,6 +177,15 @@ pub fn stop_orphan(previous: &Status, grace: Duration) -> bool {
     if !wal_core::process::is_running(pid, start) {
         return false;
     }
+    // The status file is input: only a pg_receivewal is ever stopped from it.
+    let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if command.trim_end() != "pg_receivewal" {
+        eprintln!(
+            "Not stopping pid {pid}, named by the status file as pg_receivewal: it is {:?}",
+            command.trim_end()
+        );
+        return false;
+    }
     eprintln!("Stopping pg_receivewal (pid {pid}) left running by a receiver that was killed");
     let target = nix::unistd::Pid::from_raw(pid);
     let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGINT);
@@ -184,7 +193,9 @@ pub fn stop_orphan(previous: &Status, grace: Duration) -> bool {
     while wal_core::process::is_running(pid, start) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+    if wal_core::process::is_running(pid, start) {
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+    }
     true
 }
 

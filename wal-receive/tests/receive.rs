@@ -397,3 +397,69 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is ahead of PostgreSQL"));
     assert!(ahead.exists());
 }
+
+/// What an attack found: a `pg_receivewal --version` that never answers is given 10 s,
+/// then killed with what it started, and the receiver stops with 78 naming it; a status
+/// file naming some other live process as the orphaned pg_receivewal does not get that
+/// process signalled.
+#[test]
+fn a_hanging_pg_receivewal_and_a_status_naming_another_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = i32::try_from(sleeper.id()).unwrap();
+    let start = wal_core::process::start_time(pid).unwrap();
+    fs::write(
+        fx.home.join(".pg-receive-wal.json"),
+        format!(
+            "{{\"pid\": 999999, \"start_time\": 1, \"server\": \"pg\", \"state\": \"streaming\", \
+             \"application_name\": \"x\", \"synchronous\": false, \"child\": [{pid}, {start}], \
+             \"slot\": null, \"last_segment\": null, \"last_lsn\": null, \"timeline\": null, \
+             \"restarts\": 0, \"last_error\": null, \"updated\": 0}}"
+        ),
+    )
+    .unwrap();
+    let hang = fx.work.join("hang");
+    fs::write(&hang, "#!/bin/sh\nsleep 100077\n").unwrap();
+    fs::set_permissions(&hang, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(walpipe_tests::paths::target_bin("wal-receive"));
+    walpipe_tests::clean_command(&mut cmd);
+    let started = Instant::now();
+    let out = cmd
+        .arg("stream")
+        .arg("--home")
+        .arg(&fx.home)
+        .args(["--server", "pg", "--dbname", &fx.pg.conninfo(), "--once"])
+        .arg("--pg-receivewal")
+        .arg(&hang)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--version did not answer within 10 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("Not stopping pid {pid}")),
+        "{stderr}"
+    );
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "the sleep was signalled"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // Nothing the hanging --version started is left.
+    let left = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|cmdline| cmdline.windows(6).any(|w| w == b"100077"));
+    assert!(!left, "the hanging --version's sleep is still running");
+}

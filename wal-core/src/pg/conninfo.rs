@@ -239,7 +239,14 @@ fn password_from_file(
     if meta.permissions().mode() & 0o077 != 0 {
         return None;
     }
-    let text = std::fs::read_to_string(file).ok()?;
+    // As libpq: only a regular file (never a fifo, which would hang us), and not a huge
+    // one.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(crate::durable::open_regular(file).ok()?, 1 << 20),
+        &mut text,
+    )
+    .ok()?;
     // A socket directory is "localhost" to the password file, as to libpq.
     let host = if host.starts_with('/') {
         "localhost"
