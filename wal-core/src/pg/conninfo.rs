@@ -171,11 +171,29 @@ impl Conninfo {
                  socket or a trusted network)"
             )));
         }
+        // libpq: an empty value is no value; a list (`a,b`) is tried in turn, which this
+        // connection does not do: refused rather than taken as one host's name.
         let host = settings
             .get("host")
             .cloned()
-            .or_else(|| self.get("hostaddr").map(str::to_owned))
+            .filter(|host| !host.is_empty())
+            .or_else(|| {
+                self.get("hostaddr")
+                    .map(str::to_owned)
+                    .filter(|h| !h.is_empty())
+            })
             .unwrap_or_else(|| "/var/run/postgresql".into());
+        for (key, value) in [
+            ("host", &host),
+            ("port", &settings.get("port").cloned().unwrap_or_default()),
+        ] {
+            if value.contains(',') {
+                return Err(WalError::Usage(format!(
+                    "--dbname: {key}={value}: lists of hosts or ports are not supported; \
+                     name one server"
+                )));
+            }
+        }
         let port = match settings.get("port") {
             Some(port) => port
                 .parse::<u16>()
@@ -339,6 +357,23 @@ mod tests {
             .sql_config_with(env)
             .unwrap();
         assert_eq!(config.get_ports(), &[7000]);
+        // An empty host is libpq's default socket directory (what was given, even empty,
+        // is not asked of the environment); lists are refused.
+        let config = Conninfo::parse("host=")
+            .unwrap()
+            .sql_config_with(env)
+            .unwrap();
+        assert_eq!(
+            config.get_hosts(),
+            &[postgres::config::Host::Unix("/var/run/postgresql".into())]
+        );
+        for list in ["host=a,b", "port=5432,5433"] {
+            let err = Conninfo::parse(list)
+                .unwrap()
+                .sql_config_with(env)
+                .unwrap_err();
+            assert!(err.to_string().contains("lists of hosts or ports"), "{err}");
+        }
         assert_eq!(config.get_user(), Some("barman"));
         assert_eq!(config.get_dbname(), Some("barman"));
         let err = Conninfo::parse("sslmode=require")
