@@ -294,7 +294,30 @@ fn systemid(facts: &Facts) -> Item {
                 )),
             )
         }
+        Ok(Some((path, identity)))
+            if !identity.version.is_empty() && identity.version != major_text(server.version) =>
+        {
+            Item::new(
+                name,
+                false,
+                Some(format!(
+                    "the archive holds PostgreSQL {} WAL (\"{}\"), the server is PostgreSQL {}",
+                    identity.version,
+                    path.display(),
+                    major_text(server.version)
+                )),
+            )
+        }
         Ok(Some(_)) => Item::new(name, true, None),
+    }
+}
+
+/// The major release as PostgreSQL names it in WAL (`15`, `9.6`).
+fn major_text(version: u32) -> String {
+    if version >= 100_000 {
+        (version / 10_000).to_string()
+    } else {
+        format!("{}.{}", version / 10_000, version / 100 % 100)
     }
 }
 
@@ -514,6 +537,42 @@ mod tests {
             )
             .ok
         );
+    }
+
+    /// The archive's identity against the server's: another system, another release.
+    #[test]
+    fn the_archives_identity_against_the_servers() {
+        let with = |systemid: u64, version: &str| {
+            let mut f = facts(1_000_000.0);
+            f.archive.identity = Ok(Some((
+                "/h/pg/identity.json".into(),
+                wal_core::identity::Identity {
+                    system_identifier: systemid,
+                    version: version.into(),
+                },
+            )));
+            judge(&expect(), &f)
+        };
+        assert!(find(&with(7, "15"), "systemid coherence").ok);
+        assert!(find(&with(7, ""), "systemid coherence").ok);
+        let other = with(8, "15");
+        assert!(
+            find(&other, "systemid coherence")
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("changed")
+        );
+        let older = with(7, "14");
+        let item = find(&older, "systemid coherence");
+        assert!(!item.ok);
+        assert_eq!(
+            item.hint.as_deref(),
+            Some(
+                "the archive holds PostgreSQL 14 WAL (\"/h/pg/identity.json\"), the server is PostgreSQL 15"
+            )
+        );
+        assert_eq!(major_text(90_624), "9.6");
     }
 
     /// Failed and never archived: Barman is silent; walpipe fails the item, naming the
