@@ -460,6 +460,45 @@ pub fn open_decompressed(path: &Path) -> io::Result<(Option<Compression>, Box<dy
     })
 }
 
+/// A stored file's content, as far as can be read without a key.
+#[allow(missing_debug_implementations)] // holds a decoder
+pub enum Plaintext {
+    /// An OpenPGP message: its plaintext needs the key.
+    Encrypted,
+    /// The plaintext, decompressed as the file's magic says (`None`: stored plain).
+    Readable {
+        /// The compression found.
+        compression: Option<Compression>,
+        /// The decompressed bytes.
+        reader: Box<dyn Read>,
+    },
+}
+
+/// Opens the plaintext of a stored file (`file`, already opened by the caller, who
+/// decided it may be read): encryption and compression told by the magic bytes, as
+/// Barman tells them. The decoder is bounded as [`decoder`] says.
+pub fn open_plaintext(file: File) -> io::Result<Plaintext> {
+    let probe = MAGIC_MAX_LENGTH.max(crate::openpgp::HEAD_LENGTH);
+    let mut reader = BufReader::with_capacity(BUFFER_SIZE, file);
+    let mut magic = Vec::with_capacity(probe);
+    (&mut reader).take(probe as u64).read_to_end(&mut magic)?;
+    if crate::openpgp::identify(&magic).is_some() {
+        return Ok(Plaintext::Encrypted);
+    }
+    let compression = Compression::identify(&magic);
+    let content = io::Cursor::new(magic).chain(reader);
+    Ok(match compression {
+        None => Plaintext::Readable {
+            compression,
+            reader: Box::new(content),
+        },
+        Some(algorithm) => Plaintext::Readable {
+            compression,
+            reader: decoder(algorithm, BufReader::with_capacity(BUFFER_SIZE, content))?,
+        },
+    })
+}
+
 /// True when two readers yield the same bytes. Compares in fixed-size chunks (memory
 /// flat), stops at the first difference and reads both to their end otherwise, so a
 /// decoder's trailer checks run before the answer is `true`.

@@ -73,6 +73,8 @@ pub enum Outcome {
     Deleted,
     /// Copied out of the archive.
     Fetched,
+    /// Opened whole and found to be the WAL its name promises (wal-verify).
+    Verified,
 }
 
 impl Outcome {
@@ -86,6 +88,7 @@ impl Outcome {
             Outcome::Unknown => "unknown",
             Outcome::Deleted => "deleted",
             Outcome::Fetched => "fetched",
+            Outcome::Verified => "verified",
         }
     }
 }

@@ -9,13 +9,13 @@
 //! it is written out, where the file is plain.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
-use wal_core::compression::{Compression, MAGIC_MAX_LENGTH};
+use wal_core::codec::{Plaintext, open_plaintext};
 use wal_core::error::{IoContext, Result};
 use wal_core::shape::{self, LongHeader};
-use wal_core::{WalError, WalName, openpgp};
+use wal_core::{WalError, WalName};
 
 /// What a check found out about a file's plaintext.
 #[derive(Debug)]
@@ -34,28 +34,29 @@ pub enum Seen {
 /// arrived compressed in a queue, whose plaintext nobody has checked.
 pub fn check_file(name: &WalName, path: &Path, file: File, whole: bool) -> Result<Seen> {
     let file_size = file.metadata().context("cannot stat", path)?.len();
-    let mut reader = BufReader::new(file);
-    let mut magic = Vec::with_capacity(MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH));
-    (&mut reader)
-        .take(MAGIC_MAX_LENGTH.max(openpgp::HEAD_LENGTH) as u64)
-        .read_to_end(&mut magic)
-        .context("cannot read", path)?;
-    if openpgp::identify(&magic).is_some() {
-        return Ok(Seen::Encrypted);
-    }
-    let compression = Compression::identify(&magic);
-    let rest = std::io::Cursor::new(magic).chain(reader);
+    let (compression, mut reader) = match open_plaintext(file) {
+        Ok(Plaintext::Encrypted) => return Ok(Seen::Encrypted),
+        Ok(Plaintext::Readable {
+            compression,
+            reader,
+        }) => (compression, reader),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::InvalidData
+                || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            return Err(corrupt(path, &format!("cannot decompress: {e}")));
+        }
+        Err(e) => return Err(WalError::io("cannot read", path, e)),
+    };
     let (head, size) = match compression {
         None => (
-            shape::read_head(name, rest).context("cannot read", path)?,
+            shape::read_head(name, reader).context("cannot read", path)?,
             Some(file_size),
         ),
         Some(algorithm) => {
             let undecodable =
                 |e: std::io::Error| corrupt(path, &format!("cannot decompress ({algorithm}): {e}"));
-            let mut decoder =
-                wal_core::codec::decoder(algorithm, BufReader::new(rest)).map_err(undecodable)?;
-            let head = shape::read_head(name, &mut decoder).map_err(undecodable)?;
+            let head = shape::read_head(name, &mut reader).map_err(undecodable)?;
             let size = if whole {
                 let claimed = shape::check_head(name, &head)
                     .ok()
@@ -64,7 +65,7 @@ pub fn check_file(name: &WalName, path: &Path, file: File, whole: bool) -> Resul
                         header.segment_size.bytes()
                     });
                 let rest = std::io::copy(
-                    &mut decoder.take(claimed.saturating_sub(head.len() as u64) + 1),
+                    &mut reader.take(claimed.saturating_sub(head.len() as u64) + 1),
                     &mut std::io::sink(),
                 )
                 .map_err(undecodable)?;

@@ -1,0 +1,33 @@
+//! The command line of wal-verify.
+
+use clap::Parser;
+
+/// Verifies the archive whose records arrive on stdin (`wal-scan archive`): every file
+/// is opened, decompressed and checked for the shape of WAL its name promises (with
+/// --deep, every page header), and every timeline for gaps along its history. Writes each
+/// record back, a failed one with its `error`; a summary goes to stderr (or, with --json,
+/// to stdout instead of the records).
+///
+/// Exit status: 0 everything holds; 65 a file is corrupt or WAL is missing; 64 bad usage;
+/// 74 the record stream itself failed.
+#[derive(Debug, Parser)]
+#[command(name = "wal-verify", version, about)]
+pub struct Args {
+    /// Check every page header of each segment (magic, flags, timeline, page address
+    /// advancing page by page), not only the first.
+    #[arg(long, env = "WALPIPE_DEEP", value_parser = clap::builder::FalseyValueParser::new())]
+    pub deep: bool,
+    /// Files verified at once [default: one per core].
+    #[arg(long, value_name = "N", env = "WALPIPE_JOBS")]
+    pub jobs: Option<usize>,
+    /// Print the summary as JSON on stdout (instead of the records), for a monitor.
+    #[arg(long)]
+    pub json: bool,
+    /// Look for gaps only from this WAL segment's position on (a base backup's first
+    /// WAL, say), on any timeline.
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
+    /// Look for gaps only up to this WAL segment's position.
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
+}
