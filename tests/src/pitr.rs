@@ -138,6 +138,31 @@ impl Primary {
     /// log).
     #[must_use]
     pub fn recover(&self, name: &str, restore_command: &str) -> PgCluster {
+        self.recover_with(name, restore_command, "archive_mode = off\n")
+    }
+
+    /// [`Primary::recover`], the recovered server archiving with `archive_command` (its
+    /// new timeline's history file, the old timeline's last segment as `.partial`, and
+    /// what it writes next go to the same archive).
+    #[must_use]
+    pub fn recover_archiving(
+        &self,
+        name: &str,
+        restore_command: &str,
+        archive_command: &str,
+    ) -> PgCluster {
+        assert!(
+            !archive_command.contains('\''),
+            "archive_command is quoted with single quotes: {archive_command}"
+        );
+        self.recover_with(
+            name,
+            restore_command,
+            &format!("archive_mode = on\narchive_command = '{archive_command}'\n"),
+        )
+    }
+
+    fn recover_with(&self, name: &str, restore_command: &str, archiving: &str) -> PgCluster {
         assert!(
             !restore_command.contains('\''),
             "restore_command is quoted with single quotes: {restore_command}"
@@ -154,7 +179,7 @@ impl Primary {
             "cp -a of the base backup",
         );
         let conf = format!(
-            "archive_mode = off\n\
+            "{archiving}\
              restore_command = '{restore_command}'\n\
              recovery_target_name = '{RESTORE_POINT}'\n\
              recovery_target_action = 'promote'\n"

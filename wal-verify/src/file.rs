@@ -153,9 +153,11 @@ enum PageError {
 ///
 /// A segment is written from its start: valid pages, then, after a WAL switch or in a
 /// `.partial`, unused space (zeros, or what a recycled file held before), which recovery
-/// never reads. So the first page that fails its check begins that tail, and is an error
-/// only when a valid page follows it: damage inside the WAL. (Damage to the last written
-/// page cannot be told from the tail without reading records.) Returns the bytes read.
+/// never reads. So a blank page or one of another place begins that tail, and is an error
+/// only when a valid page follows it: damage inside the WAL. A page of its own place with
+/// a wrong magic, flags or timeline is damage at once. (Damage to the address of the last
+/// written page cannot be told from the tail without reading records.) Returns the bytes
+/// read.
 fn pages(
     reader: &mut dyn Read,
     header: &LongHeader,
@@ -184,7 +186,7 @@ fn pages(
             continue;
         }
         match check_page(&page[..read], index, header, name, timeline) {
-            Ok(valid) => {
+            Page::Valid(valid) => {
                 if let Some(first_bad) = &tail {
                     return Err(PageError::Bad(format!(
                         "{first_bad}, yet page {index} after it is valid WAL"
@@ -192,22 +194,29 @@ fn pages(
                 }
                 timeline = valid;
             }
-            Err(why) => {
+            // Blank, or a page of another place (a recycled file's): unused space.
+            Page::Elsewhere(why) => {
                 tail.get_or_insert(why);
             }
+            // This page's own address, and yet not right: damage, or WAL not of this name.
+            Page::Damaged(why) => return Err(PageError::Bad(why)),
         }
     }
     Ok(total)
 }
 
-/// One page header against what its place requires; returns its timeline.
-fn check_page(
-    page: &[u8],
-    index: u64,
-    header: &LongHeader,
-    name: &WalName,
-    previous: u32,
-) -> Result<u32, String> {
+/// What a page header says of its page.
+enum Page {
+    /// A page of this place; its timeline.
+    Valid(u32),
+    /// Blank, or the address of another place: not WAL of this segment (unused space).
+    Elsewhere(String),
+    /// This place's address with a wrong magic, flags or timeline.
+    Damaged(String),
+}
+
+/// One page header against what its place requires.
+fn check_page(page: &[u8], index: u64, header: &LongHeader, name: &WalName, previous: u32) -> Page {
     let u16_at = |at: usize| u16::from_le_bytes([page[at], page[at + 1]]);
     let magic = u16_at(0);
     let info = u16_at(2);
@@ -220,29 +229,32 @@ fn check_page(
         "page {index} (offset {})",
         index * u64::from(header.block_size)
     );
-    if magic != header.magic {
-        return Err(format!(
-            "{at}: magic {magic:#06X}, the segment's is {:#06X}",
-            header.magic
-        ));
-    }
-    if info & !XLP_ALL_FLAGS != 0 || info & XLP_LONG_HEADER != 0 {
-        return Err(format!("{at}: invalid info bits {info:#06X}"));
+    if page.iter().all(|&b| b == 0) {
+        return Page::Elsewhere(format!("{at} is blank"));
     }
     if address != expected {
-        return Err(format!(
+        return Page::Elsewhere(format!(
             "{at}: page address {}, expected {}",
             wal_core::names::format_lsn(address),
             wal_core::names::format_lsn(expected)
         ));
     }
+    if magic != header.magic {
+        return Page::Damaged(format!(
+            "{at}: magic {magic:#06X}, the segment's is {:#06X}",
+            header.magic
+        ));
+    }
+    if info & !XLP_ALL_FLAGS != 0 || info & XLP_LONG_HEADER != 0 {
+        return Page::Damaged(format!("{at}: invalid info bits {info:#06X}"));
+    }
     if timeline < previous || timeline > name.timeline() {
-        return Err(format!(
+        return Page::Damaged(format!(
             "{at}: timeline {timeline} after {previous}, in a segment of timeline {}",
             name.timeline()
         ));
     }
-    Ok(timeline)
+    Page::Valid(timeline)
 }
 
 fn read_full(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<usize> {
