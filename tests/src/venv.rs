@@ -61,3 +61,27 @@ pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
 pub fn barman_venv() -> PathBuf {
     venv("barman-venv", &["barman==3.19.*", "zstandard"])
 }
+
+/// Writes a Barman configuration at `path` for one server: `[barman]` with `home` as
+/// `barman_home`, the user running the test as `barman_user` (Barman runs only as it) and
+/// `log`, then `[server]` with `description` and `server_lines` (`key = value` lines:
+/// conninfo, backup_method, archiver…).
+///
+/// # Panics
+/// When the user has no name or the file cannot be written.
+pub fn barman_conf(path: &Path, home: &Path, log: &Path, server: &str, server_lines: &str) {
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .expect("the user database")
+        .expect("a user name");
+    fs::write(
+        path,
+        format!(
+            "[barman]\nbarman_home = {}\nbarman_user = {}\nlog_file = {}\nlog_level = DEBUG\n\n\
+             [{server}]\ndescription = walpipe test\n{server_lines}\n",
+            home.display(),
+            user.name,
+            log.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}

@@ -35,6 +35,17 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A command's exit status, stdout and stderr, for an assertion's message.
+#[must_use]
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// `scripts/<name>`, run as ourselves: hermetic ([`clean_command`]), with
 /// `WALPIPE_BIN_DIR` = [`bin_dir`] and no standard input. Set further `WALPIPE_*`
 /// variables after this call.

@@ -685,31 +685,17 @@ fn pitr_from_an_archive_written_by_barman() {
     for name in dir_names(&archived.reference) {
         fs::copy(archived.reference.join(&name), incoming.join(&name)).unwrap();
     }
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .unwrap()
-        .expect("a user name");
     let conf = primary.work.join("barman.conf");
-    fs::write(
+    walpipe_tests::venv::barman_conf(
         &conf,
-        format!(
-            "[barman]\n\
-             barman_home = {home}\n\
-             barman_user = {user}\n\
-             log_file = {log}\n\
-             log_level = INFO\n\
-             \n\
-             [{SERVER}]\n\
-             description = walpipe restore test\n\
-             conninfo = host=/nonexistent port=5499 user=postgres dbname=postgres\n\
-             backup_method = postgres\n\
-             archiver = on\n\
-             compression = zstd\n",
-            home = barman_home.display(),
-            user = user.name,
-            log = primary.work.join("barman.log").display(),
-        ),
-    )
-    .unwrap();
+        &barman_home,
+        &primary.work.join("barman.log"),
+        SERVER,
+        "conninfo = host=/nonexistent port=5499 user=postgres dbname=postgres\n\
+         backup_method = postgres\n\
+         archiver = on\n\
+         compression = zstd",
+    );
     let mut cmd = Command::new(venv.join("bin/barman"));
     clean_command(&mut cmd);
     let out = cmd

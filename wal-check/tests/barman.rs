@@ -127,35 +127,22 @@ impl Fixture {
     /// archivers: Barman's `archiver` and `streaming_archiver`; `check_timeout`, 30 s as
     /// wal-check's `--check-timeout`, unless given).
     fn barman_conf(&self, name: &str, extra: &str) -> PathBuf {
-        // Barman runs only as its `barman_user`: whoever runs the test (root here).
-        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .unwrap()
-            .expect("a user name");
-        let conninfo = self.pg.conninfo();
         let conf = self.work.join(name);
-        fs::write(
+        walpipe_tests::venv::barman_conf(
             &conf,
-            format!(
-                "[barman]\n\
-                 barman_home = {home}\n\
-                 barman_user = {user}\n\
-                 log_file = {log}\n\
-                 log_level = DEBUG\n\
-                 \n\
-                 [{SERVER}]\n\
-                 description = wal-check against Barman\n\
-                 conninfo = {conninfo}\n\
+            &self.home,
+            &self.work.join("barman.log"),
+            SERVER,
+            &format!(
+                "conninfo = {conninfo}\n\
                  streaming_conninfo = {conninfo}\n\
                  backup_method = postgres\n\
                  path_prefix = {bindir}\n\
-                 {extra}\n",
-                home = self.home.display(),
-                user = user.name,
-                log = self.work.join("barman.log").display(),
+                 {extra}",
+                conninfo = self.pg.conninfo(),
                 bindir = walpipe_tests::pg_bindir().display(),
             ),
-        )
-        .unwrap();
+        );
         conf
     }
 

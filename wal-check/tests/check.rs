@@ -15,6 +15,7 @@ use serde_json::Value;
 use walpipe_tests::paths::script;
 use walpipe_tests::receiver::wal_receive;
 use walpipe_tests::wrappers::bin_dir;
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::{PgCluster, WorkDir, clean_command};
 
 const SERVER: &str = "pg";
@@ -89,25 +90,16 @@ fn archive_command(home: &Path) -> String {
     )
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// `Server pg:` then `\tname: OK|FAILED[ (hint)]` lines, nothing else.
 fn parse_console(out: &Output) -> BTreeMap<String, (bool, String)> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("Server pg:"), "{}", text(out));
+    assert_eq!(lines.next(), Some("Server pg:"), "{}", output_text(out));
     let mut items = BTreeMap::new();
     for line in lines {
         let body = line
             .strip_prefix('\t')
-            .unwrap_or_else(|| panic!("{line:?}: {}", text(out)));
+            .unwrap_or_else(|| panic!("{line:?}: {}", output_text(out)));
         let (name, rest) = body.split_once(": ").unwrap();
         let (verdict, hint) = match rest.split_once(" (") {
             Some((verdict, hint)) => (verdict, hint.strip_suffix(')').unwrap().to_owned()),
@@ -115,7 +107,7 @@ fn parse_console(out: &Output) -> BTreeMap<String, (bool, String)> {
         };
         assert!(verdict == "OK" || verdict == "FAILED", "{line:?}");
         let fresh = items.insert(name.to_owned(), (verdict == "OK", hint));
-        assert!(fresh.is_none(), "{name} twice: {}", text(out));
+        assert!(fresh.is_none(), "{name} twice: {}", output_text(out));
     }
     items
 }
@@ -155,7 +147,7 @@ fn assert_nagios_plugin_output(out: &Output) -> Vec<(String, u64)> {
         "UNKNOWN" => 3,
         other => panic!("state {other:?}"),
     };
-    assert_eq!(out.status.code(), Some(expected), "{}", text(out));
+    assert_eq!(out.status.code(), Some(expected), "{}", output_text(out));
     let mut figures = Vec::new();
     for item in perf.split_whitespace() {
         let (label, value) = item.split_once('=').unwrap_or_else(|| panic!("{item:?}"));
@@ -175,7 +167,7 @@ fn assert_nagios_plugin_output(out: &Output) -> Vec<(String, u64)> {
 /// The keys walpipe documents for `--json`, each `{"status": "OK"|"FAILED", "hint": …}`.
 fn assert_json(out: &Output, expected_keys: &[&str]) -> Value {
     let value: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", output_text(out)));
     let server = value[SERVER]
         .as_object()
         .unwrap_or_else(|| panic!("{value}"));
@@ -572,7 +564,7 @@ fn wal_that_never_arrives_fails_the_archive() {
         .args(["--last-wal-maximum-age", "1 hours"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let items = parse_console(&out);
     failed(
         &items,

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::{WorkDir, clean_command};
 
 fn check(home: &Path, args: &[&str]) -> Output {
@@ -21,15 +22,6 @@ fn check(home: &Path, args: &[&str]) -> Output {
         .args(args)
         .stdin(Stdio::null());
     cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Everything under `dir` with its size, sorted.
@@ -104,22 +96,32 @@ fn settings_that_are_none_are_refused() {
         all.extend(args.iter().map(String::as_str));
         let out = check(&home, &all);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output_text(&out)
+        );
         assert!(
             stderr.contains(said),
             "{args:?}: want {said:?}: {}",
-            text(&out)
+            output_text(&out)
         );
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {}", text(&out));
-        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {}", output_text(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", output_text(&out));
         if code == 78 {
             all.push("--nagios");
             let nagios = check(&home, &all);
-            assert_eq!(nagios.status.code(), Some(3), "{args:?}: {}", text(&nagios));
+            assert_eq!(
+                nagios.status.code(),
+                Some(3),
+                "{args:?}: {}",
+                output_text(&nagios)
+            );
             assert!(
                 String::from_utf8_lossy(&nagios.stdout).starts_with("BARMAN UNKNOWN - "),
                 "{}",
-                text(&nagios)
+                output_text(&nagios)
             );
         }
         assert_eq!(tree(&home), before, "{args:?} changed the home");
@@ -181,12 +183,12 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
             "{what}: {:?}",
             started.elapsed()
         );
-        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", output_text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let line = stdout
             .lines()
             .find(|l| l.starts_with("\tWAL archive: FAILED"))
-            .unwrap_or_else(|| panic!("{what}: {}", text(&out)));
+            .unwrap_or_else(|| panic!("{what}: {}", output_text(&out)));
         assert!(
             line.contains(&xlogdb.display().to_string()) && line.contains(&said),
             "{what}: {line}"
@@ -194,16 +196,16 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
         assert!(
             stdout.contains("\tPostgreSQL: FAILED (cannot connect to PostgreSQL: PostgreSQL did not answer within 2 s)"),
             "{what}: {}",
-            text(&out)
+            output_text(&out)
         );
         assert!(
             stdout.contains("\treceive-wal running: FAILED (")
                 && stdout.contains("not a receiver status"),
             "{what}: {}",
-            text(&out)
+            output_text(&out)
         );
         assert!(stdout.contains("\tarchiver errors: OK\n"));
-        assert!(out.stderr.is_empty(), "{what}: {}", text(&out));
+        assert!(out.stderr.is_empty(), "{what}: {}", output_text(&out));
         assert_eq!(tree(&home), before, "{what}: the check changed the home");
         assert_eq!(fs::read_to_string(&outside).unwrap(), outside_text);
     }
@@ -230,7 +232,7 @@ fn item(out: &Output, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find(|l| l.starts_with(&format!("\t{name}: ")))
-        .unwrap_or_else(|| panic!("no {name}: {}", text(out)))
+        .unwrap_or_else(|| panic!("no {name}: {}", output_text(out)))
         .to_owned()
 }
 
@@ -251,23 +253,23 @@ fn catalogues_and_queues_found_by_attack() {
     assert!(
         item(&out, "WAL archive").starts_with("\tWAL archive: FAILED"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // A catalogue that cannot be read fails, whatever waits in the queue.
     fs::write(pg.join("incoming/000000010000000000000003"), b"x").unwrap();
     fs::write(&xlogdb, "000000010000000000000001\t-5\t1.0\tNone\tNone\n").unwrap();
     let out = run(&home, &["--nagios"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("pg_wals="),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let out = run(&home, &[]);
     assert!(
         item(&out, "WAL archive").contains("line 1"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert_eq!(item(&out, "wal size"), "\twal size: OK (unknown)");
     // A megabyte line is not read whole nor echoed.
@@ -279,7 +281,7 @@ fn catalogues_and_queues_found_by_attack() {
     assert!(
         item(&out, "WAL archive").contains("over 4096 bytes"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // The newest segment's time is no time: no age, and not OK.
     fs::write(
@@ -291,7 +293,7 @@ fn catalogues_and_queues_found_by_attack() {
     assert!(
         item(&out, "wal maximum age").contains("FAILED (No WAL files archived)"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -330,7 +332,7 @@ fn receivers_and_outputs_found_by_attack() {
             item(&out, "receive-wal running")
                 .contains("FAILED (wal-receive (pid 1) is not running"),
             "{}",
-            text(&out)
+            output_text(&out)
         );
     }
     fs::remove_file(&status).unwrap();
@@ -339,7 +341,7 @@ fn receivers_and_outputs_found_by_attack() {
     assert!(
         item(&out, "receive-wal running").contains("not a regular file"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     fs::remove_file(&status).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &status).unwrap();
@@ -347,7 +349,7 @@ fn receivers_and_outputs_found_by_attack() {
     assert!(
         item(&out, "receive-wal running").contains("symbolic link"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // A metrics path that is a link: the report is printed, the link and its target stay.
     let target = work.join("target.prom");
@@ -358,12 +360,12 @@ fn receivers_and_outputs_found_by_attack() {
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("Server pg:"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(
         fs::symlink_metadata(&link)
@@ -377,11 +379,11 @@ fn receivers_and_outputs_found_by_attack() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("hmoe does not exist: is --home right?"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(!work.join("hmoe").exists());
     // Bad arguments under --nagios are Nagios' UNKNOWN.
     let out = check(&home, &["--nagios", "--max-incoming-wals-queue=-1"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("BARMAN UNKNOWN - "));
 }

@@ -5,12 +5,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::{WorkDir, clean_command};
 
 /// `wal-receive SUBCOMMAND --home HOME --server pg ARGS…`, stdin closed.
@@ -24,14 +25,6 @@ fn receive(home: &Path, subcommand: &str, args: &[&str]) -> Command {
         .args(args)
         .stdin(Stdio::null());
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Everything under `dir`, as sorted relative paths.
@@ -122,7 +115,12 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
         all.extend(args.iter().map(String::as_str));
         let out = receive(&home, "stream", &all).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output_text(&out)
+        );
         assert!(stderr.contains(&said), "{args:?}: want {said:?}: {stderr}");
         assert!(
             !stderr.contains("panicked") && !stderr.contains("connect"),
@@ -147,7 +145,7 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
     assert_eq!(tree(&work.join("data")), data_before);
 }
 
@@ -171,7 +169,12 @@ fn a_server_that_never_answers_is_a_temporary_failure() {
         args.extend(extra);
         let out = receive(&home, subcommand, &args).output().unwrap();
         let took = started.elapsed();
-        assert_eq!(out.status.code(), Some(75), "{subcommand}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "{subcommand}: {}",
+            output_text(&out)
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ours: Vec<&str> = stderr
             .lines()

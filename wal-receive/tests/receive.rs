@@ -12,6 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use walpipe_tests::receiver::{receiver_status, wal_receive};
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::{PgCluster, WorkDir};
 
 const SLOT: &str = "walpipe";
@@ -151,22 +152,13 @@ fn segments_in(dir: &Path) -> Vec<String> {
     names
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The receiver keeps streaming through a killed pg_receivewal and a server restart;
 /// every segment it completed is the very segment the server archived, with no gap.
 #[test]
 fn streams_through_kills_and_restarts_byte_for_byte() {
     let mut fx = Fixture::new();
     let created = fx.run("create-slot", &["--slot", SLOT]);
-    assert!(created.status.success(), "{}", text(&created));
+    assert!(created.status.success(), "{}", output_text(&created));
     let receiver = fx.spawn(&["--slot", SLOT, "--max-pause", "2"]);
     fx.wait_for("streaming", Duration::from_secs(30), |fx| {
         fx.status()["state"] == "streaming"
@@ -232,7 +224,7 @@ fn one_receiver_at_a_time(fx: &Fixture, receiver: Receiver) {
     let mut receiver = receiver;
     // A second receiver for the server refuses with Barman's words, and leaves the first.
     let second = fx.run("stream", &["--slot", SLOT]);
-    assert_eq!(second.status.code(), Some(75), "{}", text(&second));
+    assert_eq!(second.status.code(), Some(75), "{}", output_text(&second));
     assert_eq!(
         String::from_utf8_lossy(&second.stderr).trim(),
         "wal-receive: Another receive-wal process is already running for server pg."
@@ -271,7 +263,7 @@ fn one_receiver_at_a_time(fx: &Fixture, receiver: Receiver) {
     // The slot cannot be dropped while streamed from; SIGINT stops the receiver and its
     // pg_receivewal, and then it can.
     let busy = fx.run("drop-slot", &["--slot", SLOT]);
-    assert_eq!(busy.status.code(), Some(78), "{}", text(&busy));
+    assert_eq!(busy.status.code(), Some(78), "{}", output_text(&busy));
     assert!(String::from_utf8_lossy(&busy.stderr).contains("is in use"));
     let child = receiver.pg_receivewal().unwrap();
     let blocked = fs::read_to_string(format!("/proc/{child}/status")).unwrap();
@@ -303,14 +295,14 @@ fn one_receiver_at_a_time(fx: &Fixture, receiver: Receiver) {
         thread::sleep(Duration::from_millis(100));
         dropped = fx.run("drop-slot", &["--slot", SLOT]);
     }
-    assert!(dropped.status.success(), "{}", text(&dropped));
+    assert!(dropped.status.success(), "{}", output_text(&dropped));
 }
 
 #[test]
 fn the_slot_is_created_reserving_wal_once_and_dropped_once() {
     let fx = Fixture::new();
     let created = fx.run("create-slot", &["--slot", SLOT]);
-    assert!(created.status.success(), "{}", text(&created));
+    assert!(created.status.success(), "{}", output_text(&created));
     // Reserving WAL from creation: initialised before anything streams.
     let restart = fx
         .pg
@@ -320,16 +312,16 @@ fn the_slot_is_created_reserving_wal_once_and_dropped_once() {
         .unwrap();
     assert_eq!(restart, "t");
     let again = fx.run("create-slot", &["--slot", SLOT]);
-    assert_eq!(again.status.code(), Some(78), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(78), "{}", output_text(&again));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     let tolerated = fx.run("create-slot", &["--slot", SLOT, "--if-not-exists"]);
-    assert!(tolerated.status.success(), "{}", text(&tolerated));
+    assert!(tolerated.status.success(), "{}", output_text(&tolerated));
     assert!(fx.run("drop-slot", &["--slot", SLOT]).status.success());
     let gone = fx.run("drop-slot", &["--slot", SLOT]);
-    assert_eq!(gone.status.code(), Some(78), "{}", text(&gone));
+    assert_eq!(gone.status.code(), Some(78), "{}", output_text(&gone));
     // A missing slot stops the receiver at once, naming the command that makes it.
     let missing = fx.run("stream", &["--slot", SLOT]);
-    assert_eq!(missing.status.code(), Some(78), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(78), "{}", output_text(&missing));
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(
         said.contains("replication slot 'walpipe' doesn't exist") && said.contains("create-slot"),
@@ -337,7 +329,12 @@ fn the_slot_is_created_reserving_wal_once_and_dropped_once() {
     );
     for bad in ["Walpipe", "a-b", "", "x'y"] {
         let out = fx.run("create-slot", &["--slot", bad]);
-        assert_eq!(out.status.code(), Some(64), "{bad:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{bad:?}: {}",
+            output_text(&out)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     }
 }
@@ -356,7 +353,7 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
         fx.pg.psql("CHECKPOINT").unwrap();
     }
     let lost = fx.run("stream", &["--max-pause", "1"]);
-    assert_eq!(lost.status.code(), Some(78), "{}", text(&lost));
+    assert_eq!(lost.status.code(), Some(78), "{}", output_text(&lost));
     let said = String::from_utf8_lossy(&lost.stderr);
     let ours: Vec<&str> = said
         .lines()
@@ -369,7 +366,7 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
     );
 
     let reset = fx.run("reset", &[]);
-    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(reset.status.success(), "{}", output_text(&reset));
     let current = fx
         .pg
         .psql("SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -393,7 +390,7 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
     let ahead = fx.streaming().join("0000000100000009000000FF.partial");
     fs::write(&ahead, b"").unwrap();
     let refused = fx.run("reset", &[]);
-    assert_eq!(refused.status.code(), Some(78), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(78), "{}", output_text(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is ahead of PostgreSQL"));
     assert!(ahead.exists());
 }
@@ -440,7 +437,7 @@ fn a_hanging_pg_receivewal_and_a_status_naming_another_process() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--version did not answer within 10 s"),

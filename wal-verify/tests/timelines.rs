@@ -8,22 +8,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use walpipe_tests::pitr::Primary;
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::wrappers::{archived_path, bin_dir, tool};
 use walpipe_tests::{WorkDir, script};
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// `wal-scan archive WALS --server pg | wal-verify --deep --json`: the summary.
 fn verify(wals: &Path) -> (Option<i32>, Value, String) {
@@ -33,7 +25,7 @@ fn verify(wals: &Path) -> (Option<i32>, Value, String) {
         .args(["--server", "pg"])
         .output()
         .unwrap();
-    assert!(scan.status.success(), "{}", text(&scan));
+    assert!(scan.status.success(), "{}", output_text(&scan));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wal-verify"))
         .args(["--deep", "--json"])
         .stdin(Stdio::piped())
@@ -43,8 +35,8 @@ fn verify(wals: &Path) -> (Option<i32>, Value, String) {
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), &scan.stdout).unwrap();
     let out = child.wait_with_output().unwrap();
-    let summary =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let summary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&out)));
     (
         out.status.code(),
         summary,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use walpipe_tests::wrappers::output_text;
 use walpipe_tests::wrappers::{archived_path, tool, wrapper};
 use walpipe_tests::{WorkDir, wal_fixture_segments};
 
@@ -26,17 +27,8 @@ fn archive(work: &WorkDir, compression: &str) -> PathBuf {
         .args(["--server", "pg", "--compression", compression])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     home
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `wal-scan archive HOME/pg/wals --server pg | wal-verify ARGS`.
@@ -47,7 +39,7 @@ fn verify(home: &Path, args: &[&str]) -> Output {
         .args(["--server", "pg"])
         .output()
         .unwrap();
-    assert!(scan.status.success(), "{}", text(&scan));
+    assert!(scan.status.success(), "{}", output_text(&scan));
     verify_records(&scan.stdout, args)
 }
 
@@ -76,7 +68,7 @@ fn record_of(out: &Output, name: &str) -> Value {
     records(out)
         .into_iter()
         .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no record of {name}: {}", text(out)))
+        .unwrap_or_else(|| panic!("no record of {name}: {}", output_text(out)))
 }
 
 /// Everything holds, shallow and deep, compressed and plain; the JSON summary says so.
@@ -91,14 +83,14 @@ fn real_wal_archives_verify_clean() {
                 out.status.code(),
                 Some(0),
                 "{compression} {args:?}: {}",
-                text(&out)
+                output_text(&out)
             );
             let all = records(&out);
             assert_eq!(all.len(), 20);
             assert!(
                 all.iter().all(|r| r["outcome"] == "verified"),
                 "{}",
-                text(&out)
+                output_text(&out)
             );
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
@@ -133,13 +125,13 @@ fn each_defect_is_found_and_named() {
     let kept = fs::read(path(missing)).unwrap();
     fs::remove_file(path(missing)).unwrap();
     let out = verify(&home, &[]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!(
             "timeline 1: missing {missing} to {missing} (1 segments)"
         )),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     fs::write(path(missing), &kept).unwrap();
 
@@ -148,7 +140,7 @@ fn each_defect_is_found_and_named() {
     let whole = fs::read(path(cut)).unwrap();
     fs::write(path(cut), &whole[..whole.len() / 2]).unwrap();
     let out = verify(&home, &[]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
     let record = record_of(&out, cut);
     assert_eq!(record["error"]["kind"], "corrupt", "{record}");
     assert!(
@@ -171,7 +163,7 @@ fn each_defect_is_found_and_named() {
         "shallow reads only the first page"
     );
     let out = verify(&home, &["--deep"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
     let message = record_of(&out, flipped)["error"]["message"]
         .as_str()
         .unwrap()
@@ -189,7 +181,7 @@ fn each_defect_is_found_and_named() {
     bytes[24] ^= 0xFF;
     fs::write(path(stranger), &bytes).unwrap();
     let out = verify(&home, &["--json"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "FAILED");
     let problem = summary["problems"][0].as_str().unwrap();
@@ -216,7 +208,7 @@ fn each_defect_is_found_and_named() {
     }
     input.extend(b"not a record\n");
     let out = verify_records(&input, &[]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
     assert_eq!(
         record_of(&out, "000000010000000000000001")["outcome"],
         "verified"
