@@ -30,4 +30,17 @@ pub struct Args {
     /// Look for gaps only up to this WAL segment's position.
     #[arg(long, value_name = "NAME")]
     pub to: Option<String>,
+    /// The archive's catalogue: each line must name a file that arrived, and each file
+    /// that arrived must have a line (read without its lock, as a check reads it).
+    #[arg(long, value_name = "PATH", env = "WALPIPE_XLOGDB")]
+    pub xlogdb: Option<std::path::PathBuf>,
+    /// The archive's errors directory: anything there (a conflict's `.duplicate`, an
+    /// `.unknown`, a crash's temp) is a problem to look at.
+    #[arg(long, value_name = "DIR", env = "WALPIPE_ERRORS_DIR")]
+    pub errors_dir: Option<std::path::PathBuf>,
+    /// Where an earlier stage wrote the plaintext of encrypted files (`wal-encrypt
+    /// --decrypt --temp-dir DIR`): each record's temporary files there are removed once
+    /// verified; nothing elsewhere is ever removed.
+    #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
+    pub temp_dir: Option<std::path::PathBuf>,
 }

@@ -19,6 +19,7 @@ use serde_json::json;
 use wal_core::exit::ExitCode;
 use wal_core::names::{SegmentSize, WalKind, WalName};
 use wal_core::stage::{self, Verdict};
+use wal_core::trust::{Role, Territory};
 use wal_core::{ErrorKind, Outcome, WalError, WalRecord};
 
 use crate::cli::Args;
@@ -61,11 +62,17 @@ where
     let (from, to) = (from.transpose()?, to.transpose()?);
     let seen = Mutex::new(Seen::default());
     let corrupt = AtomicU64::new(0);
+    let mut territory = Territory::new();
+    if let Some(dir) = &args.temp_dir {
+        territory.add(Role::Temp, "--temp-dir", dir)?;
+    }
     let work = |record: &mut WalRecord| {
         if let Ok(name) = WalName::parse_file_name(&record.name) {
             lock(&seen).names.push(name);
         }
-        match file::verify(record, args.deep) {
+        let verified = file::verify(record, args.deep);
+        remove_temps(record, &territory);
+        match verified {
             Ok(verified) => {
                 record.outcome = Some(Outcome::Verified);
                 lock(&seen).verified.push(verified);
@@ -87,7 +94,13 @@ where
     let seen = seen
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let report = Report::of(&seen, from.as_ref(), to.as_ref());
+    let mut report = Report::of(&seen, from.as_ref(), to.as_ref());
+    if let Some(path) = &args.xlogdb {
+        report.problems.extend(catalogue_problems(path, &seen)?);
+    }
+    if let Some(dir) = &args.errors_dir {
+        report.problems.extend(errors_problem(dir));
+    }
     let corrupt = corrupt.into_inner();
     report.say(&summary, corrupt);
     if args.json {
@@ -101,6 +114,77 @@ where
     Ok(Verdict {
         summary,
         status: (!holds).then_some(ExitCode::DataErr),
+    })
+}
+
+/// The catalogue against the files that arrived: a line without a file (recovery would
+/// ask for WAL the archive cannot give), a file without a line (what Barman's tools, which
+/// trust the catalogue, do not know of). A catalogue that cannot be read is an error.
+fn catalogue_problems(path: &std::path::Path, seen: &Seen) -> Result<Vec<String>, WalError> {
+    let catalogue = wal_core::xlogdb::Xlogdb::at(path.to_path_buf(), path.with_extension("lock"));
+    let mut catalogued = std::collections::BTreeSet::new();
+    catalogue.scan_unlocked(|line| {
+        catalogued.insert(line.name);
+    })?;
+    let arrived: std::collections::BTreeSet<String> =
+        seen.names.iter().map(|n| n.as_str().to_owned()).collect();
+    let mut problems = Vec::new();
+    for (what, names) in [
+        (
+            "catalogue line(s) without a file",
+            catalogued.difference(&arrived).collect::<Vec<_>>(),
+        ),
+        (
+            "file(s) without a catalogue line (wal-store rebuild-xlogdb adds them)",
+            arrived.difference(&catalogued).collect::<Vec<_>>(),
+        ),
+    ] {
+        if !names.is_empty() {
+            problems.push(format!(
+                "{} {what} in {}: {}{}",
+                names.len(),
+                path.display(),
+                names
+                    .iter()
+                    .take(5)
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if names.len() > 5 { ", …" } else { "" }
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Removes the record's temporary files that lie in the temp directory and carry a temp
+/// name made for its WAL (a decrypted copy, once verified); others stay, with a line.
+fn remove_temps(record: &mut WalRecord, territory: &Territory) {
+    let name = record.name.clone();
+    record
+        .temps
+        .retain(|temp| match territory.temp_file(temp, &name) {
+            Ok(()) => match std::fs::remove_file(temp) {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    eprintln!("{TOOL}: cannot remove {}: {e}", temp.display());
+                    true
+                }
+            },
+            Err(_) => true,
+        });
+}
+
+/// Anything in errors/ is worth a look.
+fn errors_problem(dir: &std::path::Path) -> Option<String> {
+    let count = std::fs::read_dir(dir).map_or(0, Iterator::count);
+    (count > 0).then(|| {
+        format!(
+            "{count} file(s) in {}: look at them (a conflict's .duplicate, an .unknown, a \
+             crash's temp)",
+            dir.display()
+        )
     })
 }
 

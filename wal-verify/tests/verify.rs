@@ -15,7 +15,12 @@ use walpipe_tests::{WorkDir, wal_fixture_segments};
 /// A walpipe home whose archive holds the cached segments, archived by archive-wal with
 /// `compression` (`none` keeps them plain).
 fn archive(work: &WorkDir, compression: &str) -> PathBuf {
-    let home = work.mkdir_owned(format!("home-{compression}"));
+    archive_with(work, compression, &[])
+}
+
+/// [`archive`] with more archive-wal flags (`--recipient CERT`).
+fn archive_with(work: &WorkDir, compression: &str, extra: &[&Path]) -> PathBuf {
+    let home = work.mkdir_owned(format!("home-{compression}-{}", extra.len()));
     let incoming = home.join("pg/incoming");
     fs::create_dir_all(&incoming).unwrap();
     for segment in wal_fixture_segments() {
@@ -25,6 +30,7 @@ fn archive(work: &WorkDir, compression: &str) -> PathBuf {
         .arg("--home")
         .arg(&home)
         .args(["--server", "pg", "--compression", compression])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
@@ -223,4 +229,97 @@ fn each_defect_is_found_and_named() {
         5,
         "every line comes out, the bad one as a record"
     );
+}
+
+/// scripts/verify-wal on an encrypted archive: decrypted on the way (with the key, the
+/// plaintext removed once verified), the catalogue compared with the files, errors/
+/// looked at; a stale catalogue line and a file of errors/ are each found.
+#[test]
+fn the_wrapper_verifies_an_encrypted_archive_and_its_catalogue() {
+    let work = WorkDir::new();
+    let gpg = walpipe_tests::Gpg::in_dir(work.path());
+    gpg.stop_agent();
+    let home = archive_with(&work, "zstd", &[Path::new("--recipient"), &gpg.cert()]);
+    let wals = home.join("pg/wals");
+    let run = |extra: &[&str]| {
+        wrapper("verify-wal")
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg", "--key"])
+            .arg(gpg.key())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let leftovers = || {
+        walk(&wals)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect::<Vec<_>>()
+    };
+    let out = run(&["--deep"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(records(&out).len(), 20);
+    assert!(records(&out).iter().all(|r| r["outcome"] == "verified"));
+    assert!(leftovers().is_empty(), "plaintext left: {:?}", leftovers());
+    // Without the key, every file fails as encrypted (not corrupt): exit 1.
+    let out = wrapper("verify-wal")
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted: decrypt it"));
+    // A catalogue line without its file, a file in errors/.
+    let xlogdb = wals.join("pg-xlog.db");
+    let kept = fs::read(&xlogdb).unwrap();
+    let mut stale = kept.clone();
+    stale.extend(b"000000010000000000000099\t100\t1.0\tzstd\tgpg\n");
+    fs::write(&xlogdb, &stale).unwrap();
+    let errors = home.join("pg/errors");
+    fs::create_dir_all(&errors).unwrap();
+    fs::write(
+        errors.join("000000010000000000000003.20260101T000000Z.duplicate"),
+        b"x",
+    )
+    .unwrap();
+    let out = run(&["--json"]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems: Vec<&str> = summary["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("1 catalogue line(s) without a file")
+                && p.ends_with("000000010000000000000099")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("1 file(s) in ")),
+        "{problems:?}"
+    );
+    assert!(leftovers().is_empty(), "plaintext left: {:?}", leftovers());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
