@@ -43,4 +43,12 @@ pub struct Args {
     /// verified; nothing elsewhere is ever removed.
     #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
     pub temp_dir: Option<std::path::PathBuf>,
+    /// Remember what was verified in FILE, and take a file as verified again when its
+    /// size, modification time and inode are still those verified (at least as deep): a
+    /// re-run over an unchanged archive reads nothing but the listing.
+    #[arg(long, value_name = "FILE", env = "WALPIPE_VERIFY_STATE")]
+    pub state: Option<std::path::PathBuf>,
+    /// With --state: read every file again (the state is rewritten).
+    #[arg(long, requires = "state")]
+    pub full: bool,
 }

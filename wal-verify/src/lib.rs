@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod state;
 pub mod timelines;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use wal_core::{ErrorKind, Outcome, WalError, WalRecord};
 
 use crate::cli::Args;
 use crate::file::Verified;
+use crate::state::{Identity, State};
 use crate::timelines::{Archive, Timeline, number};
 
 /// This tool's name in messages.
@@ -38,6 +40,75 @@ struct Seen {
     verified: Vec<Verified>,
 }
 
+/// A run's shared state: what the records told so far, and what was remembered.
+struct Verifier<'a> {
+    args: &'a Args,
+    seen: Mutex<Seen>,
+    corrupt: AtomicU64,
+    reused: AtomicU64,
+    remembered: Mutex<State>,
+    territory: Territory,
+}
+
+impl Verifier<'_> {
+    /// Verifies one record (or takes it as verified from the state).
+    fn verify_record(&self, record: &mut WalRecord) -> Result<(), WalError> {
+        let args = self.args;
+        if let Ok(name) = WalName::parse_file_name(&record.name) {
+            lock(&self.seen).names.push(name);
+        }
+        let identity = record.path.as_deref().and_then(Identity::of);
+        let remembering = args.state.is_some();
+        if remembering && let Some(identity) = identity {
+            let known = lock(&self.remembered)
+                .known(&record.name, identity, args.deep)
+                .cloned();
+            if let Some(known) = known {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                record.outcome = Some(Outcome::Verified);
+                lock(&self.seen).verified.push(known);
+                return Ok(());
+            }
+        }
+        let verified = file::verify(record, args.deep);
+        remove_temps(record, &self.territory);
+        match verified {
+            Ok(verified) => {
+                record.outcome = Some(Outcome::Verified);
+                if remembering && let Some(identity) = identity {
+                    lock(&self.remembered).remember(identity, args.deep, verified.clone());
+                }
+                lock(&self.seen).verified.push(verified);
+                Ok(())
+            }
+            Err(err) => {
+                if matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::Unknown) {
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// `--from`/`--to`, each a segment name.
+fn bounds(args: &Args) -> Result<[Option<WalName>; 2], WalError> {
+    let parse = |bound: &Option<String>| {
+        bound
+            .as_deref()
+            .map(|name| {
+                WalName::parse_file_name(name)
+                    .ok()
+                    .filter(|wal| wal.kind() == WalKind::Segment)
+                    .ok_or_else(|| {
+                        WalError::Usage(format!("--from/--to {name:?}: not a WAL segment name"))
+                    })
+            })
+            .transpose()
+    };
+    Ok([parse(&args.from)?, parse(&args.to)?])
+}
+
 /// Verifies the records on `input`, writes them (or, with --json, the summary) to
 /// `output`; the verdict says the exit status.
 pub fn run<R, W>(args: &Args, input: R, mut output: W) -> Result<Verdict, WalError>
@@ -48,50 +119,30 @@ where
     let jobs = stage::jobs(args.jobs, || {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     })?;
-    let bounds = [&args.from, &args.to].map(|bound| {
-        bound.as_deref().map(|name| {
-            WalName::parse_file_name(name)
-                .ok()
-                .filter(|wal| wal.kind() == WalKind::Segment)
-                .ok_or_else(|| {
-                    WalError::Usage(format!("--from/--to {name:?}: not a WAL segment name"))
-                })
-        })
-    });
-    let [from, to] = bounds;
-    let (from, to) = (from.transpose()?, to.transpose()?);
-    let seen = Mutex::new(Seen::default());
-    let corrupt = AtomicU64::new(0);
+    let [from, to] = bounds(args)?;
     let mut territory = Territory::new();
     if let Some(dir) = &args.temp_dir {
         territory.add(Role::Temp, "--temp-dir", dir)?;
     }
-    let work = |record: &mut WalRecord| {
-        if let Ok(name) = WalName::parse_file_name(&record.name) {
-            lock(&seen).names.push(name);
-        }
-        let verified = file::verify(record, args.deep);
-        remove_temps(record, &territory);
-        match verified {
-            Ok(verified) => {
-                record.outcome = Some(Outcome::Verified);
-                lock(&seen).verified.push(verified);
-                Ok(())
-            }
-            Err(err) => {
-                if matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::Unknown) {
-                    corrupt.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err)
-            }
-        }
+    let verifier = Verifier {
+        args,
+        seen: Mutex::new(Seen::default()),
+        corrupt: AtomicU64::new(0),
+        reused: AtomicU64::new(0),
+        remembered: Mutex::new(match (&args.state, args.full) {
+            (Some(path), false) => State::load(path),
+            _ => State::default(),
+        }),
+        territory,
     };
+    let work = |record: &mut WalRecord| verifier.verify_record(record);
     let summary = if args.json {
         stage::run_parallel(TOOL, jobs.get(), input, std::io::sink(), work)?
     } else {
         stage::run_parallel(TOOL, jobs.get(), input, &mut output, work)?
     };
-    let seen = seen
+    let seen = verifier
+        .seen
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut report = Report::of(&seen, from.as_ref(), to.as_ref());
@@ -101,7 +152,20 @@ where
     if let Some(dir) = &args.errors_dir {
         report.problems.extend(errors_problem(dir));
     }
-    let corrupt = corrupt.into_inner();
+    let corrupt = verifier.corrupt.into_inner();
+    if let Some(path) = &args.state {
+        let mut remembered = verifier
+            .remembered
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        remembered.retain(&seen.names.iter().map(|n| n.as_str().to_owned()).collect());
+        remembered.save(path)?;
+        eprintln!(
+            "{TOOL}: {} files taken as verified from {} (unchanged since)",
+            verifier.reused.into_inner(),
+            path.display()
+        );
+    }
     report.say(&summary, corrupt);
     if args.json {
         let text = report.to_json(&summary, corrupt).to_string() + "\n";
@@ -188,8 +252,9 @@ fn errors_problem(dir: &std::path::Path) -> Option<String> {
     })
 }
 
-fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
-    seen.lock()
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -323,3 +323,63 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// `--state`: a re-run over an unchanged archive reads nothing but takes every file as
+/// verified; a changed file is read again (and found); a deeper check, --full or a state
+/// that does not read make a full run.
+#[test]
+fn the_state_makes_a_rerun_read_only_what_changed() {
+    let work = WorkDir::new();
+    let home = archive(&work, "zstd");
+    let state = work.join("verify.state");
+    let state_arg = format!("--state={}", state.display());
+    let taken = |out: &Output| -> u64 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("files taken as verified from"))
+            .unwrap_or_else(|| panic!("{}", output_text(out)));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let out = verify(&home, &[&state_arg]);
+    assert_eq!(
+        (out.status.code(), taken(&out)),
+        (Some(0), 0),
+        "{}",
+        output_text(&out)
+    );
+    let out = verify(&home, &[&state_arg]);
+    assert_eq!(
+        (out.status.code(), taken(&out)),
+        (Some(0), 20),
+        "{}",
+        output_text(&out)
+    );
+    assert!(records(&out).iter().all(|r| r["outcome"] == "verified"));
+    // A deeper check than the state's reads everything (and remembers it deep).
+    let out = verify(&home, &[&state_arg, "--deep"]);
+    assert_eq!(taken(&out), 0);
+    let out = verify(&home, &[&state_arg, "--deep"]);
+    assert_eq!(taken(&out), 20);
+    let out = verify(&home, &[&state_arg, "--full"]);
+    assert_eq!(taken(&out), 0);
+    // A file changed since: read again, and found.
+    let changed = archived_path(&home.join("pg/wals"), "000000010000000000000005");
+    let whole = fs::read(&changed).unwrap();
+    fs::write(&changed, &whole[..whole.len() - 10]).unwrap();
+    let out = verify(&home, &[&state_arg]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    assert_eq!(taken(&out), 19);
+    assert_eq!(
+        record_of(&out, "000000010000000000000005")["error"]["kind"],
+        "corrupt"
+    );
+    fs::write(&changed, &whole).unwrap();
+    let out = verify(&home, &[&state_arg]);
+    assert_eq!((out.status.code(), taken(&out)), (Some(0), 19));
+    // A state that does not read: said, and a full run.
+    fs::write(&state, b"{\"garbage\": true").unwrap();
+    let out = verify(&home, &[&state_arg]);
+    assert_eq!((out.status.code(), taken(&out)), (Some(0), 0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a wal-verify state: ignored"));
+}

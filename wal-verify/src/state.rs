@@ -1,0 +1,207 @@
+//! `--state FILE`: what an earlier run verified, so that a re-run over an unchanged
+//! archive costs a listing and a `stat` per file, not a re-read.
+//!
+//! Each file verified whole is remembered with what identifies its stored bytes (size,
+//! modification time to the nanosecond, inode) and what the archive-wide checks need of
+//! it (a segment's long header, a history file's switch points), and whether it was
+//! verified `--deep`. A later run takes a file as verified when all of that still holds
+//! (and the run asks no deeper check); anything else is read again. A file rewritten in
+//! place with the same size and a forged time is not seen: `--full` reads everything.
+//! The file is replaced whole at the end of a run (written beside, fsynced, renamed);
+//! a state that does not read is ignored with a line (the run is then a full one).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use wal_core::durable;
+use wal_core::error::Result;
+use wal_core::names::{SegmentSize, WalName};
+use wal_core::shape::{LongHeader, pg_version_of_magic};
+
+use crate::file::Verified;
+
+/// What identifies a stored file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+}
+
+impl Identity {
+    /// The identity of the file at `path` (not following a link).
+    #[must_use]
+    pub fn of(path: &Path) -> Option<Identity> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_file().then(|| Identity {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// One remembered file.
+#[derive(Debug, Clone)]
+struct Entry {
+    identity: Identity,
+    deep: bool,
+    verified: Verified,
+}
+
+/// The remembered files, by name.
+#[derive(Debug, Default)]
+pub struct State {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl State {
+    /// The state at `path`: empty when there is none; a state that does not read is said
+    /// on stderr and taken as empty.
+    #[must_use]
+    pub fn load(path: &Path) -> State {
+        let text = match durable::open_regular(path) {
+            Ok(file) => {
+                let mut text = String::new();
+                // A state is about 300 bytes a file: 64 MiB is 200 000 files.
+                match std::io::Read::read_to_string(
+                    &mut std::io::Read::take(file, 64 << 20),
+                    &mut text,
+                ) {
+                    Ok(_) => text,
+                    Err(e) => return unusable(path, &e.to_string()),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return State::default(),
+            Err(e) => return unusable(path, &e.to_string()),
+        };
+        match serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|value| parse(&value))
+        {
+            Some(state) => state,
+            None => unusable(path, "not a wal-verify state"),
+        }
+    }
+
+    /// What was verified of `name`, if its file is still the one verified (and it was
+    /// verified at least as deep as asked).
+    #[must_use]
+    pub fn known(&self, name: &str, identity: Identity, deep: bool) -> Option<&Verified> {
+        self.entries
+            .get(name)
+            .filter(|e| e.identity == identity && (e.deep || !deep))
+            .map(|e| &e.verified)
+    }
+
+    /// Remembers `verified`, whose file had `identity`.
+    pub fn remember(&mut self, identity: Identity, deep: bool, verified: Verified) {
+        self.entries.insert(
+            verified.name.as_str().to_owned(),
+            Entry {
+                identity,
+                deep,
+                verified,
+            },
+        );
+    }
+
+    /// Keeps only the names in `present` (files gone since are forgotten).
+    pub fn retain(&mut self, present: &std::collections::BTreeSet<String>) {
+        self.entries.retain(|name, _| present.contains(name));
+    }
+
+    /// Writes the state to `path`, whole and durably.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let files: serde_json::Map<String, Value> = self
+            .entries
+            .iter()
+            .map(|(name, e)| {
+                let header = e.verified.header.map(|h| {
+                    json!({
+                        "magic": h.magic, "info": h.info, "timeline": h.timeline,
+                        "page_address": h.page_address.to_string(),
+                        "system_identifier": h.system_identifier.to_string(),
+                        "segment_size": h.segment_size.bytes(), "block_size": h.block_size,
+                    })
+                });
+                (
+                    name.clone(),
+                    json!({
+                        "size": e.identity.size,
+                        "mtime_ns": e.identity.mtime_ns.to_string(),
+                        "inode": e.identity.inode,
+                        "deep": e.deep,
+                        "header": header,
+                        "switches": e.verified.switches.iter()
+                            .map(|(parent, lsn)| json!([parent, lsn.to_string()]))
+                            .collect::<Vec<_>>(),
+                    }),
+                )
+            })
+            .collect();
+        let text = serde_json::to_vec(&json!({"wal_verify_state": 1, "files": files}))
+            .map_err(|e| wal_core::WalError::Internal(e.to_string()))?;
+        durable::replace_durably(path, |file| std::io::Write::write_all(file, &text))
+    }
+}
+
+fn unusable(path: &Path, why: &str) -> State {
+    eprintln!(
+        "{}: --state {}: {why}: ignored, every file is read",
+        crate::TOOL,
+        path.display()
+    );
+    State::default()
+}
+
+fn parse(value: &Value) -> Option<State> {
+    if value["wal_verify_state"] != 1 {
+        return None;
+    }
+    let mut entries = BTreeMap::new();
+    for (name, e) in value["files"].as_object()? {
+        let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
+        let header = match &e["header"] {
+            Value::Null => None,
+            h => {
+                let magic = u16::try_from(number(&h["magic"])?).ok()?;
+                Some(LongHeader {
+                    magic,
+                    info: u16::try_from(number(&h["info"])?).ok()?,
+                    timeline: u32::try_from(number(&h["timeline"])?).ok()?,
+                    page_address: number(&h["page_address"])?,
+                    system_identifier: number(&h["system_identifier"])?,
+                    segment_size: SegmentSize::new(number(&h["segment_size"])?).ok()?,
+                    block_size: u32::try_from(number(&h["block_size"])?).ok()?,
+                    pg_version: pg_version_of_magic(magic)?,
+                })
+            }
+        };
+        let switches = e["switches"]
+            .as_array()?
+            .iter()
+            .map(|s| Some((u32::try_from(number(&s[0])?).ok()?, number(&s[1])?)))
+            .collect::<Option<Vec<_>>>()?;
+        let identity = Identity {
+            size: number(&e["size"])?,
+            mtime_ns: e["mtime_ns"].as_str()?.parse().ok()?,
+            inode: number(&e["inode"])?,
+        };
+        entries.insert(
+            name.clone(),
+            Entry {
+                identity,
+                deep: e["deep"].as_bool()?,
+                verified: Verified {
+                    name: WalName::parse_file_name(name).ok()?,
+                    header,
+                    switches,
+                },
+            },
+        );
+    }
+    Some(State { entries })
+}
