@@ -383,3 +383,48 @@ fn the_state_makes_a_rerun_read_only_what_changed() {
     assert_eq!((out.status.code(), taken(&out)), (Some(0), 0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a wal-verify state: ignored"));
 }
+
+/// An archive Barman 3.19 itself wrote (`barman archive-wal`, zstd, its catalogue)
+/// verifies clean through scripts/verify-wal, deep, the catalogue agreeing.
+#[test]
+fn an_archive_barman_wrote_verifies_clean() {
+    let work = WorkDir::new();
+    let venv = walpipe_tests::venv::barman_venv();
+    let home = work.mkdir_owned("barman");
+    let incoming = home.join("pg/incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    for segment in wal_fixture_segments() {
+        fs::copy(&segment, incoming.join(segment.file_name().unwrap())).unwrap();
+    }
+    let conf = work.join("barman.conf");
+    walpipe_tests::venv::barman_conf(
+        &conf,
+        &home,
+        &work.join("barman.log"),
+        "pg",
+        "conninfo = host=/nonexistent port=5499 user=postgres dbname=postgres\n\
+         backup_method = postgres\n\
+         archiver = on\n\
+         compression = zstd",
+    );
+    let mut cmd = Command::new(venv.join("bin/barman"));
+    walpipe_tests::clean_command(&mut cmd);
+    let out = cmd
+        .arg("-c")
+        .arg(&conf)
+        .args(["archive-wal", "pg"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = wrapper("verify-wal")
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg", "--deep", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["verified"], 20, "{summary}");
+    assert_eq!(summary["problems"], serde_json::json!([]), "{summary}");
+}
