@@ -115,6 +115,10 @@ pub struct LimitArgs {
         default_value_t = 30
     )]
     pub check_timeout: u64,
+    /// wal-verify's state file (`verify-wal --state FILE`): its last verdict is the item
+    /// `archive verify`.
+    #[arg(long, value_name = "FILE", env = "WALPIPE_VERIFY_STATE")]
+    pub verify_state: Option<std::path::PathBuf>,
 }
 
 /// How to print the report.

@@ -46,6 +46,8 @@ pub struct Expect {
     pub max_age: Option<Duration>,
     /// `max_incoming_wals_queue`.
     pub max_queue: Option<u64>,
+    /// Report the last archive verification.
+    pub verify: bool,
 }
 
 /// Everything the judgement reads.
@@ -59,6 +61,8 @@ pub struct Facts {
     pub switch_error: Option<String>,
     /// pg_receivewal, if found (looked for only with the streaming archiver).
     pub pg_receivewal: Option<PgReceivewal>,
+    /// The last verification's verdict (`None`: never verified), or why it cannot be read.
+    pub verified: Result<Option<wal_core::verified::LastRun>, String>,
     /// Now, seconds since the epoch.
     pub now: f64,
 }
@@ -87,6 +91,9 @@ pub fn judge(expect: &Expect, facts: &Facts) -> Vec<Item> {
         }
     }
     wal_age_and_size(expect, facts, &mut items);
+    if expect.verify {
+        items.push(archive_verify(facts));
+    }
     items.push(systemid(facts));
     if expect.archiver
         && let Some(server) = server
@@ -271,6 +278,44 @@ fn wal_age_and_size(expect: &Expect, facts: &Facts, items: &mut Vec<Item>) {
     );
     item.perfdata = catalogue.map(|c| c.total_size);
     items.push(item);
+}
+
+/// The last verification's verdict, and how long ago it was.
+fn archive_verify(facts: &Facts) -> Item {
+    let name = "archive verify";
+    match &facts.verified {
+        Err(why) => Item::new(name, false, Some(why.clone())),
+        Ok(None) => Item::new(
+            name,
+            false,
+            Some("never verified: run 'verify-wal --state FILE' (from cron)".into()),
+        ),
+        Ok(Some(last)) => {
+            let age = Duration::try_from_secs_f64((facts.now - last.time).max(0.0))
+                .unwrap_or(Duration::MAX);
+            let when = format!("{} ago", human_duration(age));
+            if last.ok {
+                Item::new(name, true, Some(format!("{} files, {when}", last.files)))
+            } else {
+                let first = last.problems.first().map_or(String::new(), |p| {
+                    let more = last.problems.len() - 1;
+                    if more > 0 {
+                        format!("; {p} (+{more} more)")
+                    } else {
+                        format!("; {p}")
+                    }
+                });
+                Item::new(
+                    name,
+                    false,
+                    Some(format!(
+                        "{} of {} files failed{first}, {when}",
+                        last.failed, last.files
+                    )),
+                )
+            }
+        }
+    }
 }
 
 fn systemid(facts: &Facts) -> Item {
@@ -469,6 +514,7 @@ mod tests {
             slot: None,
             max_age: Some(Duration::from_secs(3600)),
             max_queue: None,
+            verify: false,
         }
     }
 
@@ -511,6 +557,7 @@ mod tests {
             server: Ok(server()),
             switch_error: None,
             pg_receivewal: None,
+            verified: Ok(None),
             now: 1_000_000.0,
         }
     }

@@ -145,6 +145,7 @@ fn check(
             .map(units::parse_age)
             .transpose()?,
         max_queue: limits.max_incoming_wals_queue,
+        verify: limits.verify_state.is_some(),
     };
     let mut archive = ArchiveFacts::gather(&layout);
     let server_facts = match facts::ask_server(&conninfo, deadline, expect.slot.as_deref()) {
@@ -182,6 +183,9 @@ fn check(
         server: server_facts,
         switch_error,
         pg_receivewal,
+        verified: limits.verify_state.as_deref().map_or(Ok(None), |path| {
+            wal_core::verified::load(path).map_err(|err| err.to_string())
+        }),
         now: now(),
     };
     let items = judge::judge(&expect, &facts);

@@ -28,6 +28,7 @@ pub mod shape;
 pub mod stage;
 pub mod temp;
 pub mod trust;
+pub mod verified;
 pub mod xlogdb;
 
 #[cfg(feature = "child")]

@@ -159,7 +159,7 @@ where
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         remembered.retain(&seen.names.iter().map(|n| n.as_str().to_owned()).collect());
-        remembered.save(path)?;
+        remembered.save(path, &report.last_run(&summary, corrupt))?;
         eprintln!(
             "{TOOL}: {} files taken as verified from {} (unchanged since)",
             verifier.reused.into_inner(),
@@ -369,6 +369,32 @@ impl Report {
         }
         let holds = corrupt == 0 && summary.failed == 0 && self.holds();
         eprintln!("{TOOL}: {}", if holds { "OK" } else { "FAILED" });
+    }
+
+    /// The verdict a later wal-check reports.
+    fn last_run(&self, summary: &stage::Summary, corrupt: u64) -> wal_core::verified::LastRun {
+        let mut problems: Vec<String> = self
+            .timelines
+            .iter()
+            .flat_map(|t| {
+                t.gaps.iter().map(move |(from, to, missing)| {
+                    format!(
+                        "timeline {}: missing {from} to {to} ({missing} segments)",
+                        t.id
+                    )
+                })
+            })
+            .collect();
+        problems.extend(self.problems.iter().cloned());
+        wal_core::verified::LastRun {
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            ok: corrupt == 0 && summary.failed == 0 && self.holds(),
+            files: summary.records,
+            failed: summary.failed,
+            problems,
+        }
     }
 
     fn to_json(&self, summary: &stage::Summary, corrupt: u64) -> serde_json::Value {

@@ -113,8 +113,8 @@ impl State {
         self.entries.retain(|name, _| present.contains(name));
     }
 
-    /// Writes the state to `path`, whole and durably.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the state to `path`, whole and durably, with the run's verdict.
+    pub fn save(&self, path: &Path, last_run: &wal_core::verified::LastRun) -> Result<()> {
         let files: serde_json::Map<String, Value> = self
             .entries
             .iter()
@@ -142,8 +142,12 @@ impl State {
                 )
             })
             .collect();
-        let text = serde_json::to_vec(&json!({"wal_verify_state": 1, "files": files}))
-            .map_err(|e| wal_core::WalError::Internal(e.to_string()))?;
+        let text = serde_json::to_vec(&json!({
+            "wal_verify_state": 1,
+            (wal_core::verified::LAST_RUN_KEY): last_run,
+            "files": files,
+        }))
+        .map_err(|e| wal_core::WalError::Internal(e.to_string()))?;
         durable::replace_durably(path, |file| std::io::Write::write_all(file, &text))
     }
 }

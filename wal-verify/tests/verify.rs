@@ -374,9 +374,37 @@ fn the_state_makes_a_rerun_read_only_what_changed() {
         record_of(&out, "000000010000000000000005")["error"]["kind"],
         "corrupt"
     );
+    // wal-check reports the last verdict as an item.
+    let checked = |state: &Path| {
+        let out = tool("wal-check")
+            .arg("check")
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg", "--dbname", "host=127.0.0.1 port=1"])
+            .arg("--verify-state")
+            .arg(state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("\tarchive verify: "))
+            .unwrap_or_else(|| panic!("{}", output_text(&out)))
+            .to_owned()
+    };
+    let item = checked(&state);
+    assert!(
+        item.starts_with("\tarchive verify: FAILED (1 of 20 files failed, "),
+        "{item}"
+    );
+    assert!(checked(&work.join("never")).contains("FAILED (never verified"));
     fs::write(&changed, &whole).unwrap();
     let out = verify(&home, &[&state_arg]);
     assert_eq!((out.status.code(), taken(&out)), (Some(0), 19));
+    let item = checked(&state);
+    assert!(
+        item.starts_with("\tarchive verify: OK (20 files, "),
+        "{item}"
+    );
     // A state that does not read: said, and a full run.
     fs::write(&state, b"{\"garbage\": true").unwrap();
     let out = verify(&home, &[&state_arg]);
