@@ -28,24 +28,34 @@ pub struct LastRun {
     pub problems: Vec<String>,
 }
 
-/// The last verdict kept in the state file at `path`: `None` when there is no file, an
-/// error naming it when it is not one of ours (a link, a fifo, over 64 MiB, garbage).
+/// The last verdict kept in the state file at `path` (its first line): `None` when there
+/// is no file, an error naming it when it is not one of ours (a link, a fifo, a first
+/// line over 16 MiB, garbage).
 pub fn load(path: &Path) -> Result<Option<LastRun>> {
     let file = match durable::open_regular(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(WalError::io("cannot read the verify state", path, e)),
     };
-    let mut text = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, 64 << 20), &mut text)
-        .map_err(|e| WalError::io("cannot read the verify state", path, e))?;
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-        WalError::Config(format!("{}: not a wal-verify state ({e})", path.display()))
-    })?;
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(
+        &mut std::io::BufReader::new(std::io::Read::take(file, 16 << 20)),
+        b'\n',
+        &mut line,
+    )
+    .map_err(|e| WalError::io("cannot read the verify state", path, e))?;
+    let not_ours = |why: String| {
+        WalError::Config(format!(
+            "{}: not a wal-verify state ({why})",
+            path.display()
+        ))
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&line).map_err(|e| not_ours(e.to_string()))?;
     match value.get(LAST_RUN_KEY) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(last) => serde_json::from_value(last.clone()).map(Some).map_err(|e| {
-            WalError::Config(format!("{}: not a wal-verify state ({e})", path.display()))
-        }),
+        Some(last) => serde_json::from_value(last.clone())
+            .map(Some)
+            .map_err(|e| not_ours(e.to_string())),
     }
 }

@@ -7,10 +7,12 @@
 //! verified `--deep`. A later run takes a file as verified when all of that still holds
 //! (and the run asks no deeper check); anything else is read again. A file rewritten in
 //! place with the same size and a forged time is not seen: `--full` reads everything.
-//! The file is replaced whole at the end of a run (written beside, fsynced, renamed);
-//! a state that does not read is ignored with a line (the run is then a full one).
+//! The file is replaced whole at the end of a run (written beside, fsynced, renamed):
+//! a first line with the run's verdict (wal-check reads it alone), then a line per file.
+//! A state that does not read is ignored with a line (the run is then a full one).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -21,6 +23,10 @@ use wal_core::names::{SegmentSize, WalName};
 use wal_core::shape::{LongHeader, pg_version_of_magic};
 
 use crate::file::Verified;
+
+/// The longest line of a state (a file's line is about 300 bytes; the verdict's grows
+/// with the problems found, each cut short).
+const LINE_MAX: u64 = 16 << 20;
 
 /// What identifies a stored file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,31 +65,48 @@ pub struct State {
 
 impl State {
     /// The state at `path`: empty when there is none; a state that does not read is said
-    /// on stderr and taken as empty.
+    /// on stderr and taken as empty. Read line by line (a line per file), never whole.
     #[must_use]
     pub fn load(path: &Path) -> State {
-        let text = match durable::open_regular(path) {
-            Ok(file) => {
-                let mut text = String::new();
-                // A state is about 300 bytes a file: 64 MiB is 200 000 files.
-                match std::io::Read::read_to_string(
-                    &mut std::io::Read::take(file, 64 << 20),
-                    &mut text,
-                ) {
-                    Ok(_) => text,
-                    Err(e) => return unusable(path, &e.to_string()),
-                }
-            }
+        let file = match durable::open_regular(path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return State::default(),
             Err(e) => return unusable(path, &e.to_string()),
         };
-        match serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|value| parse(&value))
-        {
-            Some(state) => state,
-            None => unusable(path, "not a wal-verify state"),
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        let mut entries = BTreeMap::new();
+        for index in 0u64.. {
+            line.clear();
+            let read = std::io::BufRead::read_until(
+                &mut std::io::Read::take(&mut reader, LINE_MAX + 1),
+                b'\n',
+                &mut line,
+            );
+            match read {
+                Ok(0) if index > 0 => break,
+                Ok(n) if n as u64 > LINE_MAX => {
+                    return unusable(
+                        path,
+                        &format!("line {} is over {LINE_MAX} bytes", index + 1),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return unusable(path, &e.to_string()),
+            }
+            let value: Option<Value> = serde_json::from_slice(&line).ok();
+            let parsed = if index == 0 {
+                value.filter(|v| v["wal_verify_state"] == 2).map(|_| ())
+            } else {
+                value.as_ref().and_then(parse_entry).map(|(name, entry)| {
+                    entries.insert(name, entry);
+                })
+            };
+            if parsed.is_none() {
+                return unusable(path, &format!("line {}: not a wal-verify state", index + 1));
+            }
         }
+        State { entries }
     }
 
     /// What was verified of `name`, if its file is still the one verified (and it was
@@ -113,12 +136,18 @@ impl State {
         self.entries.retain(|name, _| present.contains(name));
     }
 
-    /// Writes the state to `path`, whole and durably, with the run's verdict.
+    /// Writes the state to `path`, whole and durably: a first line with the run's
+    /// verdict (what wal-check reads, without reading the rest), then a line per file.
     pub fn save(&self, path: &Path, last_run: &wal_core::verified::LastRun) -> Result<()> {
-        let files: serde_json::Map<String, Value> = self
-            .entries
-            .iter()
-            .map(|(name, e)| {
+        durable::replace_durably(path, |file| {
+            let mut out = std::io::BufWriter::new(file);
+            let first = json!({
+                "wal_verify_state": 2,
+                (wal_core::verified::LAST_RUN_KEY): last_run,
+            });
+            serde_json::to_writer(&mut out, &first)?;
+            out.write_all(b"\n")?;
+            for (name, e) in &self.entries {
                 let header = e.verified.header.map(|h| {
                     json!({
                         "magic": h.magic, "info": h.info, "timeline": h.timeline,
@@ -127,28 +156,22 @@ impl State {
                         "segment_size": h.segment_size.bytes(), "block_size": h.block_size,
                     })
                 });
-                (
-                    name.clone(),
-                    json!({
-                        "size": e.identity.size,
-                        "mtime_ns": e.identity.mtime_ns.to_string(),
-                        "inode": e.identity.inode,
-                        "deep": e.deep,
-                        "header": header,
-                        "switches": e.verified.switches.iter()
-                            .map(|(parent, lsn)| json!([parent, lsn.to_string()]))
-                            .collect::<Vec<_>>(),
-                    }),
-                )
-            })
-            .collect();
-        let text = serde_json::to_vec(&json!({
-            "wal_verify_state": 1,
-            (wal_core::verified::LAST_RUN_KEY): last_run,
-            "files": files,
-        }))
-        .map_err(|e| wal_core::WalError::Internal(e.to_string()))?;
-        durable::replace_durably(path, |file| std::io::Write::write_all(file, &text))
+                let line = json!({
+                    "name": name,
+                    "size": e.identity.size,
+                    "mtime_ns": e.identity.mtime_ns.to_string(),
+                    "inode": e.identity.inode,
+                    "deep": e.deep,
+                    "header": header,
+                    "switches": e.verified.switches.iter()
+                        .map(|(parent, lsn)| json!([parent, lsn.to_string()]))
+                        .collect::<Vec<_>>(),
+                });
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()
+        })
     }
 }
 
@@ -161,51 +184,46 @@ fn unusable(path: &Path, why: &str) -> State {
     State::default()
 }
 
-fn parse(value: &Value) -> Option<State> {
-    if value["wal_verify_state"] != 1 {
-        return None;
-    }
-    let mut entries = BTreeMap::new();
-    for (name, e) in value["files"].as_object()? {
-        let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
-        let header = match &e["header"] {
-            Value::Null => None,
-            h => {
-                let magic = u16::try_from(number(&h["magic"])?).ok()?;
-                Some(LongHeader {
-                    magic,
-                    info: u16::try_from(number(&h["info"])?).ok()?,
-                    timeline: u32::try_from(number(&h["timeline"])?).ok()?,
-                    page_address: number(&h["page_address"])?,
-                    system_identifier: number(&h["system_identifier"])?,
-                    segment_size: SegmentSize::new(number(&h["segment_size"])?).ok()?,
-                    block_size: u32::try_from(number(&h["block_size"])?).ok()?,
-                    pg_version: pg_version_of_magic(magic)?,
-                })
-            }
-        };
-        let switches = e["switches"]
-            .as_array()?
-            .iter()
-            .map(|s| Some((u32::try_from(number(&s[0])?).ok()?, number(&s[1])?)))
-            .collect::<Option<Vec<_>>>()?;
-        let identity = Identity {
-            size: number(&e["size"])?,
-            mtime_ns: e["mtime_ns"].as_str()?.parse().ok()?,
-            inode: number(&e["inode"])?,
-        };
-        entries.insert(
-            name.clone(),
-            Entry {
-                identity,
-                deep: e["deep"].as_bool()?,
-                verified: Verified {
-                    name: WalName::parse_file_name(name).ok()?,
-                    header,
-                    switches,
-                },
-            },
-        );
-    }
-    Some(State { entries })
+fn parse_entry(e: &Value) -> Option<(String, Entry)> {
+    let name = e["name"].as_str()?.to_owned();
+    let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
+    let header = match &e["header"] {
+        Value::Null => None,
+        h => {
+            let magic = u16::try_from(number(&h["magic"])?).ok()?;
+            Some(LongHeader {
+                magic,
+                info: u16::try_from(number(&h["info"])?).ok()?,
+                timeline: u32::try_from(number(&h["timeline"])?).ok()?,
+                page_address: number(&h["page_address"])?,
+                system_identifier: number(&h["system_identifier"])?,
+                segment_size: SegmentSize::new(number(&h["segment_size"])?).ok()?,
+                block_size: u32::try_from(number(&h["block_size"])?).ok()?,
+                pg_version: pg_version_of_magic(magic)?,
+            })
+        }
+    };
+    let switches = e["switches"]
+        .as_array()?
+        .iter()
+        .map(|s| Some((u32::try_from(number(&s[0])?).ok()?, number(&s[1])?)))
+        .collect::<Option<Vec<_>>>()?;
+    let identity = Identity {
+        size: number(&e["size"])?,
+        mtime_ns: e["mtime_ns"].as_str()?.parse().ok()?,
+        inode: number(&e["inode"])?,
+    };
+    let verified = Verified {
+        name: WalName::parse_file_name(&name).ok()?,
+        header,
+        switches,
+    };
+    Some((
+        name,
+        Entry {
+            identity,
+            deep: e["deep"].as_bool()?,
+            verified,
+        },
+    ))
 }
