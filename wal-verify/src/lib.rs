@@ -120,6 +120,16 @@ where
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     })?;
     let [from, to] = bounds(args)?;
+    // The state is replaced whole at the end: a link, a directory or a device there is
+    // refused before any work, not found after it.
+    if let Some(path) = &args.state
+        && std::fs::symlink_metadata(path).is_ok_and(|meta| !meta.file_type().is_file())
+    {
+        return Err(WalError::Config(format!(
+            "--state {}: not a regular file",
+            path.display()
+        )));
+    }
     let mut territory = Territory::new();
     if let Some(dir) = &args.temp_dir {
         territory.add(Role::Temp, "--temp-dir", dir)?;

@@ -456,3 +456,38 @@ fn an_archive_barman_wrote_verifies_clean() {
     assert_eq!(summary["verified"], 20, "{summary}");
     assert_eq!(summary["problems"], serde_json::json!([]), "{summary}");
 }
+
+/// Settings that are none: one line, exit 64 or 78, before any record is read.
+#[test]
+fn bad_settings_are_refused_in_one_line() {
+    let work = WorkDir::new();
+    let dir = work.mkdir_owned("a-directory");
+    let link = work.join("a-link");
+    std::os::unix::fs::symlink(work.join("elsewhere"), &link).unwrap();
+    let state_dir = format!("--state={}", dir.display());
+    let state_link = format!("--state={}", link.display());
+    for (args, code, said) in [
+        (vec!["--from=garbage"], 64, "not a WAL segment name"),
+        (vec!["--to=00000002.history"], 64, "not a WAL segment name"),
+        (vec!["--jobs=100000"], 64, "--jobs 100000"),
+        (vec!["--full"], 64, "--state"),
+        (vec![state_dir.as_str()], 78, "not a regular file"),
+        (vec![state_link.as_str()], 78, "not a regular file"),
+    ] {
+        let out = verify_records(b"", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(stderr.contains(said), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(
+        !work.join("elsewhere").exists(),
+        "nothing written through the link"
+    );
+}
