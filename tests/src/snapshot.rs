@@ -43,6 +43,11 @@ impl Snapshot {
         }
     }
 
+    /// Every entry's path (the root's included), sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.entries.keys().map(PathBuf::as_path)
+    }
+
     /// Fails the test, listing what differs, unless the tree under the same root is as it
     /// was.
     ///

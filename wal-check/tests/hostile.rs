@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use walpipe_tests::wrappers::output_text;
-use walpipe_tests::{WorkDir, clean_command};
+use walpipe_tests::{Snapshot, WorkDir, clean_command};
 
 fn check(home: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
@@ -24,27 +24,6 @@ fn check(home: &Path, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-/// Everything under `dir` with its size, sorted.
-fn tree(dir: &Path) -> Vec<(String, u64)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            found.push((
-                path.strip_prefix(dir).unwrap().display().to_string(),
-                if meta.is_file() { meta.len() } else { 0 },
-            ));
-            if meta.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// Refused before looking: one line on stderr, exit 64 (usage) or 78 (places), and with
 /// --nagios Nagios' UNKNOWN (3) on stdout; nothing created.
 #[test]
@@ -54,7 +33,7 @@ fn settings_that_are_none_are_refused() {
     fs::create_dir_all(home.join("pg/wals")).unwrap();
     let pg_wal = work.join("data/pg_wal");
     fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
-    let before = tree(&home);
+    let before = Snapshot::of(&home);
     let wals = home.join("pg/wals").display().to_string();
     let pg_wal = pg_wal.display().to_string();
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
@@ -124,7 +103,7 @@ fn settings_that_are_none_are_refused() {
                 output_text(&nagios)
             );
         }
-        assert_eq!(tree(&home), before, "{args:?} changed the home");
+        before.assert_unchanged(&format!("{args:?}"));
     }
 }
 
@@ -175,7 +154,7 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
     ] {
         let _ = fs::remove_file(&xlogdb);
         make(&xlogdb);
-        let before = tree(&home);
+        let before = Snapshot::of(&home);
         let started = Instant::now();
         let out = check(&home, &base);
         assert!(
@@ -206,7 +185,7 @@ fn files_that_are_not_what_they_claim_are_items_not_crashes() {
         );
         assert!(stdout.contains("\tarchiver errors: OK\n"));
         assert!(out.stderr.is_empty(), "{what}: {}", output_text(&out));
-        assert_eq!(tree(&home), before, "{what}: the check changed the home");
+        before.assert_unchanged(what);
         assert_eq!(fs::read_to_string(&outside).unwrap(), outside_text);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use walpipe_tests::wrappers::output_text;
-use walpipe_tests::{WorkDir, clean_command};
+use walpipe_tests::{Snapshot, WorkDir, clean_command};
 
 /// `wal-receive SUBCOMMAND --home HOME --server pg ARGS…`, stdin closed.
 fn receive(home: &Path, subcommand: &str, args: &[&str]) -> Command {
@@ -27,23 +27,6 @@ fn receive(home: &Path, subcommand: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Everything under `dir`, as sorted relative paths.
-fn tree(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            found.push(path.strip_prefix(dir).unwrap().display().to_string());
-            if path.is_dir() && !path.is_symlink() {
-                stack.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// Refused before anything is created or any server asked: the queue as the archive (or
 /// inside it), PostgreSQL's own pg_wal (directly or through a link) as the queue, the
 /// lock and status files inside the queue, numbers out of range, a slot name that is
@@ -56,8 +39,8 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
     let pg_wal = work.join("data/pg_wal");
     fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
     std::os::unix::fs::symlink(&pg_wal, work.join("wal-link")).unwrap();
-    let before = tree(&home);
-    let data_before = tree(&work.join("data"));
+    let before = Snapshot::of(&home);
+    let data_before = Snapshot::of(&work.join("data"));
     let dbname = "host=127.0.0.1 port=1 connect_timeout=2";
     let wals = home.join("pg/wals");
     let inside = home.join("pg/wals/0000000100000000");
@@ -126,12 +109,8 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
             !stderr.contains("panicked") && !stderr.contains("connect"),
             "{args:?}: {stderr}"
         );
-        assert_eq!(tree(&home), before, "{args:?} changed the home");
-        assert_eq!(
-            tree(&work.join("data")),
-            data_before,
-            "{args:?} changed pg_wal"
-        );
+        before.assert_unchanged(&format!("{args:?}"));
+        data_before.assert_unchanged(&format!("{args:?} (pg_wal)"));
     }
     // The same rules hold for the other subcommands.
     let out = receive(
@@ -146,7 +125,7 @@ fn wrong_places_and_numbers_are_refused_before_anything() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
-    assert_eq!(tree(&work.join("data")), data_before);
+    data_before.assert_unchanged("reset with pg_wal as the queue");
 }
 
 /// A server that never answers is a temporary failure after --sql-timeout: the one-shot

@@ -252,9 +252,10 @@ fn the_wrapper_verifies_an_encrypted_archive_and_its_catalogue() {
             .unwrap()
     };
     let leftovers = || {
-        walk(&wals)
-            .into_iter()
+        walpipe_tests::Snapshot::of(&wals)
+            .paths()
             .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .map(Path::to_path_buf)
             .collect::<Vec<_>>()
     };
     let out = run(&["--deep"]);
@@ -305,23 +306,6 @@ fn the_wrapper_verifies_an_encrypted_archive_and_its_catalogue() {
         "{problems:?}"
     );
     assert!(leftovers().is_empty(), "plaintext left: {:?}", leftovers());
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// `--state`: a re-run over an unchanged archive reads nothing but takes every file as
