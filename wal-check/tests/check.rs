@@ -547,23 +547,19 @@ fn wal_that_never_arrives_fails_the_archive() {
     let home = work.mkdir_owned("home");
     let mut pg = PgCluster::init(&work, "archive_mode = on\narchive_command = 'false'\n").unwrap();
     pg.start().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
-    clean_command(&mut cmd);
-    let out = cmd
-        .arg("check")
-        .arg("--home")
-        .arg(&home)
-        .args([
-            "--server",
-            SERVER,
-            "--dbname",
-            &pg.conninfo(),
-            "--check-timeout",
-            "3",
-        ])
-        .args(["--last-wal-maximum-age", "1 hours"])
-        .output()
-        .unwrap();
+    let check = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
+        clean_command(&mut cmd);
+        cmd.arg("check")
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", SERVER, "--dbname", &pg.conninfo()])
+            .args(["--check-timeout", "3"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = check(&["--last-wal-maximum-age", "1 hours"]);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let items = parse_console(&out);
     failed(
@@ -578,22 +574,7 @@ fn wal_that_never_arrives_fails_the_archive() {
             .unwrap()
             != "0"
     });
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wal-check"));
-    clean_command(&mut cmd);
-    let out = cmd
-        .arg("check")
-        .arg("--home")
-        .arg(&home)
-        .args([
-            "--server",
-            SERVER,
-            "--dbname",
-            &pg.conninfo(),
-            "--check-timeout",
-            "3",
-        ])
-        .output()
-        .unwrap();
+    let out = check(&[]);
     let items = parse_console(&out);
     failed(&items, "continuous archiving", "and nothing archived");
     // Nothing was made by looking.
