@@ -116,7 +116,7 @@ fn receiver_facts(lock_dir: &Path, server: &str) -> ReceiverFacts {
         Ok(status) => (status, None),
         Err(err) => (None, Some(err.to_string())),
     };
-    let lock = lock_dir.join(format!(".{server}-receive-wal.lock"));
+    let lock = receiver::lock_path(lock_dir, server);
     let running = status.as_ref().is_some_and(|status| {
         status.state != "stopped"
             && wal_core::lock::is_held(&lock) != Some(false)

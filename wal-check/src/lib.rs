@@ -72,30 +72,49 @@ fn write_out(out: &mut dyn std::io::Write, text: &str) -> Result<()> {
         .map_err(|e| WalError::io("cannot write", std::path::Path::new("<stdout>"), e))
 }
 
+/// The layout (refused, like the other tools refuse it, when it would lose WAL there:
+/// read-only as the check is) and the connection of `server`.
+fn open(
+    server: &ServerArgs,
+) -> Result<(
+    wal_core::layout::ResolvedLayout,
+    wal_core::pg::conninfo::Conninfo,
+    Duration,
+)> {
+    let layout = server.layout.settings().resolve()?;
+    layout.territory()?;
+    let (conninfo, deadline) = server.pg.connection()?;
+    Ok((layout, conninfo, deadline))
+}
+
+/// What the server answered, or why it did not (an item of the report); a connection
+/// string that is not one is the caller's error, not the server's.
+fn answer<T>(asked: Result<T>) -> Result<std::result::Result<T, String>> {
+    match asked {
+        Ok(found) => Ok(Ok(found)),
+        Err(err @ WalError::Usage(_)) => Err(err),
+        Err(err) => Ok(Err(err.to_string())),
+    }
+}
+
 fn status(
     server: &ServerArgs,
     json: bool,
     prometheus: Option<&std::path::Path>,
     out: &mut dyn std::io::Write,
 ) -> Result<std::process::ExitCode> {
-    let layout = server.layout.settings().resolve()?;
-    layout.territory()?;
-    let (conninfo, deadline) = server.pg.connection()?;
+    let (layout, conninfo, deadline) = open(server)?;
     let archive = ArchiveFacts::gather(&layout);
     let application_name = archive.receiver.status.as_ref().map_or_else(
         || wal_core::pg::conninfo::DEFAULT_APPLICATION_NAME.to_owned(),
         |s| s.application_name.clone(),
     );
-    let server_status = match facts::ask_status(
+    let server_status = answer(facts::ask_status(
         &conninfo,
         deadline,
         &application_name,
         server.pg.slot.as_deref(),
-    ) {
-        Ok(found) => Ok(found),
-        Err(err @ WalError::Usage(_)) => return Err(err),
-        Err(err) => Err(err.to_string()),
-    };
+    ))?;
     let facts = status::StatusFacts {
         server: layout.server.clone(),
         archive,
@@ -124,10 +143,7 @@ fn check(
     output: &OutputArgs,
     out: &mut dyn std::io::Write,
 ) -> Result<std::process::ExitCode> {
-    let layout = server.layout.settings().resolve()?;
-    // Read-only, but a layout that would lose WAL in the other tools is said here too.
-    layout.territory()?;
-    let (conninfo, deadline) = server.pg.connection()?;
+    let (layout, conninfo, deadline) = open(server)?;
     if !(1..=3600).contains(&limits.check_timeout) {
         return Err(WalError::Usage(format!(
             "--check-timeout {}: from 1 to 3600 seconds",
@@ -148,12 +164,11 @@ fn check(
         verify: limits.verify_state.is_some(),
     };
     let mut archive = ArchiveFacts::gather(&layout);
-    let server_facts = match facts::ask_server(&conninfo, deadline, expect.slot.as_deref()) {
-        Ok(found) => Ok(found),
-        // A connection string that is not one is the caller's error, not the server's.
-        Err(err @ WalError::Usage(_)) => return Err(err),
-        Err(err) => Err(err.to_string()),
-    };
+    let server_facts = answer(facts::ask_server(
+        &conninfo,
+        deadline,
+        expect.slot.as_deref(),
+    ))?;
     let mut switch_error = None;
     if let Ok(found) = &server_facts
         && !archive.wal_arrived()

@@ -55,6 +55,13 @@ const STATUS_MAX: u64 = 64 * 1024;
 /// How long `pg_receivewal --version` may take.
 const VERSION_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The receiver's lock file of `server` (Barman's `.<server>-receive-wal.lock`): held
+/// while a receiver runs.
+#[must_use]
+pub fn lock_path(lock_dir: &Path, server: &str) -> PathBuf {
+    lock_dir.join(format!(".{server}-receive-wal.lock"))
+}
+
 /// Where the status of `server` is kept.
 #[must_use]
 pub fn status_path(lock_dir: &Path, server: &str) -> PathBuf {

@@ -163,9 +163,7 @@ impl Receiver {
     fn lock(&self, busy: &str) -> Result<LockFile> {
         fs::create_dir_all(&self.lock_dir)
             .context("cannot create the lock directory", &self.lock_dir)?;
-        let path = self
-            .lock_dir
-            .join(format!(".{}-receive-wal.lock", self.layout.server));
+        let path = receiver::lock_path(&self.lock_dir, &self.layout.server);
         LockFile::try_acquire(&path)?.ok_or_else(|| WalError::Temporary(busy.to_owned()))
     }
 
