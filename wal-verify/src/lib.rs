@@ -139,9 +139,11 @@ where
         seen: Mutex::new(Seen::default()),
         corrupt: AtomicU64::new(0),
         reused: AtomicU64::new(0),
+        // Loaded even with --full: what is there must be a state before it is replaced.
         remembered: Mutex::new(match (&args.state, args.full) {
-            (Some(path), false) => State::load(path),
-            _ => State::default(),
+            (Some(path), false) => State::load(path)?,
+            (Some(path), true) => State::load(path).map(|_| State::default())?,
+            (None, _) => State::default(),
         }),
         territory,
     };

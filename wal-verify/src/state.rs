@@ -9,7 +9,8 @@
 //! place with the same size and a forged time is not seen: `--full` reads everything.
 //! The file is replaced whole at the end of a run (written beside, fsynced, renamed):
 //! a first line with the run's verdict (wal-check reads it alone), then a line per file.
-//! A state that does not read is ignored with a line (the run is then a full one).
+//! A file there that is not a state is refused before any work and never replaced (a
+//! `--state` typed as the catalogue or a segment must not cost them).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -64,14 +65,15 @@ pub struct State {
 }
 
 impl State {
-    /// The state at `path`: empty when there is none; a state that does not read is said
-    /// on stderr and taken as empty. Read line by line (a line per file), never whole.
-    #[must_use]
-    pub fn load(path: &Path) -> State {
+    /// The state at `path`: empty when there is none. A file there that is not a
+    /// wal-verify state (the catalogue, a segment, anything typed by mistake) is refused
+    /// before any work, since the run replaces the state whole at its end. Read line by
+    /// line (a line per file), never whole.
+    pub fn load(path: &Path) -> Result<State> {
         let file = match durable::open_regular(path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return State::default(),
-            Err(e) => return unusable(path, &e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(unusable(path, &e.to_string())),
         };
         let mut reader = std::io::BufReader::new(file);
         let mut line = Vec::new();
@@ -86,13 +88,13 @@ impl State {
             match read {
                 Ok(0) if index > 0 => break,
                 Ok(n) if n as u64 > LINE_MAX => {
-                    return unusable(
+                    return Err(unusable(
                         path,
                         &format!("line {} is over {LINE_MAX} bytes", index + 1),
-                    );
+                    ));
                 }
                 Ok(_) => {}
-                Err(e) => return unusable(path, &e.to_string()),
+                Err(e) => return Err(unusable(path, &e.to_string())),
             }
             let value: Option<Value> = serde_json::from_slice(&line).ok();
             let parsed = if index == 0 {
@@ -103,10 +105,13 @@ impl State {
                 })
             };
             if parsed.is_none() {
-                return unusable(path, &format!("line {}: not a wal-verify state", index + 1));
+                return Err(unusable(
+                    path,
+                    &format!("line {}: not a wal-verify state", index + 1),
+                ));
             }
         }
-        State { entries }
+        Ok(State { entries })
     }
 
     /// What was verified of `name`, if its file is still the one verified (and it was
@@ -175,13 +180,12 @@ impl State {
     }
 }
 
-fn unusable(path: &Path, why: &str) -> State {
-    eprintln!(
-        "{}: --state {}: {why}: ignored, every file is read",
-        crate::TOOL,
+/// A state file that is not one: refused (78), never replaced.
+fn unusable(path: &Path, why: &str) -> wal_core::WalError {
+    wal_core::WalError::Config(format!(
+        "--state {}: {why}: refused, it is not replaced (give a new file, or remove it)",
         path.display()
-    );
-    State::default()
+    ))
 }
 
 fn parse_entry(e: &Value) -> Option<(String, Entry)> {

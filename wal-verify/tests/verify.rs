@@ -389,11 +389,43 @@ fn the_state_makes_a_rerun_read_only_what_changed() {
         item.starts_with("\tarchive verify: OK (20 files, "),
         "{item}"
     );
-    // A state that does not read: said, and a full run.
-    fs::write(&state, b"{\"garbage\": true").unwrap();
-    let out = verify(&home, &[&state_arg]);
-    assert_eq!((out.status.code(), taken(&out)), (Some(0), 0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a wal-verify state: ignored"));
+    refuses_what_is_not_a_state(&home, &state, &changed);
+}
+
+/// A file at `--state` that is not a state (garbage, the catalogue, a segment typed by
+/// mistake) is refused before any work, and left as it was, --full or not.
+fn refuses_what_is_not_a_state(home: &Path, state: &Path, changed: &Path) {
+    // A file that is not a state (garbage, the catalogue, a segment typed by mistake) is
+    // refused before any work, and left as it was, --full or not.
+    fs::write(state, b"{\"garbage\": true").unwrap();
+    let xlogdb = home.join("pg/wals/pg-xlog.db");
+    for (path, full) in [
+        (state, false),
+        (&xlogdb, false),
+        (changed, false),
+        (&xlogdb, true),
+    ] {
+        let before = fs::read(path).unwrap();
+        let arg = format!("--state={}", path.display());
+        let mut args = vec![arg.as_str()];
+        if full {
+            args.push("--full");
+        }
+        let out = verify(home, &args);
+        assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a wal-verify state: refused"),
+            "{}",
+            output_text(&out)
+        );
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            fs::read(path).unwrap(),
+            before,
+            "{} changed",
+            path.display()
+        );
+    }
 }
 
 /// An archive Barman 3.19 itself wrote (`barman archive-wal`, zstd, its catalogue)
