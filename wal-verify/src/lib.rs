@@ -264,6 +264,11 @@ fn errors_problem(dir: &std::path::Path) -> Option<String> {
     })
 }
 
+/// Records that did not verify: those failed, and input lines that were no record.
+fn failed(summary: &stage::Summary) -> u64 {
+    summary.failed + summary.malformed
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -350,8 +355,8 @@ impl Report {
         eprintln!(
             "{TOOL}: {} files: {} verified, {} failed ({corrupt} corrupt)",
             summary.records,
-            summary.records - summary.failed,
-            summary.failed
+            summary.records - failed(summary),
+            failed(summary)
         );
         for t in &self.timelines {
             eprintln!(
@@ -379,7 +384,7 @@ impl Report {
         for problem in &self.problems {
             eprintln!("{TOOL}: {problem}");
         }
-        let holds = corrupt == 0 && summary.failed == 0 && self.holds();
+        let holds = corrupt == 0 && failed(summary) == 0 && self.holds();
         eprintln!("{TOOL}: {}", if holds { "OK" } else { "FAILED" });
     }
 
@@ -402,20 +407,20 @@ impl Report {
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            ok: corrupt == 0 && summary.failed == 0 && self.holds(),
+            ok: corrupt == 0 && failed(summary) == 0 && self.holds(),
             files: summary.records,
-            failed: summary.failed,
+            failed: failed(summary),
             problems,
         }
     }
 
     fn to_json(&self, summary: &stage::Summary, corrupt: u64) -> serde_json::Value {
-        let holds = corrupt == 0 && summary.failed == 0 && self.holds();
+        let holds = corrupt == 0 && failed(summary) == 0 && self.holds();
         json!({
             "status": if holds { "OK" } else { "FAILED" },
             "files": summary.records,
-            "verified": summary.records - summary.failed,
-            "failed": summary.failed,
+            "verified": summary.records - failed(summary),
+            "failed": failed(summary),
             "corrupt": corrupt,
             "timelines": self.timelines.iter().map(Timeline::to_json).collect::<Vec<_>>(),
             "problems": self.problems,
