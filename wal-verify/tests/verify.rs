@@ -229,6 +229,9 @@ fn each_defect_is_found_and_named() {
         5,
         "every line comes out, the bad one as a record"
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("5 files: 1 verified, 4 failed"), "{said}");
+    assert!(said.trim_end().ends_with("wal-verify: FAILED"), "{said}");
 }
 
 /// scripts/verify-wal on an encrypted archive: decrypted on the way (with the key, the
