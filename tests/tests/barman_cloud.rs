@@ -8,6 +8,10 @@
 //! Azurite (barman-cloud's emulator URL form `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`,
 //! credentials from `AZURE_STORAGE_CONNECTION_STRING`).
 //!
+//! A barman-cloud bucket verifies clean with scripts/verify-wal; in Garage, what it must
+//! find there is found (the same WAL under two extensions, an object replaced), and a
+//! re-run with `--state` downloads only what changed.
+//!
 //! barman-cloud comes from the venv at `<cache>/barman-cloud-venv` (`~/.cache/walpipe`,
 //! made by scripts/install-test-deps); walpipe's stages are the built binaries (`cargo
 //! build --workspace --bins`), run as one pipe, as scripts/archive-wal runs them.
@@ -343,6 +347,27 @@ impl World {
         bytes
     }
 
+    /// scripts/verify-wal over `prefix` with `args`, temps in the work directory's
+    /// `verify-tmp` (which must end empty).
+    fn verify(&self, prefix: &str, args: &[&str]) -> Run {
+        let tmp = self.work.join("verify-tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let mut cmd = walpipe_tests::wrappers::wrapper("verify-wal");
+        cmd.envs(self.store.env())
+            .env("TMPDIR", &tmp)
+            .args([
+                "--server",
+                SERVER,
+                "--archive",
+                &self.store.walpipe_url(prefix),
+            ])
+            .args(args);
+        let out = run(&mut cmd, "");
+        let left: Vec<_> = walkdir_files(&tmp);
+        assert!(left.is_empty(), "temps left: {left:?}");
+        out
+    }
+
     /// `wal-store list` of `prefix`: (name, compression) per record.
     fn walpipe_list(&self, prefix: &str) -> Vec<(String, String)> {
         let url = self.store.walpipe_url(prefix);
@@ -361,6 +386,20 @@ impl World {
             })
             .collect()
     }
+}
+
+/// Every file under `dir`, at any depth.
+fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walkdir_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
@@ -538,6 +577,14 @@ fn every_compression(world: &World) {
             "{name} does not restore"
         );
     }
+    // And the bucket verifies clean, every object downloaded, decompressed and checked
+    // to its last record.
+    let out = world.verify(prefix, &["--deep", "--json"]);
+    let text = &out.stderr;
+    assert_eq!(out.code, 0, "{text}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "OK", "{text}");
+    assert_eq!(summary["verified"], expected.len(), "{text}");
 }
 
 #[test]
@@ -548,4 +595,134 @@ fn walpipe_restores_every_compression_barman_cloud_writes() {
 #[test]
 fn azure_walpipe_restores_every_compression_barman_cloud_writes() {
     every_compression(&World::azure());
+}
+
+/// scripts/verify-wal on a Garage bucket: clean; incremental with --state (a re-run
+/// downloads nothing, a replaced object is read again and its damage found); the same
+/// WAL under a second extension is found; a record naming an object elsewhere fails
+/// alone in wal-store fetch.
+#[test]
+fn verify_wal_checks_a_bucket_incrementally_and_finds_doubles() {
+    let world = World::s3();
+    let prefix = "verified";
+    let files = wal_set();
+    world.walpipe_archive(prefix, "zstd", &files);
+    let state = world.work.join("verify.state");
+    let state_arg = state.to_str().unwrap();
+    let said = |out: &Run| out.stderr.clone();
+
+    let out = world.verify(prefix, &["--deep", "--state", state_arg]);
+    assert_eq!(out.code, 0, "{}", said(&out));
+    assert!(said(&out).contains(&format!("0 of {} files still as verified", files.len())));
+    let out = world.verify(prefix, &["--deep", "--state", state_arg]);
+    assert_eq!(out.code, 0, "{}", said(&out));
+    let all = files.len();
+    assert!(
+        said(&out).contains(&format!("{all} of {all} files still as verified"))
+            && said(&out).contains(&format!("{all} files taken as verified")),
+        "{}",
+        said(&out)
+    );
+
+    // An object replaced by a damaged one (a record's byte flipped): a new ETag, read
+    // again, the damage found by --deep.
+    let (name, bytes) = &files[3];
+    let wal = WalName::parse(name).unwrap();
+    let key = format!(
+        "{prefix}/{SERVER}/wals/{}/{name}.zst",
+        wal.hash_dir().unwrap()
+    );
+    let mut damaged = bytes.clone();
+    damaged[(4 << 20) + 4000] ^= 0x10;
+    let compressed = zstd_bytes(&damaged);
+    let Store::S3(garage) = &world.store else {
+        unreachable!()
+    };
+    garage.put_object(garage.bucket(), &key, &compressed);
+    let out = world.verify(prefix, &["--deep", "--state", state_arg]);
+    assert_eq!(out.code, 65, "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!("{} of {all} files still as verified", all - 1))
+            && said(&out).contains(": CRC "),
+        "{}",
+        said(&out)
+    );
+    garage.put_object(garage.bucket(), &key, &zstd_bytes(bytes));
+    assert_eq!(world.verify(prefix, &["--state", state_arg]).code, 0);
+
+    // The same WAL under a second extension.
+    let (name, bytes) = &files[5];
+    let wal = WalName::parse(name).unwrap();
+    let gz = format!(
+        "{prefix}/{SERVER}/wals/{}/{name}.gz",
+        wal.hash_dir().unwrap()
+    );
+    garage.put_object(garage.bucket(), &gz, &gzip_bytes(bytes));
+    let out = world.verify(prefix, &["--json"]);
+    assert_eq!(out.code, 65, "{}", said(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = summary["problems"].to_string();
+    assert!(
+        problems.contains("1 WAL file(s) stored more than once") && problems.contains(name),
+        "{problems}"
+    );
+
+    // A record naming an object of another name, or outside the archive: fails alone,
+    // nothing downloaded for it.
+    let url = world.store.walpipe_url(prefix);
+    let listed = run(
+        &mut world.wal_store(&["list", "--server", SERVER, "--archive", &url]),
+        "",
+    );
+    let mut records = parse_records(&listed.stdout);
+    let other = records[1]["stored_at"].clone();
+    records[0]["stored_at"] = other;
+    records[2]["stored_at"] =
+        Value::from(format!("s3://{}/elsewhere/{}", garage.bucket(), files[2].0));
+    let temps = world.work.join("fetch-temps");
+    fs::create_dir_all(&temps).unwrap();
+    let fetched = run(
+        world
+            .wal_store(&["fetch", "--server", SERVER, "--archive", &url, "--temp-dir"])
+            .arg(&temps),
+        &ndjson(&records),
+    );
+    assert_eq!(fetched.code, 1, "{}", fetched.stderr);
+    let out = parse_records(&fetched.stdout);
+    assert_eq!(out.len(), records.len());
+    for bad in [0, 2] {
+        assert_eq!(out[bad]["error"]["kind"], "usage", "{}", out[bad]);
+        assert!(out[bad]["path"].is_null());
+    }
+    assert!(out[1]["path"].is_string() && out[1]["error"].is_null());
+    for record in &out {
+        for temp in record["temps"].as_array().into_iter().flatten() {
+            fs::remove_file(temp.as_str().unwrap()).unwrap();
+        }
+    }
+    assert!(walkdir_files(&temps).is_empty());
+}
+
+fn zstd_bytes(data: &[u8]) -> Vec<u8> {
+    compress_with(&["zstd", "-q", "-c"], data)
+}
+
+fn gzip_bytes(data: &[u8]) -> Vec<u8> {
+    compress_with(&["gzip", "-c"], data)
+}
+
+fn compress_with(argv: &[&str], data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = thread::spawn(move || std::io::Write::write_all(&mut stdin, &data).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    out.stdout
 }

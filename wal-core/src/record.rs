@@ -140,6 +140,10 @@ pub struct WalRecord {
     /// Where `wal-store` put the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_at: Option<PathBuf>,
+    /// A cloud object's entity tag, as its listing gave it: it changes whenever the
+    /// object's bytes do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     /// Why a stage failed this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordError>,
@@ -171,6 +175,7 @@ impl WalRecord {
             temps: Vec::new(),
             outcome: None,
             stored_at: None,
+            etag: None,
             error: None,
             extra: Map::new(),
         }

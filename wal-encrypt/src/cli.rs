@@ -27,7 +27,8 @@ use clap::Parser;
 /// and passing it on would let anyone who can write to the archive inject WAL), unless
 /// --allow-unencrypted (or --allow-unencrypted-in its directory) lets it through
 /// unchanged; an OpenPGP message that is not encrypted (literal data, compressed or
-/// signed only) is always refused.
+/// signed only) is always refused. A record that arrives with an `outcome` (settled:
+/// `wal-verify --recall` vouches for its stored file) passes on untouched.
 ///
 /// Exit status: 0 all records done, 1 some records failed (their `error` says why),
 /// 64 bad usage or unusable keys, 65 input lines that are not records, 66 a key file does

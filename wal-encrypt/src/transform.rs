@@ -157,6 +157,11 @@ impl<'a> Transformer<'a> {
         decryptor: &Decryptor,
         plain: &PlainPolicy,
     ) -> Result<(), WalError> {
+        // Settled already (`wal-verify --recall`: its state vouches for the stored file):
+        // nothing to decrypt, and no path to read.
+        if record.outcome.is_some() {
+            return Ok(());
+        }
         let path = record.require_path()?.clone();
         let mut file = wal_core::durable::open_wal(&path)?;
         // The bytes decide, not the record's `encryption`: a listing or `wal-store get`

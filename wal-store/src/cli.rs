@@ -163,6 +163,19 @@ pub enum Command {
         #[command(flatten)]
         destination: PlaceArgs,
     },
+    /// Download the objects of a cloud archive's listing (`wal-scan archive URL`) into
+    /// --temp-dir, each record pointing at its copy (listed in its `temps`), for the
+    /// stages that read files (wal-encrypt --decrypt, wal-verify). A record naming an
+    /// object that is not its WAL's in this archive fails alone; one that arrives with an
+    /// outcome (settled) or failed passes untouched.
+    Fetch {
+        /// Where the archive is (a cloud archive).
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// Where the downloads go [default: the system's temp directory].
+        #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
+        temp_dir: Option<PathBuf>,
+    },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
     Delete {
         /// Where the archive is.
@@ -580,6 +593,13 @@ pub enum Config {
         /// Write-out: check that what is written has the shape of WAL for its name.
         header_check: bool,
     },
+    /// `fetch`.
+    Fetch {
+        /// Which cloud archive.
+        target: Box<CloudTarget>,
+        /// Where the downloads go.
+        temp_dir: PathBuf,
+    },
     /// `delete`.
     Delete {
         /// Where from.
@@ -863,6 +883,19 @@ impl TryFrom<Args> for Config {
                 temp_dir,
                 no_header_check,
             )?,
+            Command::Fetch { archive, temp_dir } => match archive.try_into()? {
+                Target::Cloud(cloud) => Config::Fetch {
+                    target: Box::new(cloud),
+                    temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
+                },
+                Target::Local(local) => {
+                    return Err(WalError::Usage(format!(
+                        "fetch: {} is a local archive: its records point at its files already \
+                         (fetch is for s3://, az://, gs:// archives)",
+                        local.layout.wals.display()
+                    )));
+                }
+            },
             Command::Delete { archive } => Config::Delete {
                 target: archive.try_into()?,
             },

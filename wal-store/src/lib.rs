@@ -12,6 +12,7 @@ pub mod cloud;
 mod compare;
 mod decrypt;
 mod delete;
+mod fetch;
 mod get;
 mod identity;
 mod list;
@@ -132,6 +133,9 @@ pub fn run(
             input,
             output,
         ),
+        Config::Fetch { target, temp_dir } => {
+            fetch::run(target, temp_dir, input, output).map(Verdict::from)
+        }
         Config::Delete { target } => delete::run(target, input, output).map(Verdict::from),
         Config::RebuildXlogdb { target } => rebuild::run(target).map(Verdict::from),
         Config::List { target } => list::run(target, output).map(Verdict::from),

@@ -35,6 +35,8 @@ pub struct Entry {
     pub size: u64,
     /// Its mtime (last-modified time for objects), seconds since the epoch.
     pub time: f64,
+    /// A cloud object's entity tag.
+    pub etag: Option<String>,
     /// How it is compressed (unknown when encrypted locally).
     pub compression: Option<Compression>,
     /// Whether it is encrypted.
@@ -60,6 +62,7 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
                         location: file.path,
                         size: file.size,
                         time: file.time,
+                        etag: None,
                         compression,
                         encryption,
                     })
@@ -81,6 +84,7 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
                     name: object.info.name,
                     size: object.size,
                     time: object.time,
+                    etag: object.etag,
                     compression: object.info.compression,
                     encryption: object.info.encryption,
                 })
@@ -105,6 +109,7 @@ pub fn run(target: &Target, output: impl Write) -> Result<Summary> {
         record.time = entry.time;
         record.compression = entry.compression;
         record.encryption = entry.encryption;
+        record.etag = entry.etag;
         if entry.local {
             record.path = Some(entry.location.clone());
         }

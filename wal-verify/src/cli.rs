@@ -4,7 +4,7 @@ use clap::Parser;
 
 /// Verifies the archive whose records arrive on stdin (`wal-scan archive`): every file
 /// is opened, decompressed and checked for the shape of WAL its name promises (with
-/// --deep, every page header), and every timeline for gaps along its history. Writes each
+/// --deep, every page header and record CRC), and every timeline for gaps along its history. Writes each
 /// record back, a failed one with its `error`; a summary goes to stderr (or, with --json,
 /// to stdout instead of the records).
 ///
@@ -12,9 +12,14 @@ use clap::Parser;
 /// 74 the record stream itself failed.
 #[derive(Debug, Parser)]
 #[command(name = "wal-verify", version, about)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of the command line"
+)]
 pub struct Args {
     /// Check every page header of each segment (magic, flags, timeline, page address
-    /// advancing page by page), not only the first.
+    /// advancing page by page), not only the first, and the CRC of every WAL record that
+    /// starts and ends in it.
     #[arg(long, env = "WALPIPE_DEEP", value_parser = clap::builder::FalseyValueParser::new())]
     pub deep: bool,
     /// Files verified at once [default: one per core].
@@ -51,4 +56,11 @@ pub struct Args {
     /// With --state: read every file again (the state is rewritten).
     #[arg(long, requires = "state")]
     pub full: bool,
+    /// With --state: verify nothing; mark the records whose stored files the state still
+    /// vouches for (`outcome: verified`) and pass every record on. Placed before the
+    /// stages that download or decrypt (scripts/verify-wal does), so that a re-run
+    /// fetches and decrypts only what changed; the last wal-verify checks the state
+    /// again itself.
+    #[arg(long, requires = "state", conflicts_with_all = ["json", "full"])]
+    pub recall: bool,
 }

@@ -12,6 +12,8 @@ use wal_core::names::{WalKind, WalName, parse_lsn};
 use wal_core::shape::{self, LongHeader};
 use wal_core::{WalError, WalRecord, durable};
 
+use crate::records::RecordWalk;
+
 /// `XLP_LONG_HEADER`: only the first page of a segment carries it.
 const XLP_LONG_HEADER: u16 = 0x0002;
 /// Every `xlp_info` bit a supported release defines.
@@ -101,7 +103,7 @@ pub fn verify(record: &WalRecord, deep: bool) -> Result<Verified, WalError> {
                 });
             };
             let size = head.len() as u64
-                + pages(&mut reader, &header, &name, head.len(), deep).map_err(|e| match e {
+                + pages(&mut reader, &header, &name, &head, deep).map_err(|e| match e {
                     PageError::Read(e) => undecodable(e),
                     PageError::Bad(why) => corrupt(path, why),
                 })?;
@@ -139,7 +141,7 @@ enum PageError {
 }
 
 /// Reads the rest of a segment page by page (at most one byte beyond the size its header
-/// claims); with `deep`, checks each page's header: the segment's magic, known flags and
+/// claims); with `deep`, checks each page's header, and each record's CRC ([`RecordWalk`]): the segment's magic, known flags and
 /// no long header, a timeline not older than the page before nor newer than the name's,
 /// and the page address the page's place in the segment gives.
 ///
@@ -154,23 +156,27 @@ fn pages(
     reader: &mut dyn Read,
     header: &LongHeader,
     name: &WalName,
-    already: usize,
+    head: &[u8],
     deep: bool,
 ) -> Result<u64, PageError> {
+    let already = head.len();
     let block = u64::from(header.block_size);
     let mut limited = reader.take(header.segment_size.bytes() + 1 - already as u64);
-    // The rest of the first page.
-    let mut total = std::io::copy(
-        &mut (&mut limited).take(block - already as u64),
-        &mut std::io::sink(),
-    )
-    .map_err(PageError::Read)?;
     let mut page = vec![0u8; usize::try_from(block).unwrap_or(8192)];
+    let mut records = RecordWalk::new(name.kind() == WalKind::Partial);
+    // The rest of the first page (its long header was read and checked already).
+    let mut total = read_full(&mut limited, &mut page[already..]).map_err(PageError::Read)?;
+    if deep {
+        page[..already].copy_from_slice(head);
+        records
+            .page(&page[..already + total], header.page_address)
+            .map_err(PageError::Bad)?;
+    }
     let mut timeline = header.timeline;
     let mut tail: Option<String> = None;
     for index in 1u64.. {
         let read = read_full(&mut limited, &mut page).map_err(PageError::Read)?;
-        total += read as u64;
+        total += read;
         if read == 0 {
             break;
         }
@@ -185,16 +191,20 @@ fn pages(
                     )));
                 }
                 timeline = valid;
+                records
+                    .page(&page[..read], header.page_address + index * block)
+                    .map_err(PageError::Bad)?;
             }
             // Blank, or a page of another place (a recycled file's): unused space.
             Page::Elsewhere(why) => {
+                records.stop();
                 tail.get_or_insert(why);
             }
             // This page's own address, and yet not right: damage, or WAL not of this name.
             Page::Damaged(why) => return Err(PageError::Bad(why)),
         }
     }
-    Ok(total)
+    Ok(total as u64)
 }
 
 /// What a page header says of its page.

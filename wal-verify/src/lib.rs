@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod records;
 pub mod state;
 pub mod timelines;
 
@@ -54,12 +55,14 @@ impl Verifier<'_> {
     /// Verifies one record (or takes it as verified from the state).
     fn verify_record(&self, record: &mut WalRecord) -> Result<(), WalError> {
         let args = self.args;
+        // What an earlier stage said (`--recall`) is checked again here, not trusted.
+        record.outcome = None;
         if let Ok(name) = WalName::parse_file_name(&record.name) {
             lock(&self.seen).names.push(name);
         }
-        let identity = record.path.as_deref().and_then(Identity::of);
+        let identity = Identity::of_record(record);
         let remembering = args.state.is_some();
-        if remembering && let Some(identity) = identity {
+        if remembering && let Some(identity) = &identity {
             let known = lock(&self.remembered)
                 .known(&record.name, identity, args.deep)
                 .cloned();
@@ -106,7 +109,15 @@ fn bounds(args: &Args) -> Result<[Option<WalName>; 2], WalError> {
             })
             .transpose()
     };
-    Ok([parse(&args.from)?, parse(&args.to)?])
+    let [from, to] = [parse(&args.from)?, parse(&args.to)?];
+    if let (Some(from), Some(to)) = (&from, &to)
+        && (from.log(), from.segment()) > (to.log(), to.segment())
+    {
+        return Err(WalError::Usage(format!(
+            "--from {from} comes after --to {to}"
+        )));
+    }
+    Ok([from, to])
 }
 
 /// Verifies the records on `input`, writes them (or, with --json, the summary) to
@@ -129,6 +140,9 @@ where
             "--state {}: not a regular file",
             path.display()
         )));
+    }
+    if args.recall {
+        return recall(args, jobs.get(), input, output);
     }
     let mut territory = Territory::new();
     if let Some(dir) = &args.temp_dir {
@@ -158,6 +172,19 @@ where
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut report = Report::of(&seen, from.as_ref(), to.as_ref());
+    if summary.records == 0 {
+        report.problems.push(
+            "no file arrived: an empty archive, or a listing that failed (said above): \
+             nothing is proven"
+                .into(),
+        );
+    } else if report.timelines.is_empty() && (from.is_some() || to.is_some()) {
+        report.problems.push(format!(
+            "no WAL segment within --from {} --to {}: the WAL asked for is not in the archive",
+            args.from.as_deref().unwrap_or("(the first)"),
+            args.to.as_deref().unwrap_or("(the last)")
+        ));
+    }
     if let Some(path) = &args.xlogdb {
         report.problems.extend(catalogue_problems(path, &seen)?);
     }
@@ -190,6 +217,40 @@ where
     Ok(Verdict {
         summary,
         status: (!holds).then_some(ExitCode::DataErr),
+    })
+}
+
+/// `--recall`: marks the records whose stored files the state still vouches for, and
+/// passes every record on; nothing is read but the state and each file's identity.
+fn recall<R, W>(args: &Args, jobs: usize, input: R, output: W) -> Result<Verdict, WalError>
+where
+    R: BufRead + Send,
+    W: Write,
+{
+    let Some(path) = &args.state else {
+        return Err(WalError::Usage("--recall needs --state FILE".into()));
+    };
+    let state = State::load(path)?;
+    let marked = AtomicU64::new(0);
+    let summary = stage::run_parallel(TOOL, jobs, input, output, |record| {
+        let known = record.outcome.is_none()
+            && Identity::of_record(record)
+                .is_some_and(|identity| state.known(&record.name, &identity, args.deep).is_some());
+        if known {
+            record.outcome = Some(Outcome::Verified);
+            marked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "{TOOL}: {} of {} files still as verified in {} (the others go on to be read)",
+        marked.into_inner(),
+        summary.records,
+        path.display()
+    );
+    Ok(Verdict {
+        summary,
+        status: None,
     })
 }
 
@@ -311,6 +372,31 @@ impl Report {
         }
         let bound = |name: Option<&WalName>| name.and_then(|n| number(n, size));
         let (timelines, mut problems) = archive.analyse(size, bound(from), bound(to));
+        // The same WAL twice (a cloud archive's keys under two extensions): which one a
+        // restore gets depends on the tool.
+        let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
+        for name in &seen.names {
+            *counted.entry(name.as_str()).or_default() += 1;
+        }
+        let doubled: Vec<&str> = counted
+            .iter()
+            .filter(|&(_, &count)| count > 1)
+            .map(|(&name, _)| name)
+            .collect();
+        if !doubled.is_empty() {
+            problems.push(format!(
+                "{} WAL file(s) stored more than once (under two extensions: a restore may \
+                 get either): {}{}",
+                doubled.len(),
+                doubled
+                    .iter()
+                    .take(5)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if doubled.len() > 5 { ", …" } else { "" }
+            ));
+        }
         // One system, one segment size, one release: anything else is WAL of another
         // cluster in this archive.
         let mut systems: BTreeMap<(u64, u64, &str), Vec<&str>> = BTreeMap::new();

@@ -1,12 +1,14 @@
 //! `--state FILE`: what an earlier run verified, so that a re-run over an unchanged
 //! archive costs a listing and a `stat` per file, not a re-read.
 //!
-//! Each file verified whole is remembered with what identifies its stored bytes (size,
-//! modification time to the nanosecond, inode) and what the archive-wide checks need of
-//! it (a segment's long header, a history file's switch points), and whether it was
-//! verified `--deep`. A later run takes a file as verified when all of that still holds
-//! (and the run asks no deeper check); anything else is read again. A file rewritten in
-//! place with the same size and a forged time is not seen: `--full` reads everything.
+//! Each file verified whole is remembered with what identifies its stored bytes (a local
+//! file's size, modification time to the nanosecond and inode; a cloud object's URL and
+//! entity tag, from the listing), what the archive-wide checks need of it (a segment's
+//! long header, a history file's switch points), and whether it was verified `--deep`.
+//! The identity is the stored file's, never a decrypted or downloaded copy's. A later run
+//! takes a file as verified when all of that still holds (and the run asks no deeper
+//! check); anything else is read again. A file rewritten in place with the same size and
+//! a forged time is not seen: `--full` reads everything.
 //! The file is replaced whole at the end of a run (written beside, fsynced, renamed):
 //! a first line with the run's verdict (wal-check reads it alone), then a line per file.
 //! A file there that is not a state is refused before any work and never replaced (a
@@ -29,12 +31,21 @@ use crate::file::Verified;
 /// with the problems found, each cut short).
 const LINE_MAX: u64 = 16 << 20;
 
+/// The state's format: 3 since `--deep` checks record CRCs (a version 2 state is read,
+/// its deep entries taken as shallow).
+const VERSION: u64 = 3;
+
 /// What identifies a stored file's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    size: u64,
-    mtime_ns: i128,
-    inode: u64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A local file: its size, modification time to the nanosecond, inode.
+    File {
+        size: u64,
+        mtime_ns: i128,
+        inode: u64,
+    },
+    /// A cloud object: its URL and entity tag (which changes whenever its bytes do).
+    Object { url: String, etag: String },
 }
 
 impl Identity {
@@ -42,11 +53,26 @@ impl Identity {
     #[must_use]
     pub fn of(path: &Path) -> Option<Identity> {
         let meta = std::fs::symlink_metadata(path).ok()?;
-        meta.file_type().is_file().then(|| Identity {
+        meta.file_type().is_file().then(|| Identity::File {
             size: meta.len(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             inode: meta.ino(),
         })
+    }
+
+    /// The identity of what `record` was listed from: the stored file (`stored_at`, else
+    /// `path`), not a decrypted or downloaded copy of it; a cloud object by its listing's
+    /// entity tag.
+    #[must_use]
+    pub fn of_record(record: &wal_core::WalRecord) -> Option<Identity> {
+        match (&record.etag, &record.stored_at) {
+            (Some(etag), Some(url)) => Some(Identity::Object {
+                url: url.to_str()?.to_owned(),
+                etag: etag.clone(),
+            }),
+            (None, Some(stored)) if stored.is_absolute() => Identity::of(stored),
+            _ => record.path.as_deref().and_then(Identity::of),
+        }
     }
 }
 
@@ -78,6 +104,7 @@ impl State {
         let mut reader = std::io::BufReader::new(file);
         let mut line = Vec::new();
         let mut entries = BTreeMap::new();
+        let mut version = VERSION;
         for index in 0u64.. {
             line.clear();
             let read = std::io::BufRead::read_until(
@@ -98,11 +125,19 @@ impl State {
             }
             let value: Option<Value> = serde_json::from_slice(&line).ok();
             let parsed = if index == 0 {
-                value.filter(|v| v["wal_verify_state"] == 2).map(|_| ())
+                value
+                    .and_then(|v| v["wal_verify_state"].as_u64())
+                    .filter(|v| (2..=VERSION).contains(v))
+                    .map(|v| version = v)
             } else {
-                value.as_ref().and_then(parse_entry).map(|(name, entry)| {
-                    entries.insert(name, entry);
-                })
+                value
+                    .as_ref()
+                    .and_then(parse_entry)
+                    .map(|(name, mut entry)| {
+                        // Version 2's --deep checked page headers, not record CRCs.
+                        entry.deep &= version >= 3;
+                        entries.insert(name, entry);
+                    })
             };
             if parsed.is_none() {
                 return Err(unusable(
@@ -117,10 +152,10 @@ impl State {
     /// What was verified of `name`, if its file is still the one verified (and it was
     /// verified at least as deep as asked).
     #[must_use]
-    pub fn known(&self, name: &str, identity: Identity, deep: bool) -> Option<&Verified> {
+    pub fn known(&self, name: &str, identity: &Identity, deep: bool) -> Option<&Verified> {
         self.entries
             .get(name)
-            .filter(|e| e.identity == identity && (e.deep || !deep))
+            .filter(|e| e.identity == *identity && (e.deep || !deep))
             .map(|e| &e.verified)
     }
 
@@ -147,7 +182,7 @@ impl State {
         durable::replace_durably(path, |file| {
             let mut out = std::io::BufWriter::new(file);
             let first = json!({
-                "wal_verify_state": 2,
+                "wal_verify_state": VERSION,
                 (wal_core::verified::LAST_RUN_KEY): last_run,
             });
             serde_json::to_writer(&mut out, &first)?;
@@ -161,17 +196,26 @@ impl State {
                         "segment_size": h.segment_size.bytes(), "block_size": h.block_size,
                     })
                 });
-                let line = json!({
-                    "name": name,
-                    "size": e.identity.size,
-                    "mtime_ns": e.identity.mtime_ns.to_string(),
-                    "inode": e.identity.inode,
-                    "deep": e.deep,
-                    "header": header,
-                    "switches": e.verified.switches.iter()
+                let mut line = match &e.identity {
+                    Identity::File {
+                        size,
+                        mtime_ns,
+                        inode,
+                    } => json!({"size": size, "mtime_ns": mtime_ns.to_string(), "inode": inode}),
+                    Identity::Object { url, etag } => json!({"url": url, "etag": etag}),
+                };
+                if let Some(fields) = line.as_object_mut() {
+                    let switches: Vec<Value> = e
+                        .verified
+                        .switches
+                        .iter()
                         .map(|(parent, lsn)| json!([parent, lsn.to_string()]))
-                        .collect::<Vec<_>>(),
-                });
+                        .collect();
+                    fields.insert("name".to_owned(), json!(name));
+                    fields.insert("deep".to_owned(), json!(e.deep));
+                    fields.insert("header".to_owned(), header.unwrap_or(Value::Null));
+                    fields.insert("switches".to_owned(), Value::Array(switches));
+                }
                 serde_json::to_writer(&mut out, &line)?;
                 out.write_all(b"\n")?;
             }
@@ -212,10 +256,16 @@ fn parse_entry(e: &Value) -> Option<(String, Entry)> {
         .iter()
         .map(|s| Some((u32::try_from(number(&s[0])?).ok()?, number(&s[1])?)))
         .collect::<Option<Vec<_>>>()?;
-    let identity = Identity {
-        size: number(&e["size"])?,
-        mtime_ns: e["mtime_ns"].as_str()?.parse().ok()?,
-        inode: number(&e["inode"])?,
+    let identity = match e["etag"].as_str() {
+        Some(etag) => Identity::Object {
+            url: e["url"].as_str()?.to_owned(),
+            etag: etag.to_owned(),
+        },
+        None => Identity::File {
+            size: number(&e["size"])?,
+            mtime_ns: e["mtime_ns"].as_str()?.parse().ok()?,
+            inode: number(&e["inode"])?,
+        },
     };
     let verified = Verified {
         name: WalName::parse_file_name(&name).ok()?,

@@ -96,6 +96,7 @@ impl Archive {
                 .or_insert(at);
         }
         let mut timelines = Vec::new();
+        let newest = self.segments.keys().max();
         for (&id, present) in &self.segments {
             let present: BTreeSet<u64> = present.iter().copied().filter(|&n| within(n)).collect();
             let (Some(&first), Some(&last)) = (present.first(), present.last()) else {
@@ -106,21 +107,30 @@ impl Archive {
                     "timeline {id} has no history file ({id:08X}.history): recovery cannot follow it"
                 ));
             }
-            // The expected span: from where it started (its switch segment, when known) to
-            // where its child branched off (when it did), else what is present.
-            let start = self
-                .parents
-                .get(&id)
-                .map(|&(_, lsn)| lsn / size.bytes())
-                .filter(|&n| within(n) && n < first)
-                .unwrap_or(first);
+            // The expected span: from where it started (its switch segment, when known;
+            // not before --from, and the first timeline at --from: WAL asked for is WAL
+            // needed) to where its child branched off (when it did), else what is present.
+            let branched_off = self.parents.get(&id).map(|&(_, lsn)| lsn / size.bytes());
+            let start = match (branched_off, from) {
+                (Some(at), Some(f)) => at.max(f),
+                (Some(at), None) => at,
+                (None, Some(f)) => f,
+                (None, None) => first,
+            }
+            .min(first);
             // It must reach the segment before its child's first (the switch segment is
             // copied into the child's; its own copy, often a `.partial`, may be there too),
-            // or, with no child, its last segment present.
+            // or, with no child, its last segment present; the newest timeline (the one
+            // recovery follows to the end) must reach --to.
             let branch = branched.get(&id).copied();
+            let end = if Some(&id) == newest {
+                to.unwrap_or(last).max(last)
+            } else {
+                last
+            };
             let (limit, reach) = match branch {
                 Some(at) => (at, at.checked_sub(1)),
-                None => (last, Some(last)),
+                None => (last, Some(end)),
             };
             let reach = reach.map(|r| to.map_or(r, |t| r.min(t)));
             let beyond = branch.map_or(0, |at| present.iter().filter(|&&n| n > at).count() as u64);
@@ -172,6 +182,35 @@ mod tests {
                 .collect(),
             parents: parents.iter().map(|&(c, p, lsn)| (c, (p, lsn))).collect(),
         }
+    }
+
+    /// WAL asked for is WAL needed: --from before the first segment and --to after the
+    /// last are gaps; on an older timeline --to asks nothing beyond its branch point.
+    #[test]
+    fn the_bounds_asked_for_must_be_present() {
+        let (timelines, _) = archive(&[(1, &[3, 4, 5])], &[]).analyse(SIZE, Some(1), Some(7));
+        assert_eq!(
+            timelines[0].gaps,
+            [
+                (
+                    "000000010000000000000001".into(),
+                    "000000010000000000000002".into(),
+                    2
+                ),
+                (
+                    "000000010000000000000006".into(),
+                    "000000010000000000000007".into(),
+                    2
+                ),
+            ]
+        );
+        let switch = 5 * SIZE.bytes() + 0xA0;
+        let two = archive(&[(1, &[3, 4, 5]), (2, &[5, 6])], &[(2, 1, switch)]);
+        let (timelines, _) = two.analyse(SIZE, Some(3), Some(6));
+        assert!(timelines.iter().all(|t| t.gaps.is_empty()), "{timelines:?}");
+        let (timelines, _) = two.analyse(SIZE, Some(3), Some(8));
+        assert!(timelines[0].gaps.is_empty());
+        assert_eq!(timelines[1].gaps[0].2, 2, "{timelines:?}");
     }
 
     #[test]

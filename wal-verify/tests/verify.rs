@@ -118,8 +118,7 @@ fn real_wal_archives_verify_clean() {
     }
 }
 
-/// Each defect alone: a missing segment, a truncated file, a flipped byte in a page
-/// header past the first (found by --deep only), a segment of another cluster; a record
+/// Each defect alone: a missing segment, a truncated file, a segment of another cluster; a record
 /// naming a fifo or a symlink fails alone while the stream goes on.
 #[test]
 fn each_defect_is_found_and_named() {
@@ -159,29 +158,6 @@ fn each_defect_is_found_and_named() {
         "{record}"
     );
     fs::write(path(cut), &whole).unwrap();
-
-    // A flipped byte in page 3's header: its page address.
-    let flipped = "00000001000000000000000C";
-    let mut bytes = fs::read(path(flipped)).unwrap();
-    bytes[3 * 8192 + 9] ^= 0x01;
-    fs::write(path(flipped), &bytes).unwrap();
-    assert_eq!(
-        verify(&home, &[]).status.code(),
-        Some(0),
-        "shallow reads only the first page"
-    );
-    let out = verify(&home, &["--deep"]);
-    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
-    let message = record_of(&out, flipped)["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        message.contains("page 3 (offset 24576): page address"),
-        "{message}"
-    );
-    bytes[3 * 8192 + 9] ^= 0x01;
-    fs::write(path(flipped), &bytes).unwrap();
 
     // A segment of another cluster: its system identifier (long header bytes 24..32).
     let stranger = "000000010000000000000010";
@@ -234,6 +210,57 @@ fn each_defect_is_found_and_named() {
         said.contains(summary) && said.trim_end().ends_with("FAILED"),
         "{said}"
     );
+}
+
+/// A flipped byte in a page header past the first, and one inside a record: both found
+/// by --deep only, named by page and by the record's LSN.
+#[test]
+fn deep_finds_damage_past_the_first_page() {
+    let work = WorkDir::new();
+    let home = archive(&work, "none");
+    let wals = home.join("pg/wals");
+    let path = |name: &str| archived_path(&wals, name);
+
+    // A flipped byte in page 3's header: its page address.
+    let flipped = "00000001000000000000000C";
+    let mut bytes = fs::read(path(flipped)).unwrap();
+    bytes[3 * 8192 + 9] ^= 0x01;
+    fs::write(path(flipped), &bytes).unwrap();
+    assert_eq!(
+        verify(&home, &[]).status.code(),
+        Some(0),
+        "shallow reads only the first page"
+    );
+    let out = verify(&home, &["--deep"]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    let message = record_of(&out, flipped)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("page 3 (offset 24576): page address"),
+        "{message}"
+    );
+    bytes[3 * 8192 + 9] ^= 0x01;
+    fs::write(path(flipped), &bytes).unwrap();
+
+    // A flipped byte inside a record, in the middle of the segment: its CRC (--deep).
+    let mut bytes = fs::read(path(flipped)).unwrap();
+    bytes[(8 << 20) + 4000] ^= 0x10;
+    fs::write(path(flipped), &bytes).unwrap();
+    assert_eq!(verify(&home, &[]).status.code(), Some(0));
+    let out = verify(&home, &["--deep"]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    let message = record_of(&out, flipped)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("record at 0/C") && message.contains(": CRC "),
+        "{message}"
+    );
+    bytes[(8 << 20) + 4000] ^= 0x10;
+    fs::write(path(flipped), &bytes).unwrap();
 }
 
 /// scripts/verify-wal on an encrypted archive: decrypted on the way (with the key, the

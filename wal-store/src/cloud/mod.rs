@@ -71,6 +71,8 @@ pub struct StoredObject {
     pub size: u64,
     /// Its last-modified time, seconds since the epoch.
     pub time: f64,
+    /// Its entity tag, when the store gave one.
+    pub etag: Option<String>,
     /// What its key says.
     pub info: KeyInfo,
 }
@@ -244,6 +246,7 @@ impl<'a> Bucket<'a> {
                     Some(info) => wals.push(StoredObject {
                         time: meta.last_modified.timestamp_micros() as f64 / 1e6,
                         size: meta.size,
+                        etag: meta.e_tag,
                         key,
                         info,
                     }),
