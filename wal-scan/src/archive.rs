@@ -116,6 +116,8 @@ fn describe(file: ArchivedFile, catalogue: &HashMap<String, XlogLine>) -> Entry 
             }
         },
     };
+    // Where it is stored, apart from `path` (which later stages point at their copies).
+    record.stored_at = Some(file.path.clone());
     record.path = Some(file.path);
     Entry::Wal(record)
 }

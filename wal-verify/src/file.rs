@@ -197,7 +197,11 @@ fn pages(
             }
             // Blank, or a page of another place (a recycled file's): unused space.
             Page::Elsewhere(why) => {
-                records.stop();
+                if tail.is_none() {
+                    records
+                        .stop(header.page_address + index * block)
+                        .map_err(|e| PageError::Bad(format!("{why}: {e}")))?;
+                }
                 tail.get_or_insert(why);
             }
             // This page's own address, and yet not right: damage, or WAL not of this name.

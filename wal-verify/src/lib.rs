@@ -60,7 +60,7 @@ impl Verifier<'_> {
         if let Ok(name) = WalName::parse_file_name(&record.name) {
             lock(&self.seen).names.push(name);
         }
-        let identity = Identity::of_record(record);
+        let identity = Identity::of_record(record, &self.territory);
         let remembering = args.state.is_some();
         if remembering && let Some(identity) = &identity {
             let known = lock(&self.remembered)
@@ -133,13 +133,21 @@ where
     let [from, to] = bounds(args)?;
     // The state is replaced whole at the end: a link, a directory or a device there is
     // refused before any work, not found after it.
-    if let Some(path) = &args.state
-        && std::fs::symlink_metadata(path).is_ok_and(|meta| !meta.file_type().is_file())
-    {
-        return Err(WalError::Config(format!(
-            "--state {}: not a regular file",
-            path.display()
-        )));
+    if let Some(path) = &args.state {
+        if std::fs::symlink_metadata(path).is_ok_and(|meta| !meta.file_type().is_file()) {
+            return Err(WalError::Config(format!(
+                "--state {}: not a regular file",
+                path.display()
+            )));
+        }
+        let dir = wal_core::durable::parent_of(path);
+        if !dir.is_dir() {
+            return Err(WalError::Config(format!(
+                "--state {}: its directory {} is not there",
+                path.display(),
+                dir.display()
+            )));
+        }
     }
     if args.recall {
         return recall(args, jobs.get(), input, output);
@@ -232,9 +240,10 @@ where
     };
     let state = State::load(path)?;
     let marked = AtomicU64::new(0);
+    let territory = Territory::new();
     let summary = stage::run_parallel(TOOL, jobs, input, output, |record| {
         let known = record.outcome.is_none()
-            && Identity::of_record(record)
+            && Identity::of_record(record, &territory)
                 .is_some_and(|identity| state.known(&record.name, &identity, args.deep).is_some());
         if known {
             record.outcome = Some(Outcome::Verified);
@@ -242,12 +251,14 @@ where
         }
         Ok(())
     })?;
-    eprintln!(
-        "{TOOL}: {} of {} files still as verified in {} (the others go on to be read)",
-        marked.into_inner(),
-        summary.records,
-        path.display()
-    );
+    if summary.records > 0 {
+        eprintln!(
+            "{TOOL}: {} of {} files still as verified in {} (the others go on to be read)",
+            marked.into_inner(),
+            summary.records,
+            path.display()
+        );
+    }
     Ok(Verdict {
         summary,
         status: None,
@@ -355,7 +366,7 @@ impl Report {
             .map_or(SegmentSize::DEFAULT, |(_, h)| h.segment_size);
         let mut archive = Archive::default();
         for name in &seen.names {
-            if matches!(name.kind(), WalKind::Segment | WalKind::Partial)
+            if name.kind() == WalKind::Segment
                 && let Some(n) = number(name, size)
             {
                 archive
@@ -363,6 +374,19 @@ impl Report {
                     .entry(name.timeline())
                     .or_default()
                     .insert(n);
+            }
+        }
+        // A `.partial` stands for its segment only at the end of its timeline (where
+        // streaming stopped, or the timeline branched off): before a later segment,
+        // recovery needs the segment itself, which restore_command asks for.
+        for name in &seen.names {
+            if name.kind() == WalKind::Partial
+                && let Some(n) = number(name, size)
+            {
+                let present = archive.segments.entry(name.timeline()).or_default();
+                if present.last().is_none_or(|&last| last < n) {
+                    present.insert(n);
+                }
             }
         }
         for verified in &seen.verified {

@@ -17,13 +17,15 @@
 //! - The record a segment begins inside of (begun in the previous segment) and the one
 //!   it ends inside of (continuing into the next) are not checked: their other part is
 //!   in another file. Their lengths are still checked against the page headers.
-//! - The record chain ends at a zero length (after a WAL switch, the rest of the segment
-//!   is zeroed pages): from there on, the page data must stay zero; data after the end is
-//!   damage (a record's length wiped, say).
-//! - A page of unused space (the tail the page check finds: blank, or of another place)
-//!   stops the walk.
+//! - A complete segment's WAL goes on to its end, or ends with a WAL switch, after which
+//!   the rest is unused (zeros, or a recycled file's old pages): records that end at a
+//!   zero length, or unused space (the blank or other-address page the page check
+//!   finds), anywhere else are damage (a wiped tail, a wiped switch record), as recovery
+//!   would stop there. After the end the page data must stay zero (data after it is
+//!   damage: a record's length wiped, say).
 //! - A `.partial` ends where streaming stopped, maybe inside a record: there a record
-//!   that does not hold is taken for that end, unless data follows it.
+//!   that does not hold is taken for that end, unless data follows it; unused space may
+//!   begin anywhere.
 //! - A page whose header says a crash abandoned the record it should continue
 //!   (`XLP_FIRST_IS_OVERWRITE_CONTRECORD`) starts a new record, as in recovery.
 
@@ -46,6 +48,23 @@ const LONG_HEADER: u16 = 0x0002;
 const OVERWRITE_CONTRECORD: u16 = 0x0008;
 /// `XLogRecordMaxSize` (PostgreSQL 15).
 const RECORD_MAX: u64 = 1020 * 1024 * 1024;
+/// `RM_XLOG_ID`, and its `XLOG_SWITCH` in `xl_info`'s high bits: the record after which
+/// the rest of a segment is unused.
+const RM_XLOG_ID: u8 = 0;
+const XLOG_SWITCH: u8 = 0x40;
+
+/// What the last record read was, for where the records may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    /// None yet.
+    Nothing,
+    /// The rest of a record begun in the previous segment (maybe a WAL switch).
+    Skipped,
+    /// A WAL switch.
+    Switch,
+    /// Any other record.
+    Other,
+}
 
 /// Where the walk is (one per walk: the size of its largest variant costs nothing).
 #[allow(clippy::large_enum_variant, reason = "one value per segment walked")]
@@ -91,6 +110,7 @@ pub struct RecordWalk {
     pending: Option<String>,
     /// A page of unused space was reached: nothing more is read.
     stopped: bool,
+    last: Last,
     first: bool,
     /// Records whose CRC held.
     checked: u64,
@@ -136,6 +156,7 @@ impl RecordWalk {
             previous: None,
             pending: None,
             stopped: false,
+            last: Last::Nothing,
             first: true,
             checked: 0,
         }
@@ -147,9 +168,35 @@ impl RecordWalk {
         self.checked
     }
 
-    /// A page of unused space: the walk ends here.
-    pub fn stop(&mut self) {
-        self.stopped = true;
+    /// A page of unused space (blank, or a recycled file's) at the walk's place: it
+    /// ends the walk. Only a `.partial` may end anywhere; a complete segment's WAL goes
+    /// on to its end, or ends with a WAL switch (after which nothing is written).
+    ///
+    /// # Errors
+    /// Why unused space cannot begin here.
+    pub fn stop(&mut self, address: u64) -> Result<(), String> {
+        let between_records = matches!(self.step, Step::End { .. })
+            || matches!(self.step, Step::Header { have: 0, .. });
+        if self.partial || self.stopped || (between_records && self.switched()) {
+            self.stopped = true;
+            return Ok(());
+        }
+        Err(format!(
+            "page at {} holds no WAL of its place, yet the WAL before it {} (recovery \
+             stops there)",
+            format_lsn(address),
+            if between_records {
+                "did not end with a WAL switch"
+            } else {
+                "goes on into it"
+            }
+        ))
+    }
+
+    /// Whether the records read so far may end here: after a WAL switch (or the rest of
+    /// a record begun before, which may be one).
+    fn switched(&self) -> bool {
+        matches!(self.last, Last::Switch | Last::Skipped)
     }
 
     /// The bytes a page must say remain of the record it continues, if it continues one.
@@ -218,6 +265,7 @@ impl RecordWalk {
                 *remaining -= n as u64;
                 if *remaining == 0 {
                     self.step = Step::header();
+                    self.last = Last::Skipped;
                     return Ok(align(at + n));
                 }
                 Ok(at + n)
@@ -271,11 +319,19 @@ impl RecordWalk {
         }
     }
 
-    /// The record chain ends at `lsn`: what was read of the header must be zero too.
+    /// The record chain ends at `lsn`: what was read of the header must be zero too,
+    /// and in a complete segment the record before must have been a WAL switch.
     fn end(&mut self, lsn: u64, header: &[u8]) -> Result<(), String> {
         if header.iter().any(|&b| b != 0) {
             return Err(format!(
                 "record at {}: a zero length with a header that is not blank",
+                format_lsn(lsn)
+            ));
+        }
+        if !self.partial && !self.switched() {
+            return Err(format!(
+                "the records end at {} (a zero length) without a WAL switch: a complete \
+                 segment's WAL goes on to its end (recovery stops there)",
                 format_lsn(lsn)
             ));
         }
@@ -336,6 +392,11 @@ impl RecordWalk {
         }
         self.checked += 1;
         self.previous = Some(lsn);
+        self.last = if header[17] == RM_XLOG_ID && header[16] & 0xF0 == XLOG_SWITCH {
+            Last::Switch
+        } else {
+            Last::Other
+        };
         Ok(())
     }
 
@@ -359,11 +420,13 @@ mod tests {
     const BLOCK: usize = 8192;
 
     /// A record of `length` bytes at its place, its CRC and `xl_prev` right.
-    fn record(length: usize, prev: u64, fill: u8) -> Vec<u8> {
+    fn record(length: usize, prev: u64, fill: u8, switch: bool) -> Vec<u8> {
         let mut bytes = vec![fill; length];
         bytes[..RECORD_HEADER].fill(0);
         bytes[..4].copy_from_slice(&u32::try_from(length).unwrap().to_le_bytes());
         bytes[8..16].copy_from_slice(&prev.to_le_bytes());
+        bytes[16] = if switch { XLOG_SWITCH } else { 0x10 };
+        bytes[17] = if switch { RM_XLOG_ID } else { 9 };
         let mut digest = Digest::new(CrcAlgorithm::Crc32Iscsi);
         digest.update(&bytes[RECORD_HEADER..]);
         digest.update(&bytes[..CRC_AT]);
@@ -411,8 +474,9 @@ mod tests {
         let mut lsn = 0x100_0000 + LONG_PAGE_HEADER as u64;
         let mut prev = 0;
         let mut out = Vec::new();
-        for &length in lengths {
-            out.push(record(length, prev, 0x5A));
+        for (index, &length) in lengths.iter().enumerate() {
+            // The last one a WAL switch: the rest of the segment is unused.
+            out.push(record(length, prev, 0x5A, index + 1 == lengths.len()));
             prev = lsn;
             // The next start: this one's length, page headers crossed, aligned.
             let mut at = usize::try_from(lsn % BLOCK as u64).unwrap();
@@ -430,6 +494,45 @@ mod tests {
             lsn = page_start + align(at) as u64;
         }
         out
+    }
+
+    /// Garbage of every shape (random flags, lengths, continuation counts, short pages)
+    /// gives a verdict, never a panic.
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let mut walk = RecordWalk::new(round % 2 == 0);
+            for index in 0..4 {
+                let length = match next() % 4 {
+                    0 => usize::try_from(next() % 64).unwrap(),
+                    _ => BLOCK,
+                };
+                let mut page: Vec<u8> = (0..length)
+                    .map(|_| match next() % 3 {
+                        0 => 0,
+                        _ => u8::try_from(next() & 0xFF).unwrap(),
+                    })
+                    .collect();
+                if page.len() >= 24 && next() % 2 == 0 {
+                    // A small record length at the first record's place.
+                    let at = if index == 0 { 40 } else { 24 };
+                    if page.len() >= at + 4 {
+                        let small = u32::try_from(next() % 200).unwrap();
+                        page[at..at + 4].copy_from_slice(&small.to_le_bytes());
+                    }
+                }
+                if walk.page(&page, (index * BLOCK) as u64).is_err() {
+                    break;
+                }
+            }
+        }
     }
 
     #[test]
@@ -455,7 +558,37 @@ mod tests {
         pages[0][second..second + 4].fill(0);
         pages[0][second + 4..second + RECORD_HEADER].fill(0);
         let err = walk(&pages, false).unwrap_err();
+        assert!(err.contains("without a WAL switch"), "{err}");
+        // In a .partial the end may be anywhere, but not with data after it.
+        let err = walk(&pages, true).unwrap_err();
         assert!(err.contains("data follows"), "{err}");
+    }
+
+    #[test]
+    fn a_complete_segment_ends_with_a_switch_or_not_at_all() {
+        let records = chain(&[100, 200, 24]);
+        let mut pages = segment(&records, 3);
+        assert_eq!(walk(&pages, false), Ok(3));
+        // The switch record wiped: the records end without one.
+        let third = align(align(LONG_PAGE_HEADER + 100) + 200);
+        pages[0][third..third + RECORD_HEADER].fill(0);
+        let err = walk(&pages, false).unwrap_err();
+        assert!(err.contains("without a WAL switch"), "{err}");
+        // Unused space where the WAL should go on: only after a switch.
+        let mut walk = RecordWalk::new(false);
+        let pages = segment(&chain(&[100, 9000, 24]), 3);
+        walk.page(&pages[0], 0x100_0000).unwrap();
+        assert!(
+            walk.stop(0x100_2000)
+                .unwrap_err()
+                .contains("goes on into it")
+        );
+        let mut walk = RecordWalk::new(false);
+        for (index, page) in pages.iter().enumerate() {
+            walk.page(page, 0x100_0000 + (index * BLOCK) as u64)
+                .unwrap();
+        }
+        walk.stop(0x100_6000).unwrap();
     }
 
     #[test]
@@ -482,6 +615,8 @@ mod tests {
     #[test]
     fn a_record_begun_in_the_previous_segment_is_passed_over() {
         let mut pages = segment(&chain(&[100]), 1);
+        // The record in place of the first is a switch; begun after 48 bytes it is not
+        // the first record any more, so its xl_prev is not checked.
         // Shift the record: 48 bytes of a record begun before come first.
         let rec = pages[0][LONG_PAGE_HEADER..LONG_PAGE_HEADER + 100].to_vec();
         pages[0][LONG_PAGE_HEADER..].fill(0);

@@ -20,10 +20,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use wal_core::WalRecord;
 use wal_core::durable;
 use wal_core::error::Result;
 use wal_core::names::{SegmentSize, WalName};
 use wal_core::shape::{LongHeader, pg_version_of_magic};
+use wal_core::trust::Territory;
 
 use crate::file::Verified;
 
@@ -60,18 +62,28 @@ impl Identity {
         })
     }
 
-    /// The identity of what `record` was listed from: the stored file (`stored_at`, else
-    /// `path`), not a decrypted or downloaded copy of it; a cloud object by its listing's
-    /// entity tag.
+    /// The identity of what `record` was listed from: the stored file (`stored_at`), not
+    /// a decrypted or downloaded copy of it; a cloud object by its listing's entity tag.
+    /// The stored file stands for what is read only when `path` is that file, or a copy
+    /// an earlier stage made of it (one of the record's `temps`, in `territory`'s temp
+    /// directory); else the identity is `path`'s own (a record whose `stored_at` and
+    /// `path` disagree proves nothing about the stored file).
     #[must_use]
-    pub fn of_record(record: &wal_core::WalRecord) -> Option<Identity> {
-        match (&record.etag, &record.stored_at) {
-            (Some(etag), Some(url)) => Some(Identity::Object {
+    pub fn of_record(record: &WalRecord, territory: &Territory) -> Option<Identity> {
+        let path = record.path.as_deref();
+        let stored = record.stored_at.as_deref();
+        let a_copy = |path: &Path| {
+            record.temps.iter().any(|temp| temp == path)
+                && territory.temp_file(path, &record.name).is_ok()
+        };
+        let stands_for_path = path.is_none_or(|path| Some(path) == stored || a_copy(path));
+        match (&record.etag, stored) {
+            (Some(etag), Some(url)) if stands_for_path => Some(Identity::Object {
                 url: url.to_str()?.to_owned(),
                 etag: etag.clone(),
             }),
-            (None, Some(stored)) if stored.is_absolute() => Identity::of(stored),
-            _ => record.path.as_deref().and_then(Identity::of),
+            (None, Some(stored)) if stored.is_absolute() && stands_for_path => Identity::of(stored),
+            _ => path.and_then(Identity::of),
         }
     }
 }

@@ -261,6 +261,20 @@ fn deep_finds_damage_past_the_first_page() {
     );
     bytes[(8 << 20) + 4000] ^= 0x10;
     fs::write(path(flipped), &bytes).unwrap();
+
+    // Its last pages zeroed, where no WAL switch ended the records: recovery would stop
+    // there, so --deep says so.
+    let whole = bytes.clone();
+    bytes[1000 * 8192..].fill(0);
+    fs::write(path(flipped), &bytes).unwrap();
+    let out = verify(&home, &["--deep"]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    let message = record_of(&out, flipped)["error"]["message"].to_string();
+    assert!(
+        message.contains("yet the WAL before it goes on into it"),
+        "{message}"
+    );
+    fs::write(path(flipped), &whole).unwrap();
 }
 
 /// scripts/verify-wal on an encrypted archive: decrypted on the way (with the key, the
@@ -338,6 +352,125 @@ fn the_wrapper_verifies_an_encrypted_archive_and_its_catalogue() {
         "{problems:?}"
     );
     assert!(leftovers().is_empty(), "plaintext left: {:?}", leftovers());
+}
+
+/// A `.partial` stands for its segment only at the end of its timeline: before a later
+/// segment, the segment itself is missing (restore_command asks for it).
+#[test]
+fn a_partial_before_a_later_segment_leaves_a_gap() {
+    let work = WorkDir::new();
+    let home = archive(&work, "none");
+    let wals = home.join("pg/wals");
+    let partial = work.join("000000010000000000000005.partial");
+    fs::copy(archived_path(&wals, "000000010000000000000005"), &partial).unwrap();
+    let mut input = Vec::new();
+    let mut line = |name: &str, path: &Path| {
+        input.extend(format!("{{\"name\": \"{name}\", \"path\": {path:?}}}\n").into_bytes());
+    };
+    for n in [1, 2, 3, 4, 6] {
+        let name = format!("00000001000000000000000{n}");
+        line(&name, &archived_path(&wals, &name));
+    }
+    line("000000010000000000000005.partial", &partial);
+    let out = verify_records(&input, &[]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("timeline 1: missing 000000010000000000000005 to 000000010000000000000005"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+/// An encrypted archive with --state: the re-run decrypts nothing (the state vouches for
+/// the stored files, not for the decrypted copies); two runs side by side do not share a
+/// copy; the copies go to the run's own directory, which goes at the end; a state that
+/// is not one is refused with 78 and one line, every time.
+#[test]
+fn an_encrypted_archive_reverifies_from_its_state_and_runs_side_by_side() {
+    let work = WorkDir::new();
+    let gpg = walpipe_tests::Gpg::in_dir(work.path());
+    gpg.stop_agent();
+    let home = archive_with(&work, "zstd", &[Path::new("--recipient"), &gpg.cert()]);
+    let tmp = work.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let state = work.join("verify.state");
+    let command = |extra: &[&str]| {
+        let mut cmd = wrapper("verify-wal");
+        cmd.env("TMPDIR", &tmp)
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg", "--deep", "--key"])
+            .arg(gpg.key())
+            .args(extra);
+        cmd
+    };
+    let state_arg = state.to_str().unwrap();
+    let out = command(&["--state", state_arg]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = command(&["--state", state_arg]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        said.contains("20 of 20 files still as verified")
+            && said.contains("20 files taken as verified"),
+        "{said}"
+    );
+    // Side by side, each reading everything.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            command(&["--jobs", "4"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    assert!(
+        fs::read_dir(&tmp).unwrap().next().is_none(),
+        "a run's directory is left"
+    );
+    // A state that is not one: 78, one line, every time, nothing replaced.
+    let garbage = work.join("garbage.state");
+    fs::write(&garbage, b"garbage\n").unwrap();
+    for _ in 0..4 {
+        let out = command(&["--state", garbage.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    }
+    assert_eq!(fs::read(&garbage).unwrap(), b"garbage\n");
+}
+
+/// A record whose `stored_at` names a verified file but whose `path` is another file
+/// proves nothing: the file read is verified (and found damaged).
+#[test]
+fn a_record_whose_path_is_not_its_stored_file_is_read() {
+    let work = WorkDir::new();
+    let home = archive(&work, "none");
+    let wals = home.join("pg/wals");
+    let good = archived_path(&wals, "000000010000000000000005");
+    let state = work.join("verify.state");
+    let state_arg = format!("--state={}", state.display());
+    let record = |path: &Path| {
+        format!(
+            "{{\"name\": \"000000010000000000000005\", \"path\": {path:?}, \"stored_at\": {good:?}}}\n"
+        )
+        .into_bytes()
+    };
+    let out = verify_records(&record(&good), &["--deep", &state_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let bad = work.join("bad");
+    let mut bytes = fs::read(&good).unwrap();
+    bytes[(4 << 20) + 4000] ^= 0x10;
+    fs::write(&bad, &bytes).unwrap();
+    let out = verify_records(&record(&bad), &["--deep", &state_arg]);
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
 }
 
 /// `--state`: a re-run over an unchanged archive reads nothing but takes every file as
