@@ -18,6 +18,7 @@ pub mod exit;
 pub mod identity;
 pub mod layout;
 pub mod lock;
+pub mod lookahead;
 pub mod names;
 pub mod openpgp;
 pub mod private;

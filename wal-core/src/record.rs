@@ -22,6 +22,8 @@
 //! | `temps` | array of strings, optional | files stages created, removed by `wal-store` once the record is stored |
 //! | `outcome` | string, optional | set by `wal-store`: see [`Outcome`] |
 //! | `stored_at` | string, optional | where `wal-store` put the file (the archive copy, or the `errors/` file) |
+//! | `etag` | string, optional | a cloud object's entity tag, from its listing |
+//! | `ahead` | number, optional | archived ahead of PostgreSQL's call for it (`wal-scan file --look-ahead`): worked on only until this time (seconds since the epoch), and its failure fails no call ([`WalRecord::ahead_expired`]) |
 //! | `error` | object, optional | `{stage, kind, message}` when a stage failed the record ([`RecordError`]) |
 //!
 //! Any other field is kept and forwarded untouched by every stage, after the known ones, so
@@ -144,6 +146,12 @@ pub struct WalRecord {
     /// object's bytes do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// Archived ahead of PostgreSQL's call for it (`archive-command --look-ahead`): the
+    /// stages work on it only until this time, seconds since the epoch; after it, it
+    /// fails `temporary` untouched (PostgreSQL's own call will archive it). Its failure
+    /// fails no call: stages neither count nor report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<f64>,
     /// Why a stage failed this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordError>,
@@ -176,6 +184,7 @@ impl WalRecord {
             outcome: None,
             stored_at: None,
             etag: None,
+            ahead: None,
             error: None,
             extra: Map::new(),
         }
@@ -224,6 +233,13 @@ impl WalRecord {
             kind: err.kind(),
             message: err.to_string(),
         });
+    }
+
+    /// Whether this is a look-ahead record whose time is up (`now`: seconds since the
+    /// epoch).
+    #[must_use]
+    pub fn ahead_expired(&self, now: f64) -> bool {
+        self.ahead.is_some_and(|until| now >= until)
     }
 
     /// `path`, or a [`WalError::MissingField`] naming the record.

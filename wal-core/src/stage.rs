@@ -111,6 +111,9 @@ impl<W: Write> RecordWriter<W> {
             {
                 self.summary.malformed += 1;
                 eprintln!("{}: {}", self.stage, err.message);
+            } else if record.ahead.is_some() {
+                // Archived ahead of PostgreSQL's call: its own call will archive it, and
+                // say why if it fails again.
             } else if !was_failed {
                 self.summary.failed += 1;
                 if err.kind == ErrorKind::Temporary {
@@ -409,6 +412,33 @@ fn startup_failure(stage: &str, err: &WalError) -> RecordError {
     }
 }
 
+/// Seconds since the epoch, for look-ahead deadlines.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Runs `work` on a healthy record, unless it is a look-ahead record whose time is up
+/// ([`WalRecord::ahead`]): that one fails `temporary`, untouched.
+fn work_on(
+    stage: &str,
+    record: &mut WalRecord,
+    work: impl FnOnce(&mut WalRecord) -> Result<(), WalError>,
+) {
+    let result = if record.ahead_expired(now()) {
+        Err(WalError::Temporary(format!(
+            "{}: left for PostgreSQL's own call (the look-ahead time is up)",
+            record.name
+        )))
+    } else {
+        work(record)
+    };
+    if let Err(err) = result {
+        record.fail(stage, &err);
+    }
+}
+
 /// Runs `work` on each healthy record, one at a time, in order.
 pub fn run_each<R, W>(
     stage: &'static str,
@@ -424,8 +454,8 @@ where
     with_reader(stage, input, |reader| {
         while let Some(mut record) = reader.next_record() {
             let was_failed = record.failed();
-            if !was_failed && let Err(err) = work(&mut record) {
-                record.fail(stage, &err);
+            if !was_failed {
+                work_on(stage, &mut record, &mut work);
             }
             writer.write(&record, was_failed)?;
             writer.flush()?;
@@ -474,8 +504,8 @@ where
                             return;
                         };
                         let was_failed = record.failed();
-                        if !was_failed && let Err(err) = work(&mut record) {
-                            record.fail(stage, &err);
+                        if !was_failed {
+                            work_on(stage, &mut record, work);
                         }
                         if done_sender.send((sequence, record, was_failed)).is_err() {
                             return;
@@ -545,6 +575,13 @@ where
                 return Ok(());
             }
             let arrived_failed: Vec<bool> = batch.iter().map(WalRecord::failed).collect();
+            let now = now();
+            for record in batch
+                .iter_mut()
+                .filter(|r| !r.failed() && r.ahead_expired(now))
+            {
+                work_on(stage, record, |_| Ok(()));
+            }
             work(&mut batch)?;
             for (record, was_failed) in batch.iter().zip(arrived_failed) {
                 writer.write(record, was_failed)?;

@@ -77,6 +77,21 @@ pub struct FileArgs {
     /// The files.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Also archive ahead (archive-command's look-ahead): after the one named file, up to
+    /// N segments after it that PostgreSQL has marked ready (`archive_status/<name>.ready`
+    /// beside it), in name order, each a record with `ahead` set (worked on only for
+    /// --look-ahead-time; its failure fails no call). `auto`: one less than the cores, at
+    /// least 1 (what runs beside the named file's own compression at no cost in time).
+    #[arg(long, value_name = "N|auto")]
+    pub look_ahead: Option<String>,
+    /// With --look-ahead: seconds the look-ahead records may be worked on, from now; the
+    /// stages leave those not done by then to PostgreSQL's own calls.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub look_ahead_time: f64,
+    /// With --look-ahead: the look-ahead marks (`wal-store put --marks`): a segment
+    /// marked there is stored already, and not looked ahead again.
+    #[arg(long, value_name = "DIR")]
+    pub marks: Option<PathBuf>,
 }
 
 /// Arguments of `wal-scan archive`.

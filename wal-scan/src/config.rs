@@ -42,12 +42,70 @@ pub enum ShapeCheck {
 pub enum Scan {
     /// A queue directory (incoming or streaming).
     Queue(QueueConfig),
-    /// Files named on the command line.
-    Files(Vec<PathBuf>),
+    /// Files named on the command line, and what to archive ahead of the first.
+    Files(Vec<PathBuf>, Option<LookAhead>),
     /// A local archive.
     Archive(ArchiveConfig),
     /// A cloud archive.
     Cloud(CloudConfig),
+}
+
+/// `wal-scan file --look-ahead`: what to add after the named file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookAhead {
+    /// Most segments added.
+    pub count: usize,
+    /// Until when the stages may work on them, seconds since the epoch.
+    pub until: f64,
+    /// Where the marks of segments stored ahead already are.
+    pub marks: Option<PathBuf>,
+}
+
+/// The most segments one call may look ahead.
+pub const MAX_LOOK_AHEAD: usize = 64;
+
+/// The longest --look-ahead-time, seconds.
+const MAX_LOOK_AHEAD_TIME: f64 = 3600.0;
+
+/// `--look-ahead N|auto` and the rest, checked.
+fn look_ahead(files: &crate::cli::FileArgs) -> Result<Option<LookAhead>, WalError> {
+    let Some(count) = files.look_ahead.as_deref() else {
+        return Ok(None);
+    };
+    let count = match count {
+        "auto" => std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_sub(1)
+            .max(1),
+        n => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LOOK_AHEAD).contains(n))
+            .ok_or_else(|| {
+                WalError::Usage(format!(
+                    "--look-ahead {n:?}: give 1 to {MAX_LOOK_AHEAD}, or auto"
+                ))
+            })?,
+    };
+    let time = files.look_ahead_time;
+    if !(time > 0.0 && time <= MAX_LOOK_AHEAD_TIME) {
+        return Err(WalError::Usage(format!(
+            "--look-ahead-time {time}: give more than 0 and at most {MAX_LOOK_AHEAD_TIME} seconds"
+        )));
+    }
+    if files.paths.len() != 1 {
+        return Err(WalError::Usage(
+            "--look-ahead: name one file (archive_command's %p)".into(),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok(Some(LookAhead {
+        count,
+        until: now + time,
+        marks: files.marks.clone(),
+    }))
 }
 
 /// Which queue, and so which of Barman's archivers this scan stands in for.
@@ -122,7 +180,10 @@ impl Config {
         let scan = match args.command {
             Command::Incoming(queue) => Scan::Queue(queue_config(QueueKind::Incoming, queue)?),
             Command::Streaming(queue) => Scan::Queue(queue_config(QueueKind::Streaming, queue)?),
-            Command::File(files) => Scan::Files(files.paths),
+            Command::File(files) => {
+                let ahead = look_ahead(&files)?;
+                Scan::Files(files.paths, ahead)
+            }
             Command::Archive(archive) if is_cloud_url(&archive.dir) => {
                 Scan::Cloud(cloud_config(archive)?)
             }

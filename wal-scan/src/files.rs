@@ -18,11 +18,12 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use wal_core::names::classify;
+use wal_core::lookahead::Marks;
+use wal_core::names::{WalKind, classify};
 use wal_core::record::RecordError;
 use wal_core::{ErrorKind, WalError, WalRecord};
 
-use crate::config::ShapeCheck;
+use crate::config::{LookAhead, ShapeCheck};
 use crate::entry::{Entry, STAGE, Sniff, examine, not_found};
 use crate::output::Records;
 
@@ -42,6 +43,48 @@ pub fn scan<W: Write>(
         out.emit(entry)?;
     }
     Ok(first_failure)
+}
+
+/// `--look-ahead`: after the named file `path` (a segment in pg_wal), up to
+/// `ahead.count` segments after it that PostgreSQL has marked ready
+/// (`archive_status/<name>.ready` beside it), in name order, those marked stored already
+/// left out, each a record with `ahead` set. PostgreSQL's archiver takes ready files in
+/// name order, so these are the ones its next calls will hand over. A ready file that is
+/// not a WAL file we may read is left out, silently: its own call will say why. Without
+/// an `archive_status` beside `path` (not a pg_wal), nothing is added.
+pub fn look_ahead<W: Write>(
+    path: &Path,
+    ahead: &LookAhead,
+    shape: ShapeCheck,
+    out: &mut Records<W>,
+) -> Result<(), WalError> {
+    let Some(primary) = path.file_name().and_then(OsStr::to_str) else {
+        return Ok(());
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(status) = fs::read_dir(dir.join("archive_status")) else {
+        return Ok(());
+    };
+    let marks = ahead.marks.clone().map(Marks::at);
+    let mut ready: Vec<String> = status
+        .filter_map(|entry| {
+            let file = entry.ok()?.file_name().into_string().ok()?;
+            let name = file.strip_suffix(".ready")?;
+            (classify(name) == Some(WalKind::Segment) && name > primary).then(|| name.to_owned())
+        })
+        .filter(|name| !marks.as_ref().is_some_and(|marks| marks.has(name)))
+        .collect();
+    ready.sort_unstable();
+    for name in ready.iter().take(ahead.count) {
+        if let Entry::Wal(mut record) = named(&dir.join(name), shape) {
+            record.ahead = Some(ahead.until);
+            out.emit(Entry::Wal(record))?;
+        }
+    }
+    Ok(())
 }
 
 /// The entry for one named file: a WAL record, or a failed record saying why not.

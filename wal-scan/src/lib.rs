@@ -65,8 +65,11 @@ pub fn run(config: &Config, output: impl Write) -> Result<Scanned, WalError> {
     let mut named_file_failure = None;
     match &config.scan {
         Scan::Queue(queue) => queue::scan(queue, config.shape, &mut records)?,
-        Scan::Files(paths) => {
+        Scan::Files(paths, ahead) => {
             named_file_failure = files::scan(paths, config.shape, &mut records)?;
+            if let (Some(ahead), [path], None) = (ahead, paths.as_slice(), named_file_failure) {
+                files::look_ahead(path, ahead, config.shape, &mut records)?;
+            }
         }
         Scan::Archive(archive) => archive::scan(archive, &mut records)?,
         Scan::Cloud(cloud) => cloud::scan(cloud, &mut records)?,

@@ -62,6 +62,27 @@ pub enum Command {
         /// unusual build. The size and page address checks go too.
         #[arg(long, env = "WALPIPE_NO_HEADER_CHECK", value_parser = FalseyValueParser::new())]
         no_header_check: bool,
+        /// Mark each look-ahead record (`ahead`, from `wal-scan file --look-ahead`) once
+        /// durably stored, in DIR (`layout --look-ahead-marks` prints it): PostgreSQL's
+        /// call for it then returns at once (`settled`).
+        #[arg(long, value_name = "DIR")]
+        marks: Option<PathBuf>,
+    },
+    /// Exit 0 when the WAL file PATH (archive_command's `%p`) was stored ahead of this
+    /// call (archive-command --look-ahead) and still is: its mark in DIR names this very
+    /// file (size, modification time, device and inode), the stored copy is there and
+    /// so is its catalogue line. Else exit 1, silently: archive it. Either way the marks
+    /// of PATH and of the WAL files before it are removed (PostgreSQL has moved on).
+    Settled {
+        /// Where the archive is.
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// The look-ahead marks.
+        #[arg(long, value_name = "DIR")]
+        marks: PathBuf,
+        /// The WAL file PostgreSQL hands over.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
     },
     /// Resolve where the server's files are (Barman's layout under --home, each place
     /// overridable), and check that the archive, its queues, errors directory and server
@@ -94,6 +115,11 @@ pub enum Command {
         /// A cloud archive's temp directory instead of the private one.
         #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
         temp_dir: Option<PathBuf>,
+        /// Also make (if missing) and print the archive's look-ahead marks directory
+        /// (`MARKS_DIR` with --shell): `$TMPDIR/walpipe-ahead-<uid>/<server>-<hash of the
+        /// archive>`, mode 0700, ours.
+        #[arg(long)]
+        look_ahead_marks: bool,
     },
     /// Find archived files (NAME...), or write out the files of the records on stdin.
     ///
@@ -564,6 +590,17 @@ pub enum Config {
         temp_dir: Option<PathBuf>,
         /// Check that what is stored has the shape of this archive's WAL.
         header_check: bool,
+        /// Where to mark look-ahead records once stored.
+        marks: Option<PathBuf>,
+    },
+    /// `settled`.
+    Settled {
+        /// The archive.
+        target: Target,
+        /// The look-ahead marks.
+        marks: PathBuf,
+        /// archive_command's `%p`.
+        path: PathBuf,
     },
     /// `layout`: what to print, if anything.
     Layout {
@@ -571,6 +608,8 @@ pub enum Config {
         shell: Option<ResolvedLayout>,
         /// The stages' temp directory (made already), if asked for.
         temp_dir: Option<PathBuf>,
+        /// The look-ahead marks directory (made already), if asked for.
+        marks_dir: Option<PathBuf>,
     },
     /// `get`.
     Get {
@@ -615,6 +654,53 @@ pub enum Config {
         /// Which archive.
         target: Target,
     },
+}
+
+/// `put`'s configuration.
+fn put_config(command: Command) -> Result<Config, WalError> {
+    let Command::Put {
+        archive,
+        queue,
+        keep_source,
+        report,
+        max_batch,
+        decryption,
+        temp_dir,
+        no_header_check,
+        marks,
+    } = command
+    else {
+        return Err(WalError::Internal("put_config of another command".into()));
+    };
+    let target: Target = archive.try_into()?;
+    Ok(Config::Put {
+        territory: target.territory(queue, temp_dir.as_deref())?,
+        marks: marks.map(|dir| marks_dir(&target, dir)).transpose()?,
+        target,
+        queue,
+        keep_source,
+        report,
+        max_batch: max_batch.max(1),
+        decryption: decryption.resolve(),
+        temp_dir,
+        header_check: !no_header_check,
+    })
+}
+
+/// A look-ahead marks directory: a private one of ours (files there are named as WAL
+/// files), apart from the archive, its queues, errors/ and pg_wal.
+fn marks_dir(target: &Target, dir: PathBuf) -> Result<PathBuf, WalError> {
+    wal_core::private::check_ours(&dir)?;
+    if dir.join("archive_status").exists() {
+        return Err(WalError::Config(format!(
+            "--marks {}: is PostgreSQL's pg_wal (it has archive_status/)",
+            dir.display()
+        )));
+    }
+    let mut territory = target.territory(false, None)?;
+    territory.add(Role::Spool, "--marks", &dir)?;
+    territory.check_disjoint()?;
+    Ok(dir)
 }
 
 /// The directories a write-out owns: the destination's (temps of the last stages sit
@@ -746,8 +832,8 @@ fn layout_config(
     archive: ArchiveArgs,
     shell: bool,
     require: &[String],
-    stage_temp_dir: bool,
-    temp_dir: Option<PathBuf>,
+    (stage_temp_dir, temp_dir): (bool, Option<PathBuf>),
+    look_ahead_marks: bool,
 ) -> Result<Config, WalError> {
     let layout = archive.layout.settings().resolve()?;
     for place in require {
@@ -807,9 +893,18 @@ fn layout_config(
             )?)
         }
     };
+    let marks_dir = if look_ahead_marks {
+        let base = std::env::temp_dir();
+        one_line(&base)?;
+        let dir = wal_core::private::dir_for(&base, "walpipe-ahead", &layout.server, &key)?;
+        Some(marks_dir(&target, dir)?)
+    } else {
+        None
+    };
     Ok(Config::Layout {
         shell: shell.then_some(layout),
         temp_dir,
+        marks_dir,
     })
 }
 
@@ -818,27 +913,17 @@ impl TryFrom<Args> for Config {
 
     fn try_from(args: Args) -> Result<Self, WalError> {
         Ok(match args.command {
-            Command::Put {
+            command @ Command::Put { .. } => put_config(command)?,
+            Command::Settled {
                 archive,
-                queue,
-                keep_source,
-                report,
-                max_batch,
-                decryption,
-                temp_dir,
-                no_header_check,
+                marks,
+                path,
             } => {
                 let target: Target = archive.try_into()?;
-                Config::Put {
-                    territory: target.territory(queue, temp_dir.as_deref())?,
+                Config::Settled {
+                    marks: marks_dir(&target, marks)?,
                     target,
-                    queue,
-                    keep_source,
-                    report,
-                    max_batch: max_batch.max(1),
-                    decryption: decryption.resolve(),
-                    temp_dir,
-                    header_check: !no_header_check,
+                    path,
                 }
             }
             Command::Layout {
@@ -847,7 +932,14 @@ impl TryFrom<Args> for Config {
                 require,
                 stage_temp_dir,
                 temp_dir,
-            } => layout_config(archive, shell, &require, stage_temp_dir, temp_dir)?,
+                look_ahead_marks,
+            } => layout_config(
+                archive,
+                shell,
+                &require,
+                (stage_temp_dir, temp_dir),
+                look_ahead_marks,
+            )?,
             Command::Get {
                 archive,
                 names,

@@ -19,6 +19,7 @@ mod list;
 mod put;
 mod rebuild;
 mod report;
+mod settled;
 mod shape;
 
 use std::io::{BufRead, Write};
@@ -73,6 +74,7 @@ pub fn run(
             territory,
             temp_dir,
             header_check,
+            marks,
         } => put::run(
             &put::PutOptions {
                 target,
@@ -84,23 +86,38 @@ pub fn run(
                 territory,
                 temp_dir: temp_dir.as_deref(),
                 header_check: *header_check,
+                marks: marks.as_deref(),
             },
             input,
             output,
         )
         .map(Verdict::from),
-        Config::Layout { shell, temp_dir } => {
-            let text = match (shell, temp_dir) {
-                (Some(layout), temp_dir) => {
+        Config::Settled {
+            target,
+            marks,
+            path,
+        } => Ok(settled::run(target, marks, path)),
+        Config::Layout {
+            shell,
+            temp_dir,
+            marks_dir,
+        } => {
+            let text = match shell {
+                Some(layout) => {
                     let mut text = layout.shell_assignments();
-                    if let Some(dir) = temp_dir {
-                        let dir = dir.as_os_str().as_encoded_bytes();
-                        wal_core::layout::shell_assignment(&mut text, "TEMP_DIR", dir);
+                    for (variable, dir) in [("TEMP_DIR", temp_dir), ("MARKS_DIR", marks_dir)] {
+                        if let Some(dir) = dir {
+                            let dir = dir.as_os_str().as_encoded_bytes();
+                            wal_core::layout::shell_assignment(&mut text, variable, dir);
+                        }
                     }
                     text
                 }
-                (None, Some(dir)) => format!("{}\n", dir.display()).into_bytes(),
-                (None, None) => Vec::new(),
+                None => [temp_dir, marks_dir]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|dir| format!("{}\n", dir.display()).into_bytes())
+                    .collect(),
             };
             let mut output = output;
             output

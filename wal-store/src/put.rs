@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wal_core::durable;
 use wal_core::error::{ErrorKind, IoContext, Result};
 use wal_core::layout::errors_path;
+use wal_core::lookahead::{FileIdentity, Mark, Marks};
 use wal_core::record::{Outcome, RecordError};
 use wal_core::stage::{self, Summary};
 use wal_core::trust::Territory;
@@ -77,6 +78,8 @@ pub struct PutOptions<'a> {
     pub temp_dir: Option<&'a Path>,
     /// Check the shape of what is stored (`--no-header-check` turns it off).
     pub header_check: bool,
+    /// Where to mark the look-ahead records stored ([`wal_core::lookahead`]).
+    pub marks: Option<&'a Path>,
 }
 
 /// Stores every record of `input`.
@@ -217,10 +220,45 @@ impl Store<'_> {
             }
         }
         settled.sort_unstable();
+        self.mark_ahead(batch, &settled);
         self.remove_sources(batch, &settled, &admitted);
         self.remove_failed_temps(batch);
         for record in batch.iter() {
             self.report.record(record);
+        }
+    }
+
+    /// Marks each look-ahead record now durably stored (or found stored), so that
+    /// PostgreSQL's call for it returns at once (`wal-store settled`): with the identity
+    /// of its pg_wal file, which must still be the file scanned (its modification time
+    /// the record's). A mark that cannot be written costs only the work it would save.
+    fn mark_ahead(&self, batch: &[WalRecord], settled: &[usize]) {
+        let Some(dir) = self.options.marks else {
+            return;
+        };
+        let marks = Marks::at(dir.to_path_buf());
+        for record in settled.iter().map(|&index| &batch[index]) {
+            let (Some(_), Some(source), Some(stored_at)) =
+                (record.ahead, &record.source, &record.stored_at)
+            else {
+                continue;
+            };
+            let Ok(Some(identity)) = FileIdentity::of(source) else {
+                continue;
+            };
+            #[allow(clippy::cast_precision_loss, reason = "compared within 10 µs")]
+            let mtime = identity.mtime_ns as f64 / 1e9;
+            if (mtime - record.time).abs() > 1e-5 {
+                continue;
+            }
+            let mark = Mark {
+                name: record.name.clone(),
+                source: identity,
+                stored_at: stored_at.clone(),
+            };
+            if let Err(err) = marks.write(&mark) {
+                eprintln!("{STAGE}: {err}");
+            }
         }
     }
 
