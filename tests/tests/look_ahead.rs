@@ -224,6 +224,75 @@ fn a_later_call_returns_at_once_only_for_the_file_stored_ahead() {
     assert_archived_once(&world, 9);
 }
 
+/// A segment stored ahead, then rewritten in place with its modification time put back
+/// (no one but PostgreSQL should write there, but a mark must not vouch for other
+/// bytes): its call is not settled by the mark; it finds the stored copy different and
+/// fails (1), as without look-ahead.
+#[test]
+fn a_file_rewritten_in_place_is_not_settled_by_its_mark() {
+    let world = World::new(3);
+    let bin = bin_dir();
+    let out = world.call(0, &bin, &["--look-ahead", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    world.done(0);
+    let path = world.pg_wal.join(&world.names[1]);
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(4 << 20) + 4000] ^= 0x10;
+    let mut file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut file, &bytes).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let out = world.call(1, &bin, &["--look-ahead", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A bad setting is refused before any mark settles a call.
+    let out = world.call(2, &bin, &["--look-ahead", "0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(world.marks().contains(&world.names[2]), "nothing forgotten");
+}
+
+/// Marks no one but us may write, or none: a private directory that is another user's,
+/// writable by others, or inside pg_wal turns look-ahead off with one line; the call
+/// archives %p as a plain --direct call and succeeds.
+#[test]
+fn marks_that_cannot_be_trusted_turn_look_ahead_off() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new(3);
+    let bin = bin_dir();
+    let root = world
+        .tmp
+        .join(format!("walpipe-ahead-{}", nix::unistd::geteuid()));
+    fs::create_dir_all(&root).unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = world.call(0, &bin, &["--look-ahead", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("look-ahead off") && said.contains("writable by others"),
+        "{said}"
+    );
+    assert!(world.archived(0).is_file() && !world.archived(1).exists());
+    world.done(0);
+    fs::remove_dir_all(&root).unwrap();
+    // $TMPDIR inside pg_wal.
+    let out = wrapper("archive-command")
+        .env("TMPDIR", world.pg_wal.join("archive_status"))
+        .arg("--home")
+        .arg(&world.home)
+        .args(["--server", SERVER, "--direct", "--look-ahead", "2"])
+        .arg(world.pg_wal.join(&world.names[1]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inside PostgreSQL's pg_wal"));
+    assert_eq!(
+        dir_names(&world.pg_wal.join("archive_status")).len(),
+        3,
+        "nothing made in pg_wal"
+    );
+    assert!(world.archived(1).is_file() && !world.archived(2).exists());
+}
+
 /// A ready file that is not WAL (garbage) and one whose file is gone: the call that
 /// looks ahead over them succeeds and says nothing; neither is stored nor marked, and
 /// the one after them is.
@@ -328,7 +397,7 @@ fn calls_killed_at_random_lose_nothing_and_leave_no_false_mark() {
                 .process_group(0);
             let mut child = cmd.spawn().unwrap();
             if attempt < 2 && random(3) > 0 {
-                std::thread::sleep(Duration::from_millis(random(400)));
+                std::thread::sleep(Duration::from_millis(random(100)));
                 let _ = nix::sys::signal::killpg(
                     nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
                     nix::sys::signal::Signal::SIGKILL,

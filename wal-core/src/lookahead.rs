@@ -5,8 +5,9 @@
 //! stored copy, its directory and its catalogue line are durable: `DIR/<name>`, a small
 //! JSON object, replaced whole (temp file and rename: a killed write leaves a hidden
 //! temp, never half a mark). It says what was stored: the pg_wal file's identity (size,
-//! modification time to the nanosecond, device and inode, taken before it was read and
-//! checked again after it was stored) and where the copy went. A mark never vouches on
+//! modification and change times to the nanosecond, device and inode, taken by the scan
+//! before anything read the file, and found unchanged after it was stored) and where the
+//! copy went. A mark never vouches on
 //! its own: `wal-store settled` takes the call as done only when the file PostgreSQL
 //! hands over is still that file and the stored copy and its catalogue line are there.
 //! Losing a mark costs only the work it saved (the call archives again and finds a
@@ -28,17 +29,75 @@ use crate::names::{WalKind, WalName};
 /// The largest mark read (one is about 300 bytes).
 const MARK_MAX: u64 = 64 << 10;
 
-/// What identifies a file PostgreSQL hands over.
+/// The most segments one call may look ahead.
+pub const MAX_COUNT: usize = 64;
+
+/// The longest `--look-ahead-time`, seconds.
+pub const MAX_TIME: f64 = 3600.0;
+
+/// `--look-ahead N|auto`: `auto` is one less than the cores, at least 1 (what runs beside
+/// the called segment's own compression at no cost in time).
+///
+/// # Errors
+/// Not 1 to [`MAX_COUNT`], nor `auto`: usage.
+pub fn parse_count(text: &str) -> Result<usize> {
+    match text {
+        "auto" => Ok(std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_sub(1)
+            .max(1)),
+        n => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_COUNT).contains(n))
+            .ok_or_else(|| {
+                let shown: String = n.chars().take(20).collect();
+                WalError::Usage(format!(
+                    "--look-ahead {shown:?}: give 1 to {MAX_COUNT}, or auto"
+                ))
+            }),
+    }
+}
+
+/// `--look-ahead-time SECS`, checked.
+///
+/// # Errors
+/// Not above 0 and at most [`MAX_TIME`]: usage.
+pub fn check_time(seconds: f64) -> Result<f64> {
+    if seconds > 0.0 && seconds <= MAX_TIME {
+        Ok(seconds)
+    } else {
+        Err(WalError::Usage(format!(
+            "--look-ahead-time: give more than 0 and at most {MAX_TIME} seconds"
+        )))
+    }
+}
+
+/// What identifies a file PostgreSQL hands over: a file rewritten in place changes its
+/// change time (which no one can set back), one replaced has another inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileIdentity {
     /// Bytes.
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
-    /// Device and inode.
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// Device.
     pub dev: u64,
     /// Inode.
     pub inode: u64,
+}
+
+/// A look-ahead record's terms (`WalRecord::ahead`): until when the stages may work on
+/// it, and its pg_wal file as it was when scanned, before anything read it (a mark is
+/// written only if the file is still that one once stored).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ahead {
+    /// Seconds since the epoch.
+    pub until: f64,
+    /// The file scanned.
+    pub source: FileIdentity,
 }
 
 impl FileIdentity {
@@ -55,6 +114,7 @@ impl FileIdentity {
         Ok(meta.file_type().is_file().then(|| FileIdentity {
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             dev: meta.dev(),
             inode: meta.ino(),
         }))
@@ -167,6 +227,7 @@ mod tests {
             source: FileIdentity {
                 size: 16 << 20,
                 mtime_ns: 1,
+                ctime_ns: 1,
                 dev: 2,
                 inode: 3,
             },

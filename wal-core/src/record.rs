@@ -23,7 +23,7 @@
 //! | `outcome` | string, optional | set by `wal-store`: see [`Outcome`] |
 //! | `stored_at` | string, optional | where `wal-store` put the file (the archive copy, or the `errors/` file) |
 //! | `etag` | string, optional | a cloud object's entity tag, from its listing |
-//! | `ahead` | number, optional | archived ahead of PostgreSQL's call for it (`wal-scan file --look-ahead`): worked on only until this time (seconds since the epoch), and its failure fails no call ([`WalRecord::ahead_expired`]) |
+//! | `ahead` | object, optional | archived ahead of PostgreSQL's call for it (`wal-scan file --look-ahead`): `until` (seconds since the epoch) the stages work on it, `source` its pg_wal file as scanned; its failure fails no call ([`crate::lookahead::Ahead`]) |
 //! | `error` | object, optional | `{stage, kind, message}` when a stage failed the record ([`RecordError`]) |
 //!
 //! Any other field is kept and forwarded untouched by every stage, after the known ones, so
@@ -151,7 +151,7 @@ pub struct WalRecord {
     /// fails `temporary` untouched (PostgreSQL's own call will archive it). Its failure
     /// fails no call: stages neither count nor report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ahead: Option<f64>,
+    pub ahead: Option<crate::lookahead::Ahead>,
     /// Why a stage failed this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RecordError>,
@@ -239,7 +239,7 @@ impl WalRecord {
     /// epoch).
     #[must_use]
     pub fn ahead_expired(&self, now: f64) -> bool {
-        self.ahead.is_some_and(|until| now >= until)
+        self.ahead.is_some_and(|ahead| now >= ahead.until)
     }
 
     /// `path`, or a [`WalError::MissingField`] naming the record.

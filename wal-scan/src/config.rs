@@ -61,38 +61,13 @@ pub struct LookAhead {
     pub marks: Option<PathBuf>,
 }
 
-/// The most segments one call may look ahead.
-pub const MAX_LOOK_AHEAD: usize = 64;
-
-/// The longest --look-ahead-time, seconds.
-const MAX_LOOK_AHEAD_TIME: f64 = 3600.0;
-
-/// `--look-ahead N|auto` and the rest, checked.
+/// `--look-ahead N|auto` and the rest, checked (as `wal-store settled` checks them).
 fn look_ahead(files: &crate::cli::FileArgs) -> Result<Option<LookAhead>, WalError> {
     let Some(count) = files.look_ahead.as_deref() else {
         return Ok(None);
     };
-    let count = match count {
-        "auto" => std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .saturating_sub(1)
-            .max(1),
-        n => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LOOK_AHEAD).contains(n))
-            .ok_or_else(|| {
-                WalError::Usage(format!(
-                    "--look-ahead {n:?}: give 1 to {MAX_LOOK_AHEAD}, or auto"
-                ))
-            })?,
-    };
-    let time = files.look_ahead_time;
-    if !(time > 0.0 && time <= MAX_LOOK_AHEAD_TIME) {
-        return Err(WalError::Usage(format!(
-            "--look-ahead-time {time}: give more than 0 and at most {MAX_LOOK_AHEAD_TIME} seconds"
-        )));
-    }
+    let count = wal_core::lookahead::parse_count(count)?;
+    let time = wal_core::lookahead::check_time(files.look_ahead_time)?;
     if files.paths.len() != 1 {
         return Err(WalError::Usage(
             "--look-ahead: name one file (archive_command's %p)".into(),

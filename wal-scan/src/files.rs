@@ -18,7 +18,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use wal_core::lookahead::Marks;
+use wal_core::lookahead::{Ahead, FileIdentity, Marks};
 use wal_core::names::{WalKind, classify};
 use wal_core::record::RecordError;
 use wal_core::{ErrorKind, WalError, WalRecord};
@@ -79,8 +79,17 @@ pub fn look_ahead<W: Write>(
         .collect();
     ready.sort_unstable();
     for name in ready.iter().take(ahead.count) {
-        if let Entry::Wal(mut record) = named(&dir.join(name), shape) {
-            record.ahead = Some(ahead.until);
+        let path = dir.join(name);
+        // Before anything reads it: a mark is written only if it is still this file once
+        // stored.
+        let Ok(Some(source)) = FileIdentity::of(&path) else {
+            continue;
+        };
+        if let Entry::Wal(mut record) = named(&path, shape) {
+            record.ahead = Some(Ahead {
+                until: ahead.until,
+                source,
+            });
             out.emit(Entry::Wal(record))?;
         }
     }

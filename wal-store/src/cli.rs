@@ -80,6 +80,13 @@ pub enum Command {
         /// The look-ahead marks.
         #[arg(long, value_name = "DIR")]
         marks: PathBuf,
+        /// The call's --look-ahead, checked as `wal-scan file` checks it: a bad setting
+        /// is refused (64) before any call is settled.
+        #[arg(long, value_name = "N|auto", default_value = "auto")]
+        look_ahead: String,
+        /// The call's --look-ahead-time, checked likewise.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        look_ahead_time: f64,
         /// The WAL file PostgreSQL hands over.
         #[arg(value_name = "PATH")]
         path: PathBuf,
@@ -687,16 +694,45 @@ fn put_config(command: Command) -> Result<Config, WalError> {
     })
 }
 
+/// Refuses a directory in (or that is) PostgreSQL's pg_wal: a directory holding
+/// `archive_status/`, or below one.
+fn outside_pg_wal(label: &str, dir: &Path) -> Result<(), WalError> {
+    let resolved =
+        std::fs::canonicalize(dir).map_err(|e| WalError::io("cannot resolve", dir, e))?;
+    match resolved
+        .ancestors()
+        .find(|level| level.join("archive_status").is_dir())
+    {
+        Some(pg_wal) => Err(WalError::Config(format!(
+            "{label} {}: inside PostgreSQL's pg_wal {}",
+            dir.display(),
+            pg_wal.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A look-ahead marks directory: a private one of ours (files there are named as WAL
 /// files), apart from the archive, its queues, errors/ and pg_wal.
 fn marks_dir(target: &Target, dir: PathBuf) -> Result<PathBuf, WalError> {
+    use std::os::unix::fs::PermissionsExt;
     wal_core::private::check_ours(&dir)?;
-    if dir.join("archive_status").exists() {
-        return Err(WalError::Config(format!(
-            "--marks {}: is PostgreSQL's pg_wal (it has archive_status/)",
-            dir.display()
-        )));
+    // A mark vouches for a call: no one else may write one.
+    for level in [dir.as_path(), durable::parent_of(&dir)] {
+        let mode = std::fs::metadata(level)
+            .map_err(|e| WalError::io("cannot use the directory", level, e))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(WalError::Config(format!(
+                "--marks {}: {} is writable by others (mode {:o}): marks must be ours alone",
+                dir.display(),
+                level.display(),
+                mode & 0o7777
+            )));
+        }
     }
+    outside_pg_wal("--marks", &dir)?;
     let mut territory = target.territory(false, None)?;
     territory.add(Role::Spool, "--marks", &dir)?;
     territory.check_disjoint()?;
@@ -893,14 +929,19 @@ fn layout_config(
             )?)
         }
     };
-    let marks_dir = if look_ahead_marks {
+    // Marks that cannot be kept turn look-ahead off (MARKS_DIR empty), with a line:
+    // they only save work, and must never fail the call for %p.
+    let marks_dir = look_ahead_marks.then(|| {
         let base = std::env::temp_dir();
-        one_line(&base)?;
-        let dir = wal_core::private::dir_for(&base, "walpipe-ahead", &layout.server, &key)?;
-        Some(marks_dir(&target, dir)?)
-    } else {
-        None
-    };
+        one_line(&base)
+            .and_then(|()| outside_pg_wal("$TMPDIR", &base))
+            .and_then(|()| wal_core::private::dir_for(&base, "walpipe-ahead", &layout.server, &key))
+            .and_then(|dir| marks_dir(&target, dir))
+            .unwrap_or_else(|err| {
+                eprintln!("wal-store: look-ahead off: {err}");
+                PathBuf::new()
+            })
+    });
     Ok(Config::Layout {
         shell: shell.then_some(layout),
         temp_dir,
@@ -917,8 +958,12 @@ impl TryFrom<Args> for Config {
             Command::Settled {
                 archive,
                 marks,
+                look_ahead,
+                look_ahead_time,
                 path,
             } => {
+                wal_core::lookahead::parse_count(&look_ahead)?;
+                wal_core::lookahead::check_time(look_ahead_time)?;
                 let target: Target = archive.try_into()?;
                 Config::Settled {
                     marks: marks_dir(&target, marks)?,

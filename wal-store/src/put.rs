@@ -230,35 +230,31 @@ impl Store<'_> {
 
     /// Marks each look-ahead record now durably stored (or found stored), so that
     /// PostgreSQL's call for it returns at once (`wal-store settled`): with the identity
-    /// of its pg_wal file, which must still be the file scanned (its modification time
-    /// the record's). A mark that cannot be written costs only the work it would save.
+    /// of its pg_wal file, which must still be the one the scan saw.
     fn mark_ahead(&self, batch: &[WalRecord], settled: &[usize]) {
         let Some(dir) = self.options.marks else {
             return;
         };
         let marks = Marks::at(dir.to_path_buf());
         for record in settled.iter().map(|&index| &batch[index]) {
-            let (Some(_), Some(source), Some(stored_at)) =
+            let (Some(ahead), Some(source), Some(stored_at)) =
                 (record.ahead, &record.source, &record.stored_at)
             else {
                 continue;
             };
-            let Ok(Some(identity)) = FileIdentity::of(source) else {
-                continue;
-            };
-            #[allow(clippy::cast_precision_loss, reason = "compared within 10 µs")]
-            let mtime = identity.mtime_ns as f64 / 1e9;
-            if (mtime - record.time).abs() > 1e-5 {
+            // Still the file scanned, before anything read it: else what was stored may
+            // not be what PostgreSQL will hand over.
+            if !FileIdentity::of(source).is_ok_and(|now| now == Some(ahead.source)) {
                 continue;
             }
             let mark = Mark {
                 name: record.name.clone(),
-                source: identity,
+                source: ahead.source,
                 stored_at: stored_at.clone(),
             };
-            if let Err(err) = marks.write(&mark) {
-                eprintln!("{STAGE}: {err}");
-            }
+            // A mark that cannot be written costs only the work it would save; like any
+            // look-ahead failure, it is not reported.
+            let _ = marks.write(&mark);
         }
     }
 
