@@ -35,8 +35,9 @@ pub const MAX_COUNT: usize = 64;
 /// The longest `--look-ahead-time`, seconds.
 pub const MAX_TIME: f64 = 3600.0;
 
-/// `--look-ahead N|auto`: `auto` is one less than the cores, at least 1 (what runs beside
-/// the called segment's own compression at no cost in time).
+/// `--look-ahead N|auto`: `auto` is twice the cores less one (the called segment and
+/// those ahead make two rounds of work for every core: a call takes about twice as long
+/// as a plain one, and the calls it saves return at once).
 ///
 /// # Errors
 /// Not 1 to [`MAX_COUNT`], nor `auto`: usage.
@@ -44,8 +45,9 @@ pub fn parse_count(text: &str) -> Result<usize> {
     match text {
         "auto" => Ok(std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_mul(2)
             .saturating_sub(1)
-            .max(1)),
+            .clamp(1, MAX_COUNT)),
         n => n
             .parse::<usize>()
             .ok()

@@ -80,8 +80,8 @@ pub struct FileArgs {
     /// Also archive ahead (archive-command's look-ahead): after the one named file, up to
     /// N segments after it that PostgreSQL has marked ready (`archive_status/<name>.ready`
     /// beside it), in name order, each a record with `ahead` set (worked on only for
-    /// --look-ahead-time; its failure fails no call). `auto`: one less than the cores, at
-    /// least 1 (what runs beside the named file's own compression at no cost in time).
+    /// --look-ahead-time; its failure fails no call). `auto`: twice the cores less one
+    /// (two rounds of work for every core).
     #[arg(long, value_name = "N|auto")]
     pub look_ahead: Option<String>,
     /// With --look-ahead: seconds the look-ahead records may be worked on, from now; the
