@@ -212,69 +212,50 @@ fn each_defect_is_found_and_named() {
     );
 }
 
-/// A flipped byte in a page header past the first, and one inside a record: both found
-/// by --deep only, named by page and by the record's LSN.
+/// One damage to a segment: what it is, how it is done, what --deep says of it.
+type Damage = (&'static str, fn(&mut Vec<u8>), &'static str);
+
+/// A flipped byte in a page header past the first, one inside a record, the last pages
+/// zeroed where no WAL switch ended the records: each found by --deep only, named by
+/// page or by the record's LSN.
 #[test]
 fn deep_finds_damage_past_the_first_page() {
     let work = WorkDir::new();
     let home = archive(&work, "none");
-    let wals = home.join("pg/wals");
-    let path = |name: &str| archived_path(&wals, name);
-
-    // A flipped byte in page 3's header: its page address.
-    let flipped = "00000001000000000000000C";
-    let mut bytes = fs::read(path(flipped)).unwrap();
-    bytes[3 * 8192 + 9] ^= 0x01;
-    fs::write(path(flipped), &bytes).unwrap();
-    assert_eq!(
-        verify(&home, &[]).status.code(),
-        Some(0),
-        "shallow reads only the first page"
-    );
-    let out = verify(&home, &["--deep"]);
-    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
-    let message = record_of(&out, flipped)["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        message.contains("page 3 (offset 24576): page address"),
-        "{message}"
-    );
-    bytes[3 * 8192 + 9] ^= 0x01;
-    fs::write(path(flipped), &bytes).unwrap();
-
-    // A flipped byte inside a record, in the middle of the segment: its CRC (--deep).
-    let mut bytes = fs::read(path(flipped)).unwrap();
-    bytes[(8 << 20) + 4000] ^= 0x10;
-    fs::write(path(flipped), &bytes).unwrap();
-    assert_eq!(verify(&home, &[]).status.code(), Some(0));
-    let out = verify(&home, &["--deep"]);
-    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
-    let message = record_of(&out, flipped)["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        message.contains("record at 0/C") && message.contains(": CRC "),
-        "{message}"
-    );
-    bytes[(8 << 20) + 4000] ^= 0x10;
-    fs::write(path(flipped), &bytes).unwrap();
-
-    // Its last pages zeroed, where no WAL switch ended the records: recovery would stop
-    // there, so --deep says so.
-    let whole = bytes.clone();
-    bytes[1000 * 8192..].fill(0);
-    fs::write(path(flipped), &bytes).unwrap();
-    let out = verify(&home, &["--deep"]);
-    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
-    let message = record_of(&out, flipped)["error"]["message"].to_string();
-    assert!(
-        message.contains("yet the WAL before it goes on into it"),
-        "{message}"
-    );
-    fs::write(path(flipped), &whole).unwrap();
+    let damaged = archived_path(&home.join("pg/wals"), "00000001000000000000000C");
+    let whole = fs::read(&damaged).unwrap();
+    let cases: [Damage; 3] = [
+        // Page 3's header: its page address.
+        (
+            "page address",
+            |b| b[3 * 8192 + 9] ^= 0x01,
+            "page 3 (offset 24576): page address",
+        ),
+        // A byte inside a record, in the middle of the segment: its CRC.
+        ("a record", |b| b[(8 << 20) + 4000] ^= 0x10, ": CRC "),
+        // Recovery would stop where the WAL is gone.
+        (
+            "a zeroed tail",
+            |b| b[1000 * 8192..].fill(0),
+            "yet the WAL before it goes on into it",
+        ),
+    ];
+    for (what, damage, said) in cases {
+        let mut bytes = whole.clone();
+        damage(&mut bytes);
+        fs::write(&damaged, &bytes).unwrap();
+        let shallow = verify(&home, &[]);
+        assert_eq!(
+            shallow.status.code(),
+            Some(0),
+            "{what}: shallow reads the first page"
+        );
+        let out = verify(&home, &["--deep"]);
+        assert_eq!(out.status.code(), Some(65), "{what}: {}", output_text(&out));
+        let message = record_of(&out, "00000001000000000000000C")["error"]["message"].to_string();
+        assert!(message.contains(said), "{what}: {message}");
+    }
+    fs::write(&damaged, &whole).unwrap();
 }
 
 /// scripts/verify-wal on an encrypted archive: decrypted on the way (with the key, the
