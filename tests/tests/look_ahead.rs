@@ -137,8 +137,9 @@ fn bin_without_compress(work: &WorkDir) -> PathBuf {
     let _ = fs::remove_file(&stub);
     fs::write(
         &stub,
-        // The settings check (an empty stream) passes; a record fails.
-        "#!/bin/sh\nif read -r line; then echo 'wal-compress: not here' >&2; exit 70; fi\n",
+        // The settings check (an empty stream) passes; a record fails, once the whole
+        // stream is read (so that no stage before it dies of a closed pipe, 74).
+        "#!/bin/sh\nif read -r line; then cat >/dev/null; echo 'wal-compress: not here' >&2; exit 70; fi\n",
     )
     .unwrap();
     fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
