@@ -419,22 +419,29 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs `work` on a healthy record, unless it is a look-ahead record whose time is up
-/// ([`WalRecord::ahead`]): that one fails `temporary`, untouched.
+/// Fails a look-ahead record whose time is up ([`WalRecord::ahead`]) `temporary`,
+/// untouched; returns whether it did.
+fn expire(stage: &str, record: &mut WalRecord, now: f64) -> bool {
+    if !record.ahead_expired(now) {
+        return false;
+    }
+    let err = WalError::Temporary(format!(
+        "{}: left for PostgreSQL's own call (the look-ahead time is up)",
+        record.name
+    ));
+    record.fail(stage, &err);
+    true
+}
+
+/// Runs `work` on a healthy record, unless it is a look-ahead record whose time is up.
 fn work_on(
     stage: &str,
     record: &mut WalRecord,
     work: impl FnOnce(&mut WalRecord) -> Result<(), WalError>,
 ) {
-    let result = if record.ahead_expired(now()) {
-        Err(WalError::Temporary(format!(
-            "{}: left for PostgreSQL's own call (the look-ahead time is up)",
-            record.name
-        )))
-    } else {
-        work(record)
-    };
-    if let Err(err) = result {
+    if !expire(stage, record, now())
+        && let Err(err) = work(record)
+    {
         record.fail(stage, &err);
     }
 }
@@ -576,11 +583,8 @@ where
             }
             let arrived_failed: Vec<bool> = batch.iter().map(WalRecord::failed).collect();
             let now = now();
-            for record in batch
-                .iter_mut()
-                .filter(|r| !r.failed() && r.ahead_expired(now))
-            {
-                work_on(stage, record, |_| Ok(()));
+            for record in batch.iter_mut().filter(|r| !r.failed()) {
+                expire(stage, record, now);
             }
             work(&mut batch)?;
             for (record, was_failed) in batch.iter().zip(arrived_failed) {
