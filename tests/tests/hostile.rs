@@ -681,3 +681,70 @@ fn a_precompressed_queue_file_is_checked_whole_and_catalogue_paths_must_be_files
     world.archived.retain(|(n, _)| n != name);
     world.assert_archive_intact();
 }
+
+#[test]
+fn settings_files_cannot_switch_a_stage_into_another_role_nor_a_wrapper_into_a_guess() {
+    let mut world = World::new();
+    // A settings file naming a stage's internal switches: archive-wal still archives
+    // into the archive and empties the queue (they are flags only, set by the wrappers).
+    let config = world.work.join("walpipe.conf");
+    fs::write(
+        &config,
+        "WALPIPE_KEEP_SOURCE=1\nWALPIPE_QUEUE=1\nWALPIPE_REPORT=0\n",
+    )
+    .unwrap();
+    let name = "000000010000000000000004";
+    world.queue(name, &wal_segment(name, 4));
+    let out = world.archive_wal(&["--config", config.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(name),
+        "Barman's report names it: {}",
+        out.stdout
+    );
+    assert!(
+        fs::read_dir(world.incoming()).unwrap().next().is_none(),
+        "the queue is emptied"
+    );
+    world.assert_archive_intact();
+
+    // WALPIPE_DIRECT takes 1 or 0: "yes" is refused, not read as "the queue".
+    let wal = world.work.join(name);
+    fs::write(&wal, wal_segment(name, 4)).unwrap();
+    let out = run(
+        wrapper("archive-command")
+            .args(["--home"])
+            .arg(&world.home)
+            .args(["--server", SERVER])
+            .arg(&wal)
+            .env("WALPIPE_DIRECT", "yes"),
+        None,
+    );
+    assert_eq!(out.code, 64, "{}", out.stderr);
+    one_line_naming(&out.stderr, "WALPIPE_DIRECT=yes");
+    assert!(
+        fs::read_dir(world.incoming()).unwrap().next().is_none(),
+        "nothing queued"
+    );
+
+    // verify-wal: wal-verify's refusal of its flags is the status, not the pipe it broke.
+    for bad in [
+        &["--full"][..],
+        &[
+            "--from",
+            "000000010000000000000003",
+            "--to",
+            "000000010000000000000001",
+        ],
+    ] {
+        let out = run(
+            wrapper("verify-wal")
+                .args(["--home"])
+                .arg(&world.home)
+                .args(["--server", SERVER])
+                .args(bad),
+            None,
+        );
+        assert_eq!(out.code, 64, "{bad:?}: {}", out.stderr);
+    }
+}

@@ -36,16 +36,18 @@ pub enum Command {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
+        // --queue, --keep-source and --report are how a wrapper uses this one stage, so no
+        // variable sets them: a WALPIPE_QUEUE=1 in a settings file would change every call.
         /// Store into a flat queue directory (archive_command's hand-off to the incoming
         /// queue): no hash directories, no xlog.db, and a different file of the same name
         /// fails the record instead of going to errors/.
-        #[arg(long, env = "WALPIPE_QUEUE", value_parser = FalseyValueParser::new())]
+        #[arg(long)]
         queue: bool,
         /// Leave the source files in place (Barman's `skip_delete`; for pg_wal files).
-        #[arg(long, env = "WALPIPE_KEEP_SOURCE", value_parser = FalseyValueParser::new())]
+        #[arg(long)]
         keep_source: bool,
         /// Also print Barman's archive-wal lines (`\t<name>`, duplicates, unknown files) to stderr.
-        #[arg(long, env = "WALPIPE_REPORT", value_parser = FalseyValueParser::new())]
+        #[arg(long)]
         report: bool,
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]

@@ -23,6 +23,8 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
+// A build without any provider has no HTTP client, and so no HTTP errors.
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 use object_store::client::{HttpError, HttpErrorKind};
 use wal_core::WalError;
 use wal_core::error::Result;
@@ -67,6 +69,7 @@ impl Failure {
         );
         let chain = chain(err);
         let retries = retries(&chain);
+        #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
         if let Some(http) = chain.iter().find_map(|e| e.downcast_ref::<HttpError>()) {
             // No answer: reqwest's innermost cause says why (refused, DNS, timed out).
             let why = match http.kind() {
@@ -329,6 +332,7 @@ impl Breaker {
 mod tests {
     use super::*;
     use std::fmt;
+    #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
     use std::io;
 
     /// An error with a text and an optional cause, as object_store's layers are.
@@ -394,6 +398,7 @@ mod tests {
         assert_eq!(failure.scope, Scope::Object);
     }
 
+    #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
     #[test]
     fn no_answer_is_why_and_always_the_stores() {
         let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused");

@@ -13,10 +13,16 @@
 //! ([`failure::Breaker`]), and every failure is told in one short line
 //! ([`failure::Failure`]).
 
+#[cfg(feature = "azure")]
+mod azure;
 pub mod connect;
 pub mod download;
 pub mod failure;
+#[cfg(feature = "gcp")]
+mod gcs;
 pub mod location;
+#[cfg(feature = "aws")]
+mod s3;
 
 use std::fs::File;
 use std::future::Future;
