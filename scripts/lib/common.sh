@@ -3,8 +3,9 @@
 # with one clear line. Sourced, never run.
 
 # find_bin_dir: sets BIN to the directory holding wal-scan, wal-compress and wal-store:
-# $WALPIPE_BIN_DIR, else the build next to these scripts (release, then debug), else
-# $PATH. No subshell: archive_command runs once per WAL and every fork shows.
+# $WALPIPE_BIN_DIR, else the installed layout (this file is PREFIX/lib/walpipe/common.sh,
+# the binaries are in PREFIX/bin), else the build next to these scripts (release, then
+# debug), else $PATH. No subshell: archive_command runs once per WAL and every fork shows.
 find_bin_dir() {
   local repo
   case ${BASH_SOURCE[0]} in
@@ -14,6 +15,8 @@ find_bin_dir() {
   if [ -n "${WALPIPE_BIN_DIR:-}" ]; then
     BIN=$WALPIPE_BIN_DIR
     [ -x "$BIN/wal-store" ] || die 70 "WALPIPE_BIN_DIR=$BIN holds no wal-store"
+  elif [ -x "$repo/bin/wal-store" ]; then
+    BIN=$repo/bin
   elif [ -x "$repo/target/release/wal-store" ]; then
     BIN=$repo/target/release
   elif [ -x "$repo/target/debug/wal-store" ]; then
