@@ -4,10 +4,37 @@
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use wal_core::cli::{LayoutArgs, PgArgs};
 
+/// The end of `wal-check --help`.
+const EXAMPLES: &str = r"  # Barman's check for the WAL side (exit 1 when an item failed)
+  wal-check check --home /var/lib/barman --server pg \
+    --dbname 'host=pg1 user=barman dbname=postgres'
+  # for Nagios (exit 0, 2 or 3), the streaming receiver and its slot checked too
+  wal-check check --home /var/lib/barman --server pg --nagios \
+    --streaming-archiver on --slot walpipe
+  # from cron every minute: the figures as Prometheus gauges for node_exporter
+  wal-check status --home /var/lib/barman --server pg \
+    --prometheus /var/lib/node_exporter/walpipe.prom > /dev/null";
+
+/// The end of `wal-check check --help`.
+const CHECK_EXAMPLES: &str = r"  # the newest WAL at most an hour old, at most 10 WAL files waiting in each queue
+  wal-check check --home /var/lib/barman --server pg \
+    --last-wal-maximum-age '1 hour' --max-incoming-wals-queue 10
+  # for Nagios, with the last verify-wal --state verdict as an item
+  wal-check check --home /var/lib/barman --server pg --nagios \
+    --verify-state /var/lib/barman/pg/verify.state";
+
+/// The end of `wal-check status --help`.
+const STATUS_EXAMPLES: &str = r"  # how archiving goes, with the receiver, its lag and the WAL its slot keeps
+  wal-check status --home /var/lib/barman --server pg --streaming-archiver on --slot walpipe
+  # from cron every minute: the figures as Prometheus gauges for node_exporter
+  wal-check status --home /var/lib/barman --server pg \
+    --prometheus /var/lib/node_exporter/walpipe.prom > /dev/null";
+
 /// Checks a PostgreSQL server and its walpipe archive as `barman check` does for the WAL
 /// side: one line per item, `OK` or `FAILED (hint)`; exit 1 when an item failed.
 #[derive(Debug, Parser)]
 #[command(name = "wal-check", version, about)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// What to do.
     #[command(subcommand)]
@@ -32,6 +59,7 @@ pub enum Command {
     /// queues, PostgreSQL, the replication slot, the newest WAL's age, the archive's size,
     /// the system identifier, archive_mode, archive_command, continuous archiving,
     /// pg_receivewal, the receiver, errors/.
+    #[command(after_help = wal_core::cli::examples(CHECK_EXAMPLES))]
     Check {
         /// The server and its archive.
         #[command(flatten)]
@@ -47,6 +75,7 @@ pub enum Command {
     /// version, state and current WAL, archive_command, the last archived and failed WAL,
     /// the rate), then the receiver (state, last received WAL, lag, the WAL its slot
     /// keeps) and the archive (WAL per timeline, size, queues).
+    #[command(after_help = wal_core::cli::examples(STATUS_EXAMPLES))]
     Status {
         /// The server and its archive.
         #[command(flatten)]
@@ -137,4 +166,22 @@ pub struct OutputArgs {
     /// collector).
     #[arg(long, value_name = "FILE", env = "WALPIPE_CHECK_PROMETHEUS")]
     pub prometheus: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for examples in [EXAMPLES, CHECK_EXAMPLES, STATUS_EXAMPLES] {
+            wal_core::cli::assert_examples_parse::<Args>(examples);
+        }
+    }
 }

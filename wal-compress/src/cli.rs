@@ -10,6 +10,15 @@ use clap::Parser;
 use wal_core::Compression;
 use wal_core::codec::Level;
 
+/// The end of `wal-compress --help`.
+const EXAMPLES: &str = r"  # archive the incoming queue with zstd at level 3 (archive-wal's pipeline)
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd --level 3 \
+    | wal-store put --home /var/lib/barman --server pg
+  # restore one WAL decompressed to pg_wal/RECOVERYXLOG (restore-wal's; temps beside %p)
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-compress --decompress --temp-dir pg_wal \
+    | wal-store place --home /var/lib/barman --server pg --to pg_wal/RECOVERYXLOG";
+
 /// Compress (or decompress) the WAL file each record points at.
 ///
 /// Reads WAL records (NDJSON, one per line) on stdin and writes them to stdout in the
@@ -28,6 +37,7 @@ use wal_core::codec::Level;
 /// record stream itself failed (stdin unreadable, stdout closed).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wal-compress", version, max_term_width = 100)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// Decompress instead of compressing (--algorithm and --level are then ignored).
     #[arg(long)]
@@ -65,6 +75,11 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
     }
 
     #[test]

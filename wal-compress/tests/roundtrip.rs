@@ -47,6 +47,7 @@ fn round_trip(algorithm: Compression, level: Level) {
         failed: 0,
         temporary: 0,
         malformed: 0,
+        arrived_failed: 0,
     };
 
     let config = Config::compress(algorithm, level).with_jobs(2);

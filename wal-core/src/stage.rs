@@ -64,6 +64,10 @@ pub struct Summary {
     pub temporary: u64,
     /// Input lines that were not records.
     pub malformed: u64,
+    /// Records that arrived failed by an earlier stage and were passed on as they were:
+    /// not this stage's failures (it did not report them), but not its successes either,
+    /// which a stage that vouches for what it saw (wal-verify) must not count as done.
+    pub arrived_failed: u64,
 }
 
 impl Summary {
@@ -120,6 +124,8 @@ impl<W: Write> RecordWriter<W> {
                     self.summary.temporary += 1;
                 }
                 eprintln!("{}: {}", self.stage, err.message);
+            } else {
+                self.summary.arrived_failed += 1;
             }
         }
         self.summary.records += 1;
@@ -690,7 +696,8 @@ mod tests {
                 records: 4,
                 failed: 1,
                 temporary: 1,
-                malformed: 1
+                malformed: 1,
+                arrived_failed: 1,
             }
         );
         assert_eq!(summary.exit_code(), ExitCode::DataErr);
@@ -733,6 +740,7 @@ mod tests {
             failed: 2,
             temporary: 2,
             malformed: 0,
+            arrived_failed: 0,
         };
         assert_eq!(summary.exit_code(), ExitCode::TempFail);
         summary.temporary = 1;
@@ -835,6 +843,7 @@ mod tests {
             failed: 1,
             temporary: 0,
             malformed: 0,
+            arrived_failed: 0,
         };
         assert_eq!(Verdict::from(summary).exit_code(), ExitCode::RecordsFailed);
         let chosen = Verdict {

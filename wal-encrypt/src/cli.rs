@@ -8,6 +8,16 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// The end of `wal-encrypt --help`.
+const EXAMPLES: &str = r#"  # archive encrypted to a certificate (gpg --export KEYID > /etc/walpipe/archive.pub)
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-encrypt --recipient /etc/walpipe/archive.pub \
+    | wal-store put --home /var/lib/barman --server pg
+  # verify it: decrypt with the secret key (gpg --export-secret-keys) into a private directory
+  T=$(mktemp -d); wal-scan archive /var/lib/barman/pg/wals --server pg \
+    | wal-encrypt --decrypt --key /etc/walpipe/archive.key --temp-dir "$T" \
+    | wal-verify --temp-dir "$T" > /dev/null"#;
+
 /// OpenPGP-encrypt (or decrypt) the WAL file each record points at.
 ///
 /// Reads WAL records (NDJSON, one per line) on stdin and writes them to stdout in the
@@ -35,6 +45,7 @@ use clap::Parser;
 /// not exist, 73 --temp-dir unusable, 74 the record stream itself failed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wal-encrypt", version, max_term_width = 100)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// Decrypt instead of encrypting (--recipient is then ignored).
     #[arg(long)]
@@ -117,6 +128,11 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
     }
 
     #[test]

@@ -14,6 +14,17 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// The end of `wal-hooks --help`.
+const EXAMPLES: &str = r"  # Barman's pre-archive hook and post-archive retry hook around archiving (archive-wal's)
+  wal-scan incoming /var/lib/barman/pg/incoming \
+    | wal-hooks --phase pre --event archive --server pg --script /etc/barman/pre-archive \
+    | wal-compress --algorithm zstd | wal-store put --home /var/lib/barman --server pg \
+    | wal-hooks --phase post --event archive --server pg --retry --script /etc/barman/post-archive
+  # a pre-delete hook (BARMAN_FILE: the archived file) before deleting one WAL
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-hooks --phase pre --event delete --server pg --script /etc/barman/pre-delete \
+    | wal-store delete --home /var/lib/barman --server pg";
+
 /// Run a Barman hook script for each WAL record going by.
 ///
 /// Reads WAL records (NDJSON, one per line) on stdin and writes them to stdout in the same
@@ -43,6 +54,7 @@ use clap::{Parser, ValueEnum};
 /// usage, 65 input lines that are not records, 74 the record stream itself failed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "wal-hooks", version, max_term_width = 100)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// Before the work (archive: before compression and storing) or after it.
     #[arg(long, value_enum)]
@@ -155,6 +167,11 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
     }
 
     #[test]

@@ -4,10 +4,43 @@
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use wal_core::cli::{LayoutArgs, PgArgs};
 
+/// The end of `wal-receive --help`.
+const EXAMPLES: &str = r"  # once: a replication slot that keeps WAL for the receiver from now on
+  wal-receive create-slot --home /var/lib/barman --server pg --slot walpipe \
+    --dbname 'host=pg1 user=streaming_barman'
+  # stream into /var/lib/barman/pg/streaming until SIGINT or SIGTERM (a service's ExecStart)
+  wal-receive stream --home /var/lib/barman --server pg --slot walpipe \
+    --dbname 'host=pg1 user=streaming_barman'
+  # or from cron, as Barman's receive-wal: streams while it can, exit 75 if one already does
+  * * * * * wal-receive stream --once --home /var/lib/barman --server pg --slot walpipe";
+
+/// The end of `wal-receive stream --help`.
+const STREAM_EXAMPLES: &str = r"  # keep streaming, creating the slot if missing (Barman's create_slot = auto)
+  wal-receive stream --home /var/lib/barman --server pg --slot walpipe --create-slot \
+    --dbname 'host=pg1 user=streaming_barman'
+  # from cron, as Barman's receive-wal: streams while it can, exit 75 if one already does
+  * * * * * wal-receive stream --once --home /var/lib/barman --server pg --slot walpipe";
+
+/// The end of `wal-receive create-slot --help`.
+const CREATE_SLOT_EXAMPLES: &str = r"  # keep WAL for the receiver from now on; a slot already there is fine
+  wal-receive create-slot --home /var/lib/barman --server pg --slot walpipe --if-not-exists \
+    --dbname 'host=pg1 user=streaming_barman'
+  # drop it when the server is no longer streamed (refused while a receiver uses it)
+  wal-receive drop-slot --home /var/lib/barman --server pg --slot walpipe \
+    --dbname 'host=pg1 user=streaming_barman'";
+
+/// The end of `wal-receive reset --help`.
+const RESET_EXAMPLES: &str = r"  # the server removed the WAL the queue waits for: restart from the slot's position
+  wal-receive reset --home /var/lib/barman --server pg --slot walpipe \
+    --dbname 'host=pg1 user=streaming_barman'
+  # without a slot: from the server's current WAL
+  wal-receive reset --home /var/lib/barman --server pg --dbname 'host=pg1 user=streaming_barman'";
+
 /// Streams a PostgreSQL server's WAL into walpipe's streaming queue with pg_receivewal,
 /// over a replication slot, and keeps it streaming (Barman's `receive-wal`).
 #[derive(Debug, Parser)]
 #[command(name = "wal-receive", version, about)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// What to do.
     #[command(subcommand)]
@@ -22,6 +55,7 @@ pub enum Command {
     /// restarting, the network), stopped with exit 78 and one line saying why on a
     /// permanent one (a missing slot, WAL the server no longer has, authentication).
     /// SIGINT or SIGTERM stop pg_receivewal and then the receiver.
+    #[command(after_help = wal_core::cli::examples(STREAM_EXAMPLES))]
     Stream {
         /// Where the server is and how to reach it.
         #[command(flatten)]
@@ -44,6 +78,7 @@ pub enum Command {
         max_pause: u64,
     },
     /// Create the physical replication slot --slot, reserving WAL from now on.
+    #[command(after_help = wal_core::cli::examples(CREATE_SLOT_EXAMPLES))]
     CreateSlot {
         /// Where the server is and how to reach it.
         #[command(flatten)]
@@ -62,6 +97,7 @@ pub enum Command {
     /// waits for: the newest `.partial` is replaced by an empty `<segment>.partial` of
     /// the slot's restart position (without a slot, the server's current one). Refused
     /// while a receiver runs, and when the queue is ahead of the server.
+    #[command(after_help = wal_core::cli::examples(RESET_EXAMPLES))]
     Reset {
         /// Where the server is and how to reach it.
         #[command(flatten)]
@@ -78,4 +114,27 @@ pub struct ServerArgs {
     /// How to reach it.
     #[command(flatten)]
     pub pg: PgArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for examples in [
+            EXAMPLES,
+            STREAM_EXAMPLES,
+            CREATE_SLOT_EXAMPLES,
+            RESET_EXAMPLES,
+        ] {
+            wal_core::cli::assert_examples_parse::<Args>(examples);
+        }
+    }
 }

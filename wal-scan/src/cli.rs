@@ -9,9 +9,55 @@ use std::path::PathBuf;
 use clap::builder::FalseyValueParser;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+/// The end of `wal-scan --help`.
+const EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, into Barman's layout (archive-wal's pipeline)
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg
+  # hand one WAL file (archive_command's %p) over to the incoming queue, durably
+  wal-scan file pg_wal/000000010000000A00000042 \
+    | wal-store put --queue --keep-source --server pg --archive /var/lib/barman/pg/incoming
+  # is the archive restorable? every file read, every timeline checked for gaps
+  wal-scan archive /var/lib/barman/pg/wals --server pg | wal-verify --deep > /dev/null";
+
+/// The end of `wal-scan incoming --help`.
+const INCOMING_EXAMPLES: &str = r"  # archive the queue, zstd-compressed, into Barman's layout (archive-wal's pipeline)
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg
+  # what the next run would take: the first 100 entries, names and kinds (or errors)
+  wal-scan incoming /var/lib/barman/pg/incoming --batch-size 100 | jq -c '{name, kind, error}'";
+
+/// The end of `wal-scan streaming --help`.
+const STREAMING_EXAMPLES: &str = r"  # archive what wal-receive streamed (the newest .partial stays for pg_receivewal)
+  wal-scan streaming /var/lib/barman/pg/streaming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg
+  # at most 50 segments a run (Barman's streaming_archiver_batch_size)
+  wal-scan streaming /var/lib/barman/pg/streaming --batch-size 50 \
+    | wal-compress --algorithm zstd | wal-store put --home /var/lib/barman --server pg";
+
+/// The end of `wal-scan file --help`.
+const FILE_EXAMPLES: &str = r"  # archive_command's hand-off: a durable copy of %p into the incoming queue
+  wal-scan file pg_wal/000000010000000A00000042 \
+    | wal-store put --queue --keep-source --server pg --archive /var/lib/barman/pg/incoming
+  # straight into the archive, compressed (archive-command --direct; no temps in pg_wal)
+  wal-scan file pg_wal/000000010000000A00000042 \
+    | wal-compress --algorithm zstd --temp-dir /var/lib/barman/pg/wals \
+    | wal-store put --home /var/lib/barman --server pg --keep-source \
+        --temp-dir /var/lib/barman/pg/wals";
+
+/// The end of `wal-scan archive --help`.
+const ARCHIVE_EXAMPLES: &str = r#"  # is the archive restorable? every file read, every timeline checked for gaps
+  wal-scan archive /var/lib/barman/pg/wals --server pg | wal-verify --deep > /dev/null
+  # retention by hand: delete every segment archived before 000000010000000A00000000
+  wal-scan archive /var/lib/barman/pg/wals --server pg \
+    | jq -c 'select(.kind == "segment" and .name < "000000010000000A00000000")' \
+    | wal-store delete --home /var/lib/barman --server pg
+  # a cloud archive (listed by wal-store list; credentials from AWS_* or ~/.aws)
+  wal-scan archive s3://backups/walpipe --server pg --endpoint-url http://127.0.0.1:3900"#;
+
 /// `wal-scan`: list WAL files as records, one JSON object per line on stdout.
 #[derive(Debug, Parser)]
 #[command(name = "wal-scan", version, about, long_about = None)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// What to scan.
     #[command(subcommand)]
@@ -33,23 +79,27 @@ pub enum Command {
     /// WAL files become records (compression, or an OpenPGP encryption, sniffed from
     /// their first bytes); other entries become error records of kind `unknown`, for
     /// wal-store to move to errors/.
+    #[command(after_help = wal_core::cli::examples(INCOMING_EXAMPLES))]
     Incoming(QueueArgs),
     /// The pg_receivewal queue (Barman's streaming directory).
     ///
     /// As `incoming`, but nothing is sniffed, `.partial` files are held back, and one
     /// file is always left for pg_receivewal to find its restart position.
+    #[command(after_help = wal_core::cli::examples(STREAMING_EXAMPLES))]
     Streaming(QueueArgs),
     /// Records for the given files (archive_command's `%p`).
     ///
     /// A named file must be a WAL file: a regular file (not a symbolic link) with a WAL
     /// name. Anything else fails its record, and the first failed file sets the exit
     /// status: 66 missing, 65 not a WAL file, 74 unreadable.
+    #[command(after_help = wal_core::cli::examples(FILE_EXAMPLES))]
     File(FileArgs),
     /// What an archive holds, one record per archived file in name order.
     ///
     /// A directory is read here; a cloud archive (`s3://`, `az://`, `gs://`) is listed by
     /// the `wal-store list` installed next to wal-scan, with the cloud flags below and the
     /// cloud's own credentials from the environment.
+    #[command(after_help = wal_core::cli::examples(ARCHIVE_EXAMPLES))]
     Archive(ArchiveArgs),
 }
 
@@ -136,4 +186,28 @@ pub struct CloudArgs {
     /// Most seconds one request may take [default: wal-store's, 30].
     #[arg(long, value_name = "SECS", env = "WALPIPE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for examples in [
+            EXAMPLES,
+            INCOMING_EXAMPLES,
+            STREAMING_EXAMPLES,
+            FILE_EXAMPLES,
+            ARCHIVE_EXAMPLES,
+        ] {
+            wal_core::cli::assert_examples_parse::<Args>(examples);
+        }
+    }
 }

@@ -6,10 +6,19 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use wal_core::cli::LayoutArgs;
 
+/// The end of `wal-spool --help`.
+const EXAMPLES: &str = r"  # restore_command with prefetch (restore-wal --prefetch 4): take %f from the spool first
+  wal-spool take 000000010000000A00000042 --to pg_wal/RECOVERYXLOG --prefetch 4 \
+    --home /var/lib/barman --server pg
+  # claim the next segments for this worker: prints the spool, then the names to fetch
+  wal-spool plan 000000010000000A00000042 --prefetch 4 --worker $$ \
+    --home /var/lib/barman --server pg";
+
 /// Takes prefetched WAL segments out of restore-wal's spool, and plans what its
 /// background fetch claims next.
 #[derive(Debug, Parser)]
 #[command(name = "wal-spool", version, about)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// What to do.
     #[command(subcommand)]
@@ -80,4 +89,21 @@ pub struct SpoolArgs {
     /// `/var/tmp/walpipe-restore-<uid>/<server>-<hash of the archive>`].
     #[arg(long, value_name = "DIR", env = "WALPIPE_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        // The shell expands `$$`, the worker's pid.
+        wal_core::cli::assert_examples_parse::<Args>(&EXAMPLES.replace("$$", "4242"));
+    }
 }

@@ -19,9 +19,87 @@ use crate::cloud::CloudTarget;
 use crate::cloud::connect::CloudOptions;
 use crate::cloud::location::{CloudLocation, Endpoint};
 
+/// The end of `wal-store --help`.
+const EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, into /var/lib/barman/pg/wals and xlog.db
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg
+  # restore one WAL decompressed to pg_wal/RECOVERYXLOG (restore-wal's pipeline)
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-compress --decompress --temp-dir pg_wal \
+    | wal-store place --home /var/lib/barman --server pg --to pg_wal/RECOVERYXLOG
+  # rewrite xlog.db from the files the archive holds
+  wal-store rebuild-xlogdb --home /var/lib/barman --server pg";
+
+/// The end of `wal-store put --help`.
+const PUT_EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, with Barman's archive-wal lines on stderr
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg --report
+  # into S3 (credentials from AWS_* or ~/.aws); xlog.db stays local, in the server's meta/
+  wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
+    | wal-store put --home /var/lib/barman --server pg --archive s3://backups/walpipe";
+
+/// The end of `wal-store get --help`.
+const GET_EXAMPLES: &str = r"  # where is a WAL? a record naming its file (the archive, else the incoming or streaming queue)
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042
+  # restore it decompressed to pg_wal/RECOVERYXLOG (restore-wal's pipeline)
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-compress --decompress --temp-dir pg_wal \
+    | wal-store place --home /var/lib/barman --server pg --to pg_wal/RECOVERYXLOG";
+
+/// The end of `wal-store place --help`.
+const PLACE_EXAMPLES: &str = r"  # restore one WAL decompressed to pg_wal/RECOVERYXLOG (restore-wal's pipeline)
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-compress --decompress --temp-dir pg_wal \
+    | wal-store place --home /var/lib/barman --server pg --to pg_wal/RECOVERYXLOG
+  # several WAL files, decompressed into a directory under their names
+  mkdir -p /var/tmp/wal; wal-store get --home /var/lib/barman --server pg \
+      000000010000000A00000042 000000010000000A00000043 \
+    | wal-compress --decompress --temp-dir /var/tmp/wal \
+    | wal-store place --home /var/lib/barman --server pg --to-dir /var/tmp/wal";
+
+/// The end of `wal-store fetch --help`.
+const FETCH_EXAMPLES: &str = r#"  # verify a cloud archive: list it, download each object, check it (verify-wal's pipeline)
+  T=$(mktemp -d); wal-scan archive s3://backups/walpipe --server pg \
+    | wal-store fetch --archive s3://backups/walpipe --server pg --temp-dir "$T" \
+    | wal-verify --temp-dir "$T" > /dev/null
+  # an encrypted one: each download decrypted before it is checked
+  T=$(mktemp -d); wal-scan archive s3://backups/walpipe --server pg \
+    | wal-store fetch --archive s3://backups/walpipe --server pg --temp-dir "$T" \
+    | wal-encrypt --decrypt --key /etc/walpipe/archive.key --temp-dir "$T" \
+    | wal-verify --temp-dir "$T" > /dev/null"#;
+
+/// The end of `wal-store delete --help`.
+const DELETE_EXAMPLES: &str = r#"  # retention by hand: delete every segment archived before 000000010000000A00000000
+  wal-scan archive /var/lib/barman/pg/wals --server pg \
+    | jq -c 'select(.kind == "segment" and .name < "000000010000000A00000000")' \
+    | wal-store delete --home /var/lib/barman --server pg
+  # delete one archived WAL by name
+  wal-store get --home /var/lib/barman --server pg 000000010000000A00000042 \
+    | wal-store delete --home /var/lib/barman --server pg"#;
+
+/// The end of `wal-store rebuild-xlogdb --help`.
+const REBUILD_EXAMPLES: &str = r"  # rewrite /var/lib/barman/pg/wals/pg-xlog.db from the files the archive holds
+  wal-store rebuild-xlogdb --home /var/lib/barman --server pg
+  # a cloud archive's catalogue, from a listing of the bucket, kept locally
+  wal-store rebuild-xlogdb --server pg --archive s3://backups/walpipe \
+    --xlogdb /var/lib/barman/pg/meta/pg-xlog.db";
+
+/// The end of `wal-store list --help`.
+const LIST_EXAMPLES: &str = r"  # every archived file, one record a line (as wal-scan archive prints them)
+  wal-store list --home /var/lib/barman --server pg
+  # the names and sizes of what a cloud archive holds
+  wal-store list --server pg --archive s3://backups/walpipe | jq -r '[.name, .size] | @tsv'";
+
+/// The end of `wal-store layout --help`.
+const LAYOUT_EXAMPLES: &str = r"  # where the archive, queues, errors/, locks and xlog.db are, as shell assignments
+  wal-store layout --home /var/lib/barman --server pg --shell
+  # check that places given apart can be used together (exit 78 when they overlap)
+  wal-store layout --home /var/lib/barman --server pg --archive /srv/wal/pg --incoming /srv/wal/in";
+
 /// Stores WAL files into an archive, gets them back, deletes them, and keeps xlog.db.
 #[derive(Debug, Parser)]
 #[command(name = "wal-store", version, about)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 pub struct Args {
     /// What to do.
     #[command(subcommand)]
@@ -32,6 +110,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Store the files of the input records (stdin) durably; print them with `outcome`.
+    #[command(after_help = wal_core::cli::examples(PUT_EXAMPLES))]
     Put {
         /// Where the archive is.
         #[command(flatten)]
@@ -98,6 +177,7 @@ pub enum Command {
     /// name can be used together (no directory inside another, a plain server name);
     /// exit 78 if not. Prints nothing unless asked: the wrappers run it before any work.
     #[command(alias = "check-layout")]
+    #[command(after_help = wal_core::cli::examples(LAYOUT_EXAMPLES))]
     Layout {
         /// Where the archive is.
         #[command(flatten)]
@@ -140,6 +220,7 @@ pub enum Command {
     /// status is 66.
     ///
     /// Without NAMEs: `wal-store place`, the write-out (its alias).
+    #[command(after_help = wal_core::cli::examples(GET_EXAMPLES))]
     Get {
         /// Where the archive is.
         #[command(flatten)]
@@ -190,6 +271,7 @@ pub enum Command {
     /// the worst of several, not_found the least), with no stderr line for a record that
     /// arrived failed; 70 when no record came at all (a stage before failed).
     /// `get --to`/`--to-dir` without NAMEs does the same.
+    #[command(after_help = wal_core::cli::examples(PLACE_EXAMPLES))]
     Place {
         /// Where the archive is (its directories may not be the destination).
         #[command(flatten)]
@@ -203,6 +285,7 @@ pub enum Command {
     /// stages that read files (wal-encrypt --decrypt, wal-verify). A record naming an
     /// object that is not its WAL's in this archive fails alone; one that arrives with an
     /// outcome (settled) or failed passes untouched.
+    #[command(after_help = wal_core::cli::examples(FETCH_EXAMPLES))]
     Fetch {
         /// Where the archive is (a cloud archive).
         #[command(flatten)]
@@ -212,18 +295,21 @@ pub enum Command {
         temp_dir: Option<PathBuf>,
     },
     /// Delete the archived files of the input records; print them with `outcome: deleted`.
+    #[command(after_help = wal_core::cli::examples(DELETE_EXAMPLES))]
     Delete {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
     },
     /// Rewrite xlog.db from what the archive holds.
+    #[command(after_help = wal_core::cli::examples(REBUILD_EXAMPLES))]
     RebuildXlogdb {
         /// Where the archive is.
         #[command(flatten)]
         archive: ArchiveArgs,
     },
     /// Print one record per archived file (name order), as `wal-scan archive` does.
+    #[command(after_help = wal_core::cli::examples(LIST_EXAMPLES))]
     List {
         /// Where the archive is.
         #[command(flatten)]
@@ -1045,5 +1131,33 @@ impl TryFrom<Args> for Config {
                 target: archive.try_into()?,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for examples in [
+            EXAMPLES,
+            PUT_EXAMPLES,
+            GET_EXAMPLES,
+            PLACE_EXAMPLES,
+            FETCH_EXAMPLES,
+            DELETE_EXAMPLES,
+            REBUILD_EXAMPLES,
+            LIST_EXAMPLES,
+            LAYOUT_EXAMPLES,
+        ] {
+            wal_core::cli::assert_examples_parse::<Args>(examples);
+        }
     }
 }

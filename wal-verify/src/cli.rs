@@ -2,6 +2,17 @@
 
 use clap::Parser;
 
+/// The end of `wal-verify --help`.
+const EXAMPLES: &str = r"  # is the archive restorable? every file read, every timeline checked (summary on stderr)
+  wal-scan archive /var/lib/barman/pg/wals --server pg | wal-verify --deep > /dev/null
+  # the WAL a base backup needs, catalogue and errors/ included, as JSON for a monitor
+  wal-scan archive /var/lib/barman/pg/wals --server pg | wal-verify --json \
+    --from 000000010000000A00000010 --to 000000010000000A00000018 \
+    --xlogdb /var/lib/barman/pg/wals/pg-xlog.db --errors-dir /var/lib/barman/pg/errors
+  # incremental: a re-run reads only what changed (wal-check check --verify-state reads it)
+  wal-scan archive /var/lib/barman/pg/wals --server pg \
+    | wal-verify --deep --state /var/lib/barman/pg/verify.state > /dev/null";
+
 /// Verifies the archive whose records arrive on stdin (`wal-scan archive`): every file
 /// is opened, decompressed and checked for the shape of WAL its name promises (with
 /// --deep, every page header and record CRC), and every timeline for gaps along its history. Writes each
@@ -12,6 +23,7 @@ use clap::Parser;
 /// 74 the record stream itself failed.
 #[derive(Debug, Parser)]
 #[command(name = "wal-verify", version, about)]
+#[command(after_help = wal_core::cli::examples(EXAMPLES))]
 #[allow(
     clippy::struct_excessive_bools,
     reason = "independent switches of the command line"
@@ -63,4 +75,20 @@ pub struct Args {
     /// again itself.
     #[arg(long, requires = "state", conflicts_with_all = ["json", "full"])]
     pub recall: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_example_parses() {
+        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
+    }
 }

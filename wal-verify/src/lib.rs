@@ -222,10 +222,15 @@ where
             .map_err(|e| WalError::io("cannot write", std::path::Path::new("<stdout>"), e))?;
     }
     let holds = corrupt == 0 && report.holds();
-    Ok(Verdict {
-        summary,
-        status: (!holds).then_some(ExitCode::DataErr),
-    })
+    // Records an earlier stage failed were not verified, though none failed here.
+    let status = if !holds {
+        Some(ExitCode::DataErr)
+    } else if summary.arrived_failed > 0 {
+        Some(ExitCode::RecordsFailed)
+    } else {
+        None
+    };
+    Ok(Verdict { summary, status })
 }
 
 /// `--recall`: marks the records whose stored files the state still vouches for, and
@@ -336,9 +341,11 @@ fn errors_problem(dir: &std::path::Path) -> Option<String> {
     })
 }
 
-/// Records that did not verify: those failed, and input lines that were no record.
+/// Records that did not verify: those failed here, those an earlier stage failed (a file
+/// that could not be fetched or decrypted is not verified), and input lines that were no
+/// record.
 fn failed(summary: &stage::Summary) -> u64 {
-    summary.failed + summary.malformed
+    summary.failed + summary.arrived_failed + summary.malformed
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -653,3 +653,30 @@ fn bad_settings_are_refused_in_one_line() {
         "nothing written through the link"
     );
 }
+
+/// A record an earlier stage failed (an object not fetched, a file not decrypted) is not
+/// verified: it counts as failed, the verdict is FAILED, whatever else holds.
+#[test]
+fn a_record_failed_upstream_is_never_counted_as_verified() {
+    let work = WorkDir::new();
+    let home = archive(&work, "none");
+    let scan = tool("wal-scan")
+        .arg("archive")
+        .arg(home.join("pg/wals"))
+        .args(["--server", "pg"])
+        .output()
+        .unwrap();
+    assert!(scan.status.success(), "{}", output_text(&scan));
+    let mut lines: Vec<Value> = records(&scan);
+    let last = lines.len() - 1;
+    lines[last]["error"] = serde_json::json!({
+        "stage": "wal-encrypt", "kind": "config", "message": "no key opens it",
+    });
+    let input: String = lines.iter().map(|r| r.to_string() + "\n").collect();
+    let out = verify_records(input.as_bytes(), &["--json"]);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(summary["status"], "FAILED", "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(summary["verified"], lines.len() - 1, "{summary}");
+}
