@@ -82,6 +82,27 @@ pub struct PutOptions<'a> {
     pub marks: Option<&'a Path>,
 }
 
+/// A cloud archive's catalogue is local: a directory missing for it is said before the
+/// first upload, not after every object went up with each record then failing (and
+/// its source kept) for want of its catalogue line.
+fn catalogue_can_be_written(xlogdb: Option<&wal_core::xlogdb::Xlogdb>) -> Result<()> {
+    let Some(path) = xlogdb.map(wal_core::xlogdb::Xlogdb::path) else {
+        return Ok(());
+    };
+    let dir = wal_core::durable::parent_of(path);
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(WalError::Config(format!(
+            "--xlogdb {}: its directory {} is not there (the wrappers make it; \
+             by hand: mkdir -p {})",
+            path.display(),
+            dir.display(),
+            dir.display()
+        )))
+    }
+}
+
 /// Stores every record of `input`.
 pub fn run(
     options: &PutOptions<'_>,
@@ -90,7 +111,10 @@ pub fn run(
 ) -> Result<Summary> {
     let bucket = match options.target {
         Target::Local(_) => None,
-        Target::Cloud(cloud) => Some(Bucket::open(cloud)?),
+        Target::Cloud(cloud) => {
+            catalogue_can_be_written(cloud.xlogdb.as_ref())?;
+            Some(Bucket::open(cloud)?)
+        }
     };
     let mut store = Store {
         options,

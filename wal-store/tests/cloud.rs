@@ -410,6 +410,11 @@ fn put_list_rebuild(world: &World) {
         .map(|r| fs::read(path_of(r)).unwrap())
         .collect();
     let xlogdb = world.work.join("meta/pg-xlog.db");
+    // The catalogue's directory missing: said before anything goes up.
+    let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("is not there"), "{}", out.stderr);
+    assert_eq!(world.server.keys(PREFIX), Vec::<String>::new(), "nothing uploaded");
     fs::create_dir_all(xlogdb.parent().unwrap()).unwrap();
     let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
     assert_eq!(out.code, 0, "{}", out.stderr);
