@@ -414,7 +414,11 @@ fn put_list_rebuild(world: &World) {
     let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("is not there"), "{}", out.stderr);
-    assert_eq!(world.server.keys(PREFIX), Vec::<String>::new(), "nothing uploaded");
+    assert_eq!(
+        world.server.keys(PREFIX),
+        Vec::<String>::new(),
+        "nothing uploaded"
+    );
     fs::create_dir_all(xlogdb.parent().unwrap()).unwrap();
     let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
     assert_eq!(out.code, 0, "{}", out.stderr);
