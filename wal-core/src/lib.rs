@@ -7,7 +7,8 @@
 //! durable file operations, locks, errors and exit codes. Behind features, the parts only
 //! some binaries need: the codecs (`codec`), the command line's shared step and layout
 //! flags (`cli`, the only part that sees argv), a child process stopped with the tool
-//! on a signal (`child`), and the SQL connection to PostgreSQL (`pg`).
+//! on a signal (`child`), the SQL connection to PostgreSQL (`pg`), and the progress
+//! counter drawn on a terminal (`progress`).
 #![deny(missing_docs)]
 
 pub mod blame;
@@ -40,6 +41,8 @@ pub mod cli;
 pub mod codec;
 #[cfg(feature = "pg")]
 pub mod pg;
+#[cfg(feature = "progress")]
+pub mod progress;
 
 pub use compression::Compression;
 pub use error::{ErrorKind, WalError};

@@ -123,10 +123,15 @@ pub fn run(
         identity: None,
         report: Report::new(options.report, options.target.server()),
     };
+    let progress = wal_core::progress::Progress::on_terminal(STAGE, "files stored");
     let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
         store.put_batch(batch);
+        for record in batch.iter() {
+            progress.tick(record.size);
+        }
         Ok(())
     })?;
+    drop(progress);
     store.report.finish();
     Ok(summary)
 }

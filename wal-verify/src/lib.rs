@@ -131,23 +131,8 @@ where
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     })?;
     let [from, to] = bounds(args)?;
-    // The state is replaced whole at the end: a link, a directory or a device there is
-    // refused before any work, not found after it.
     if let Some(path) = &args.state {
-        if std::fs::symlink_metadata(path).is_ok_and(|meta| !meta.file_type().is_file()) {
-            return Err(WalError::Config(format!(
-                "--state {}: not a regular file",
-                path.display()
-            )));
-        }
-        let dir = wal_core::durable::parent_of(path);
-        if !dir.is_dir() {
-            return Err(WalError::Config(format!(
-                "--state {}: its directory {} is not there",
-                path.display(),
-                dir.display()
-            )));
-        }
+        state_can_be_replaced(path)?;
     }
     if args.recall {
         return recall(args, jobs.get(), input, output);
@@ -169,12 +154,18 @@ where
         }),
         territory,
     };
-    let work = |record: &mut WalRecord| verifier.verify_record(record);
+    let progress = wal_core::progress::Progress::on_terminal(TOOL, "files verified");
+    let work = |record: &mut WalRecord| {
+        let verified = verifier.verify_record(record);
+        progress.tick(record.size);
+        verified
+    };
     let summary = if args.json {
         stage::run_parallel(TOOL, jobs.get(), input, std::io::sink(), work)?
     } else {
         stage::run_parallel(TOOL, jobs.get(), input, &mut output, work)?
     };
+    drop(progress);
     let seen = verifier
         .seen
         .into_inner()
@@ -231,6 +222,26 @@ where
         None
     };
     Ok(Verdict { summary, status })
+}
+
+/// The state is replaced whole at the end: a link, a directory or a device there is
+/// refused before any work, not found after it.
+fn state_can_be_replaced(path: &std::path::Path) -> Result<(), WalError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| !meta.file_type().is_file()) {
+        return Err(WalError::Config(format!(
+            "--state {}: not a regular file",
+            path.display()
+        )));
+    }
+    let dir = wal_core::durable::parent_of(path);
+    if !dir.is_dir() {
+        return Err(WalError::Config(format!(
+            "--state {}: its directory {} is not there",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `--recall`: marks the records whose stored files the state still vouches for, and
