@@ -46,6 +46,16 @@ fn main() -> ExitCode {
         eprintln!("usage: walpipe-docgen OUT_DIR");
         return ExitCode::from(64);
     };
+    if out_dir.to_str().is_some_and(|arg| arg.starts_with('-')) {
+        eprintln!("usage: walpipe-docgen OUT_DIR (writes OUT_DIR/man1, bash, zsh, fish)");
+        return ExitCode::from(
+            if ["-h", "--help"].contains(&out_dir.to_str().unwrap_or("")) {
+                0
+            } else {
+                64
+            },
+        );
+    }
     match render_all(out_dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err((path, err)) => {

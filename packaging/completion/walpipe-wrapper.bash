@@ -7,7 +7,9 @@
 _walpipe_wrapper() {
   local cur=${COMP_WORDS[COMP_CWORD]} flags
   if [[ $cur == -* ]]; then
-    flags=$("${COMP_WORDS[0]}" --help 2>/dev/null | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u)
+    # The flags the usage lines open with (not those named inside a description).
+    flags=$("${COMP_WORDS[0]}" --help 2>/dev/null | grep -E '^ +--' |
+      grep -oE -- '(^ +|, )--[a-z][a-z0-9-]*' | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u)
     mapfile -t COMPREPLY < <(compgen -W "$flags" -- "$cur")
   else
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")

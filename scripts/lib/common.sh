@@ -15,8 +15,10 @@ find_bin_dir() {
   if [ -n "${WALPIPE_BIN_DIR:-}" ]; then
     BIN=$WALPIPE_BIN_DIR
     [ -x "$BIN/wal-store" ] || die 70 "WALPIPE_BIN_DIR=$BIN holds no wal-store"
-  elif [ -x "$repo/bin/wal-store" ]; then
+  elif [[ ${BASH_SOURCE[0]} == */lib/walpipe/common.sh ]]; then
+    # Installed: its own binaries or none, never another copy found on PATH.
     BIN=$repo/bin
+    [ -x "$BIN/wal-store" ] || die 70 "$BIN/wal-store: not there (walpipe installed incompletely; install it again)"
   elif [ -x "$repo/target/release/wal-store" ]; then
     BIN=$repo/target/release
   elif [ -x "$repo/target/debug/wal-store" ]; then
@@ -35,20 +37,33 @@ die() {
   exit "$code"
 }
 
-# load_config FILE: exports the WALPIPE_*=value lines of FILE. Values already in the
-# environment win (flags > environment > file). The file is parsed, never executed.
+# load_config FILE: exports the settings of FILE. Values already in the environment win
+# (flags > environment > file). The file is parsed, never executed. The same file is the
+# EnvironmentFile of the systemd units, so what both parsers read alike is all that is
+# taken: NAME=value lines (blanks around the name and the value dropped, a value wholly
+# in matching quotes unquoted), # comments; WALPIPE_ settings and the variables of the
+# clients walpipe runs (libpq's PG*, AWS_*, AZURE_*, GOOGLE_*). A stray quote, another
+# name, or WALPIPE_BIN_DIR (which binaries run is the environment's to say, not a
+# settings file's) ends the wrapper with 78, naming the line.
 load_config() {
   local file=$1 line key value
-  [ -r "$file" ] || die 78 "cannot read config file $file"
+  [ -r "$file" ] || die 78 "cannot read config file $file (as user $(id -un))"
   while IFS= read -r line || [ -n "$line" ]; do
     line=${line#"${line%%[![:space:]]*}"}
-    case $line in '' | '#'*) continue ;; esac
+    case $line in '' | '#'* | ';'*) continue ;; esac
+    [[ $line == *=* ]] || die 78 "$file: not a NAME=value line: $line"
     key=${line%%=*}
+    key=${key%"${key##*[![:space:]]}"}
     value=${line#*=}
-    # The whole key must be a name: a glob would let "WALPIPE_HOME " (space before the
-    # "=") through, and bash would then die on an invalid variable name.
-    [[ $key =~ ^WALPIPE_[A-Z0-9_]+$ ]] || die 78 "$file: not a WALPIPE_ setting: $line"
-    value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+    value=${value#"${value%%[![:space:]]*}"}
+    value=${value%"${value##*[![:space:]]}"}
+    [[ $key =~ ^(WALPIPE_[A-Z0-9_]+|PG[A-Z]+|AWS_[A-Z0-9_]+|AZURE_[A-Z0-9_]+|GOOGLE_[A-Z0-9_]+)$ ]] ||
+      die 78 "$file: not a walpipe setting nor a client's variable: $line"
+    [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file: WALPIPE_BIN_DIR is not a setting (set it in the environment): $line"
+    if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then
+      value=${BASH_REMATCH[1]}
+    fi
+    case $value in *\"* | *\'* | *\\*) die 78 "$file: quotes or a backslash inside a value: $line" ;; esac
     if [ -z "${!key+set}" ]; then
       export "$key=$value"
     fi

@@ -684,7 +684,9 @@ fn config_file_sets_home_and_server_and_flags_override_it() {
     fs::write(
         &config,
         format!(
-            "# walpipe settings\n\n  WALPIPE_HOME={}\nWALPIPE_SERVER=\"main\"\n",
+            // Read as systemd's EnvironmentFile reads it: blanks around the name and
+            // the value are no part of them.
+            "# walpipe settings\n\n  WALPIPE_HOME = {}  \nWALPIPE_SERVER=\"main\"\n; too\n",
             home_a.display()
         ),
     )
@@ -746,12 +748,23 @@ fn config_file_sets_home_and_server_and_flags_override_it() {
     let home_c = fx.dir.path().join("c");
     for (text, why) in [
         (
-            format!("WALPIPE_HOME = {}\nWALPIPE_SERVER=pg\n", home_c.display()),
-            "spaces around =",
+            format!("WALPIPE_HOME=\"{}\nWALPIPE_SERVER=pg\n", home_c.display()),
+            "a stray quote (systemd would read the rest of the file into it)",
+        ),
+        (
+            format!("WALPIPE_HOME={}\nWALPIPE_BIN_DIR=/tmp\n", home_c.display()),
+            "which binaries run is not a setting",
         ),
         (
             format!("HOME={}\nWALPIPE_SERVER=pg\n", home_c.display()),
             "not a WALPIPE_ setting",
+        ),
+        (
+            format!(
+                "WALPIPE_HOME=\"{}\"\nWALPIPE_SERVER=p\\g\n",
+                home_c.display()
+            ),
+            "a backslash, which systemd reads as an escape",
         ),
     ] {
         let bad = fx.dir.path().join("bad.conf");

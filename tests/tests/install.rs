@@ -428,11 +428,13 @@ fn the_debian_package_holds_the_install_and_its_wrappers_run_from_where_it_is_un
         .find_map(|l| l.trim().strip_prefix("Depends: "))
         .unwrap_or_else(|| panic!("no Depends: {info}"));
     for library in ["libc6", "liblzma5", "libssl3"] {
+        let versioned = format!("{library} (>= ");
         assert!(
-            depends.split(", ").any(|d| d == library),
-            "{library} in {depends}"
+            depends.split(", ").any(|d| d.starts_with(&versioned)),
+            "{library}, with the version built against, in {depends}"
         );
     }
+    assert!(info.contains(" md5sums"), "{info}");
     assert!(info.contains(" Package: walpipe\n"), "{info}");
 
     let contents = Command::new("dpkg-deb")
@@ -461,6 +463,8 @@ fn the_debian_package_holds_the_install_and_its_wrappers_run_from_where_it_is_un
             "./lib/systemd/system/walpipe-receive@.service".to_string(),
             "./lib/systemd/system/walpipe-archive-wal@.timer".to_string(),
             "./usr/share/doc/walpipe/README.md".to_string(),
+            "./usr/share/doc/walpipe/copyright".to_string(),
+            "./etc/walpipe/".to_string(),
         ])
     {
         assert!(
@@ -527,4 +531,49 @@ fn unpacked_wrappers_archive_and_restore(root: &Path, work: &WorkDir) {
         fs::read(&restored).unwrap() == original,
         "restored byte for byte"
     );
+}
+
+#[test]
+fn a_reinstall_spelled_otherwise_or_under_a_strict_umask_leaves_a_working_install() {
+    let work = WorkDir::new();
+    let prefix = work.join("prefix");
+    let units = work.join("units");
+    let units_arg = format!("--systemd-dir={}", units.display());
+    assert_success(&install(&prefix, &[&units_arg]), "scripts/install");
+    let before = files_under(&prefix);
+    // The same places, spelled otherwise: nothing the first install put there goes.
+    let slashed = format!("{}//", prefix.display());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077 && exec {} --prefix {slashed} --bin-dir {} --systemd-dir {}/",
+            script("install").display(),
+            bin_dir().display(),
+            units.display()
+        ))
+        .env_remove("WALPIPE_BIN_DIR")
+        .output()
+        .unwrap();
+    assert_success(&out, "scripts/install, again, spelled otherwise, umask 077");
+    assert_eq!(files_under(&prefix), before);
+    assert_eq!(files_under(&units).len(), 3, "the units are still there");
+    // Under umask 077 every directory stayed readable: PostgreSQL's user runs it.
+    let out = run_installed_as_postgres(&prefix, "walpipe-archive-command", &["--help"]);
+    assert_success(&out, "walpipe-archive-command --help as postgres");
+    // Refused before anything is written: a prefix with . or .., or characters a unit
+    // file would read otherwise.
+    for bad in ["/tmp/x/../y", "/tmp/a b", "/tmp/a&b", "/tmp/100%"] {
+        let out = install(Path::new(bad), &[]);
+        assert_eq!(out.status.code(), Some(64), "{bad}: {}", output_text(&out));
+    }
+    // The units of another --systemd-dir are removed by uninstall: they run this
+    // prefix's commands.
+    let out = Command::new(script("install"))
+        .args(["--uninstall", "--prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert_success(&out, "scripts/install --uninstall");
+    assert_eq!(files_under(&prefix), Vec::<PathBuf>::new());
+    assert_eq!(files_under(&units), Vec::<PathBuf>::new());
 }
