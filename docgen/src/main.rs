@@ -12,6 +12,9 @@
 //!
 //! Exit codes: 0 written, 64 usage, 74 a file could not be written.
 
+#[cfg(test)]
+mod examples;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -119,6 +122,25 @@ fn create_dir(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every binary's definition is consistent, and every example in its help and its
+    /// subcommands' parses with it.
+    #[test]
+    fn every_command_line_is_consistent_and_every_example_parses() {
+        for binary in binaries() {
+            binary.clone().debug_assert();
+            let mut helps: Vec<String> = Vec::new();
+            let mut pending = vec![binary.clone()];
+            while let Some(command) = pending.pop() {
+                helps.extend(command.get_after_help().map(ToString::to_string));
+                pending.extend(command.get_subcommands().cloned());
+            }
+            assert!(!helps.is_empty(), "{} has examples", binary.get_name());
+            for help in helps {
+                examples::assert_examples_parse(&binary, &help);
+            }
+        }
+    }
 
     #[test]
     fn every_binary_gets_a_page_per_command_and_three_completions() {

@@ -269,3 +269,24 @@ pub fn assert_success(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `wal-scan archive HOME/SERVER/wals --server SERVER`: the records of a local archive,
+/// as the verify and restore pipelines start from them.
+///
+/// # Panics
+/// When the scan fails.
+#[must_use]
+pub fn scan_archive(home: &Path, server: &str) -> Vec<u8> {
+    let scan = tool("wal-scan")
+        .arg("archive")
+        .arg(home.join(server).join("wals"))
+        .args(["--server", server])
+        .output()
+        .unwrap();
+    assert!(
+        scan.status.success(),
+        "wal-scan archive: {}",
+        output_text(&scan)
+    );
+    scan.stdout
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use walpipe_tests::convergence::copy_with_mtime;
-use walpipe_tests::wrappers::{bin_dir, output_text, tool, wrapper};
+use walpipe_tests::wrappers::{bin_dir, output_text, scan_archive, wrapper};
 use walpipe_tests::{WorkDir, wal_fixture_segments};
 
 /// Runs `shell_command` (a `sh -c` line) with stderr on a pseudo-terminal and returns
@@ -60,14 +60,8 @@ fn wal_verify_draws_progress_on_a_terminal_only_and_writes_the_same_records() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
-    let scan = tool("wal-scan")
-        .arg("archive")
-        .arg(home.join("pg/wals"))
-        .args(["--server", "pg"])
-        .output()
-        .unwrap();
     let records = work.join("records");
-    fs::write(&records, &scan.stdout).unwrap();
+    fs::write(&records, scan_archive(&home, "pg")).unwrap();
 
     let verify = bin_dir().join("wal-verify");
     let piped = Command::new(&verify)

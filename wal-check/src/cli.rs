@@ -167,21 +167,3 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE", env = "WALPIPE_CHECK_PROMETHEUS")]
     pub prometheus: Option<std::path::PathBuf>,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        for examples in [EXAMPLES, CHECK_EXAMPLES, STATUS_EXAMPLES] {
-            wal_core::cli::assert_examples_parse::<Args>(examples);
-        }
-    }
-}

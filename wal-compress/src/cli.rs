@@ -78,11 +78,6 @@ mod tests {
     }
 
     #[test]
-    fn every_example_parses() {
-        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
-    }
-
-    #[test]
     fn negative_levels_parse_for_zstd() {
         let args = Args::try_parse_from(["wal-compress", "--level", "-5"]).unwrap();
         assert_eq!(args.level, Some(Level::Exact(-5)));

@@ -145,76 +145,6 @@ pub fn examples(lines: &str) -> clap::builder::StyledStr {
     text
 }
 
-/// For a test: parses each command line of `A`'s binary in an examples text
-/// ([`examples`]) as `A`, so that every flag an example shows exists.
-///
-/// # Panics
-///
-/// When the text holds no command line of the binary, or one that `A` refuses, naming it.
-pub fn assert_examples_parse<A: clap::Parser>(lines: &str) {
-    let binary = A::command().get_name().to_owned();
-    let commands = example_commands(lines, &binary);
-    assert!(!commands.is_empty(), "no {binary} command in:\n{lines}");
-    for argv in commands {
-        if let Err(err) = A::try_parse_from(&argv) {
-            panic!("{argv:?}: {err}");
-        }
-    }
-}
-
-/// The command lines of `binary` in an examples text, split into words as `sh` splits
-/// them. Comment lines are skipped and ` \` continuations joined; each stage of a
-/// pipeline or list (`|`, `;`) that runs `binary` is one command line, from the binary's
-/// name (a cron line's schedule left out) up to a redirection (`>`). Quotes group words;
-/// nothing is expanded (`"$T"` stays `$T`).
-fn example_commands(lines: &str, binary: &str) -> Vec<Vec<String>> {
-    let joined = lines.replace("\\\n", " ");
-    let mut commands = Vec::new();
-    for line in joined.lines().map(str::trim) {
-        if line.starts_with('#') {
-            continue;
-        }
-        for stage in shell_stages(line) {
-            if let Some(start) = stage.iter().position(|word| word == binary) {
-                let command = stage[start..]
-                    .iter()
-                    .take_while(|word| !word.starts_with('>'))
-                    .cloned()
-                    .collect();
-                commands.push(command);
-            }
-        }
-    }
-    commands
-}
-
-/// One shell line's stages (split at unquoted `|` and `;`), each as its words.
-fn shell_stages(line: &str) -> Vec<Vec<String>> {
-    let mut stages = Vec::new();
-    let mut stage = Vec::new();
-    let mut word: Option<String> = None;
-    let mut quote = None;
-    for c in line.chars() {
-        match (quote, c) {
-            (Some(open), _) if c == open => quote = None,
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                word.get_or_insert_default();
-            }
-            (None, '|' | ';') => {
-                stage.extend(word.take());
-                stages.push(std::mem::take(&mut stage));
-            }
-            (None, _) if c.is_whitespace() => stage.extend(word.take()),
-            // Inside quotes, or any other character.
-            _ => word.get_or_insert_default().push(c),
-        }
-    }
-    stage.extend(word);
-    stages.push(stage);
-    stages
-}
-
 /// Parses the process arguments into `A`; on failure prints clap's message and returns the
 /// exit status to end with (64 for bad flags, 0 for `--help`/`--version`). A usage error
 /// is one line, as every walpipe diagnostic: `<binary>: <clap's first line>`, without
@@ -261,31 +191,6 @@ mod tests {
     struct Args {
         #[arg(long)]
         count: u16,
-    }
-
-    #[test]
-    fn example_commands_are_split_as_sh_splits_them() {
-        let lines = "  # archive, then list (not wal-test --bogus)\n\
-                     \x20 wal-scan incoming /q | wal-test --count 1 \\\n\
-                     \x20   --name 'a b|c' | jq -c '.name'\n\
-                     \x20 T=$(mktemp -d); wal-test --count 2 --dir \"$T\" > /dev/null\n\
-                     \x20 * * * * * wal-test --count 3";
-        let commands = example_commands(lines, "wal-test");
-        assert_eq!(
-            commands,
-            [
-                &["wal-test", "--count", "1", "--name", "a b|c"][..],
-                &["wal-test", "--count", "2", "--dir", "$T"],
-                &["wal-test", "--count", "3"],
-            ]
-        );
-        assert!(example_commands(lines, "wal-other").is_empty());
-    }
-
-    #[test]
-    #[should_panic(expected = "--bogus")]
-    fn an_example_with_a_flag_that_does_not_exist_fails() {
-        assert_examples_parse::<Args>("  # count\n  wal-test --count 1 --bogus");
     }
 
     #[test]

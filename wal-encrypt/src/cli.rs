@@ -131,11 +131,6 @@ mod tests {
     }
 
     #[test]
-    fn every_example_parses() {
-        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
-    }
-
-    #[test]
     fn recipients_repeat_and_split_on_commas() {
         let args = Args::try_parse_from([
             "wal-encrypt",

@@ -115,26 +115,3 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub pg: PgArgs,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        for examples in [
-            EXAMPLES,
-            STREAM_EXAMPLES,
-            CREATE_SLOT_EXAMPLES,
-            RESET_EXAMPLES,
-        ] {
-            wal_core::cli::assert_examples_parse::<Args>(examples);
-        }
-    }
-}

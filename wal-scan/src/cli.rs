@@ -187,27 +187,3 @@ pub struct CloudArgs {
     #[arg(long, value_name = "SECS", env = "WALPIPE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<f64>,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        for examples in [
-            EXAMPLES,
-            INCOMING_EXAMPLES,
-            STREAMING_EXAMPLES,
-            FILE_EXAMPLES,
-            ARCHIVE_EXAMPLES,
-        ] {
-            wal_core::cli::assert_examples_parse::<Args>(examples);
-        }
-    }
-}

@@ -90,20 +90,3 @@ pub struct SpoolArgs {
     #[arg(long, value_name = "DIR", env = "WALPIPE_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        // The shell expands `$$`, the worker's pid.
-        wal_core::cli::assert_examples_parse::<Args>(&EXAMPLES.replace("$$", "4242"));
-    }
-}

@@ -1133,31 +1133,3 @@ impl TryFrom<Args> for Config {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        for examples in [
-            EXAMPLES,
-            PUT_EXAMPLES,
-            GET_EXAMPLES,
-            PLACE_EXAMPLES,
-            FETCH_EXAMPLES,
-            DELETE_EXAMPLES,
-            REBUILD_EXAMPLES,
-            LIST_EXAMPLES,
-            LAYOUT_EXAMPLES,
-        ] {
-            wal_core::cli::assert_examples_parse::<Args>(examples);
-        }
-    }
-}

@@ -76,19 +76,3 @@ pub struct Args {
     #[arg(long, requires = "state", conflicts_with_all = ["json", "full"])]
     pub recall: bool,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Args::command().debug_assert();
-    }
-
-    #[test]
-    fn every_example_parses() {
-        wal_core::cli::assert_examples_parse::<Args>(EXAMPLES);
-    }
-}

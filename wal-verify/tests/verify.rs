@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use walpipe_tests::wrappers::output_text;
-use walpipe_tests::wrappers::{archived_path, tool, wrapper};
+use walpipe_tests::wrappers::{archived_path, scan_archive, tool, wrapper};
 use walpipe_tests::{WorkDir, wal_fixture_segments};
 
 /// A walpipe home whose archive holds the cached segments, archived by archive-wal with
@@ -39,14 +39,7 @@ fn archive_with(work: &WorkDir, compression: &str, extra: &[&Path]) -> PathBuf {
 
 /// `wal-scan archive HOME/pg/wals --server pg | wal-verify ARGS`.
 fn verify(home: &Path, args: &[&str]) -> Output {
-    let scan = tool("wal-scan")
-        .arg("archive")
-        .arg(home.join("pg/wals"))
-        .args(["--server", "pg"])
-        .output()
-        .unwrap();
-    assert!(scan.status.success(), "{}", output_text(&scan));
-    verify_records(&scan.stdout, args)
+    verify_records(&scan_archive(home, "pg"), args)
 }
 
 fn verify_records(records: &[u8], args: &[&str]) -> Output {
@@ -660,14 +653,11 @@ fn bad_settings_are_refused_in_one_line() {
 fn a_record_failed_upstream_is_never_counted_as_verified() {
     let work = WorkDir::new();
     let home = archive(&work, "none");
-    let scan = tool("wal-scan")
-        .arg("archive")
-        .arg(home.join("pg/wals"))
-        .args(["--server", "pg"])
-        .output()
-        .unwrap();
-    assert!(scan.status.success(), "{}", output_text(&scan));
-    let mut lines: Vec<Value> = records(&scan);
+    let mut lines: Vec<Value> = String::from_utf8(scan_archive(&home, "pg"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
     let last = lines.len() - 1;
     lines[last]["error"] = serde_json::json!({
         "stage": "wal-encrypt", "kind": "config", "message": "no key opens it",
