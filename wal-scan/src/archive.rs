@@ -36,15 +36,44 @@ pub fn scan<W: Write>(config: &ArchiveConfig, out: &mut Records<W>) -> Result<()
     let catalogue = read_catalogue(config)?;
     let listing = list_archive(&config.dir)?;
     for path in &listing.unexpected {
-        eprintln!(
-            "{STAGE}: warning: {}: not an archived WAL file, ignored",
-            path.display()
-        );
+        if let Some(record) = unrestorable(path) {
+            out.emit(Entry::Failed(record))?;
+        } else {
+            eprintln!(
+                "{STAGE}: warning: {}: not an archived WAL file, ignored",
+                path.display()
+            );
+        }
     }
     for file in listing.files {
         out.emit(describe(file, &catalogue))?;
     }
     Ok(())
+}
+
+/// An entry under a WAL file's name that is not a regular file (a fifo, a directory, a
+/// link): restore-wal refuses it, so it is no WAL the archive holds, and it must not pass
+/// as a mere stray file either (the verify of an archive whose last segment is a fifo
+/// would hold): a record failed as `corrupt`, naming what it is.
+fn unrestorable(path: &Path) -> Option<WalRecord> {
+    let file_name = path.file_name()?.to_str()?;
+    let name = wal_core::WalName::parse(file_name).ok()?;
+    let file_type = fs::symlink_metadata(path).ok()?.file_type();
+    if file_type.is_file() {
+        return None;
+    }
+    let mut record = WalRecord::new(&name.to_string());
+    record.path = Some(path.to_path_buf());
+    record.error = Some(wal_core::RecordError {
+        stage: STAGE.to_string(),
+        kind: wal_core::ErrorKind::Corrupt,
+        message: format!(
+            "{}: {}, not a regular file: no WAL can be restored from it",
+            path.display(),
+            wal_core::durable::describe_type(file_type)
+        ),
+    });
+    Some(record)
 }
 
 /// The catalogue by name; a later line for the same name wins (a WAL archived again).

@@ -670,3 +670,33 @@ fn a_record_failed_upstream_is_never_counted_as_verified() {
     assert_eq!(summary["failed"], 1, "{summary}");
     assert_eq!(summary["verified"], lines.len() - 1, "{summary}");
 }
+
+/// A fifo, a directory or a link under an archived WAL's name is no WAL the archive
+/// holds: wal-scan fails its record, and the verify fails with it, even at the end of a
+/// timeline where no gap would show.
+#[test]
+fn a_wal_name_that_is_no_regular_file_fails_the_verify() {
+    let work = WorkDir::new();
+    let home = archive(&work, "none");
+    let wals = home.join("pg/wals");
+    let last = archived_path(&wals, "000000010000000000000013");
+    fs::remove_file(&last).unwrap();
+    nix::unistd::mkfifo(&last, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let scan = tool("wal-scan")
+        .arg("archive")
+        .arg(&wals)
+        .args(["--server", "pg"])
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(1), "{}", output_text(&scan));
+    assert!(
+        String::from_utf8_lossy(&scan.stderr).contains("a fifo, not a regular file"),
+        "{}",
+        output_text(&scan)
+    );
+    let out = verify_records(&scan.stdout, &["--json"]);
+    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "FAILED", "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+}
