@@ -62,7 +62,7 @@ fn unrestorable(path: &Path) -> Option<WalRecord> {
     if file_type.is_file() {
         return None;
     }
-    let mut record = WalRecord::new(&name.to_string());
+    let mut record = WalRecord::new(name.to_string());
     record.path = Some(path.to_path_buf());
     record.error = Some(wal_core::RecordError {
         stage: STAGE.to_string(),
