@@ -44,21 +44,19 @@ const SHELLS: [(Shell, &str); 3] = [
 ];
 
 fn main() -> ExitCode {
+    const USAGE: &str = "usage: walpipe-docgen OUT_DIR (writes OUT_DIR/man1, bash, zsh, fish)";
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let [out_dir] = args.as_slice() else {
-        eprintln!("usage: walpipe-docgen OUT_DIR");
-        return ExitCode::from(64);
+    let out_dir = match args.as_slice() {
+        [flag] if flag.as_os_str() == "-h" || flag.as_os_str() == "--help" => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        [out_dir] if !out_dir.to_string_lossy().starts_with('-') => out_dir,
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(64);
+        }
     };
-    if out_dir.to_str().is_some_and(|arg| arg.starts_with('-')) {
-        eprintln!("usage: walpipe-docgen OUT_DIR (writes OUT_DIR/man1, bash, zsh, fish)");
-        return ExitCode::from(
-            if ["-h", "--help"].contains(&out_dir.to_str().unwrap_or("")) {
-                0
-            } else {
-                64
-            },
-        );
-    }
     match render_all(out_dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err((path, err)) => {
