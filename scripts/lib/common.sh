@@ -47,6 +47,10 @@ die() {
 # settings file's) ends the wrapper with 78, naming the line.
 load_config() {
   local file=$1 line key value
+  local -A seen=()
+  # A fifo would hang the wrapper (PostgreSQL's archiver with it), a directory reads as
+  # garbage: a settings file is a regular file.
+  [ -f "$file" ] || die 78 "config file $file: not a regular file"
   [ -r "$file" ] || die 78 "cannot read config file $file (as user $(id -un))"
   while IFS= read -r line || [ -n "$line" ]; do
     line=${line#"${line%%[![:space:]]*}"}
@@ -59,6 +63,9 @@ load_config() {
     value=${value%"${value##*[![:space:]]}"}
     [[ $key =~ ^(WALPIPE_[A-Z0-9_]+|PG[A-Z]+|AWS_[A-Z0-9_]+|AZURE_[A-Z0-9_]+|GOOGLE_[A-Z0-9_]+)$ ]] ||
       die 78 "$file: not a walpipe setting nor a client's variable: $line"
+    # systemd takes a name's last line, the wrappers would take its first: refused.
+    [ -z "${seen[$key]:-}" ] || die 78 "$file: $key is set twice"
+    seen[$key]=1
     [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file: WALPIPE_BIN_DIR is not a setting (set it in the environment): $line"
     if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then
       value=${BASH_REMATCH[1]}

@@ -708,6 +708,28 @@ fn settings_files_cannot_switch_a_stage_into_another_role_nor_a_wrapper_into_a_g
     );
     world.assert_archive_intact();
 
+    // A fifo as the settings file (it would hang PostgreSQL's archiver), a directory, a
+    // name set twice (systemd takes the last, a wrapper would take the first): 78.
+    let fifo = world.work.join("fifo.conf");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let twice = world.work.join("twice.conf");
+    fs::write(
+        &twice,
+        "WALPIPE_COMPRESSION=zstd\nWALPIPE_COMPRESSION=gzip\n",
+    )
+    .unwrap();
+    for bad in [&fifo, &world.work.join("victim"), &twice] {
+        let mut cmd = wrapper("archive-wal");
+        cmd.arg("--config")
+            .arg(bad)
+            .arg("--home")
+            .arg(&world.home)
+            .args(["--server", SERVER]);
+        let out = run_within(&mut cmd, "", Duration::from_secs(30));
+        assert_eq!(out.code, 78, "{}: {}", bad.display(), out.stderr);
+        one_line_naming(&out.stderr, bad.to_str().unwrap());
+    }
+
     // WALPIPE_DIRECT takes 1 or 0: "yes" is refused, not read as "the queue".
     let wal = world.work.join(name);
     fs::write(&wal, wal_segment(name, 4)).unwrap();

@@ -381,7 +381,8 @@ fn wrong_flags_are_refused_and_an_uninstall_never_leaves_its_prefix() {
     );
     assert!(!prefix.exists(), "nothing made by refused runs");
 
-    // A manifest naming a file elsewhere (edited, or another tool's) is refused whole.
+    // A manifest naming a file elsewhere (edited, or another tool's) is refused whole,
+    // and so is one reaching elsewhere through a link planted in the prefix.
     let outside = work.join("precious");
     fs::write(&outside, "keep me").unwrap();
     assert_success(&install(&prefix, &[]), "scripts/install");
@@ -397,6 +398,16 @@ fn wrong_flags_are_refused_and_an_uninstall_never_leaves_its_prefix() {
         assert!(prefix.join("bin/wal-store").is_file(), "nothing removed");
         fs::write(&manifest, original).unwrap();
     }
+    std::os::unix::fs::symlink(work.path(), prefix.join("share/elsewhere")).unwrap();
+    let original = fs::read_to_string(&manifest).unwrap();
+    let through_link = format!("{}/share/elsewhere/precious", prefix.display());
+    fs::write(&manifest, format!("{original}{through_link}\n")).unwrap();
+    let out = Command::new(script("install"))
+        .args(["--uninstall", "--prefix", prefix_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "{}", output_text(&out));
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "keep me");
 }
 
 #[test]
