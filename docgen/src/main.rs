@@ -18,21 +18,22 @@ mod examples;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Command, CommandFactory};
+use clap::Command;
 use clap_complete::Shell;
 
-/// Every binary walpipe installs, with the definition it parses its flags with.
+/// Every binary walpipe installs, with the definition it parses its flags with (its own
+/// and the log flags all share).
 fn binaries() -> Vec<Command> {
     vec![
-        wal_scan::cli::Args::command(),
-        wal_compress::cli::Args::command(),
-        wal_encrypt::cli::Args::command(),
-        wal_hooks::cli::Args::command(),
-        wal_store::cli::Args::command(),
-        wal_spool::cli::Args::command(),
-        wal_receive::cli::Args::command(),
-        wal_check::cli::Args::command(),
-        wal_verify::cli::Args::command(),
+        wal_core::cli::command::<wal_scan::cli::Args>(),
+        wal_core::cli::command::<wal_compress::cli::Args>(),
+        wal_core::cli::command::<wal_encrypt::cli::Args>(),
+        wal_core::cli::command::<wal_hooks::cli::Args>(),
+        wal_core::cli::command::<wal_store::cli::Args>(),
+        wal_core::cli::command::<wal_spool::cli::Args>(),
+        wal_core::cli::command::<wal_receive::cli::Args>(),
+        wal_core::cli::command::<wal_check::cli::Args>(),
+        wal_core::cli::command::<wal_verify::cli::Args>(),
     ]
 }
 

@@ -170,6 +170,22 @@ credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATI
                                                                                  (WALPIPE_XLOGDB)
 A store that does not answer exits 75 (PostgreSQL retries).'
 
+# LOG_USAGE: the log flags' part of the wrappers' usage texts.
+# shellcheck disable=SC2034 # used by the wrappers
+LOG_USAGE='  -v, --verbose         show every WAL file each stage handles      (WALPIPE_LOG=debug)
+  -q, --quiet           warnings and errors only (WALPIPE_LOG=error: errors only) (WALPIPE_LOG=warn)'
+
+# log_flag FLAG: the wrappers' -v/--verbose and -q/--quiet, handed to every stage as
+# WALPIPE_LOG, which each stage checks (a level that does not exist ends it with 78) and
+# filters its stderr lines by. Returns 1 for any other flag.
+log_flag() {
+  case $1 in
+    -v | --verbose) export WALPIPE_LOG=debug ;;
+    -q | --quiet) export WALPIPE_LOG=warn ;;
+    *) return 1 ;;
+  esac
+}
+
 # check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a
 # $WALPIPE_COMPRESSION_LEVEL) that wal-compress does not accept, before the wrapper takes
 # a lock, creates a directory or prints anything. "none" means no compression. Asking

@@ -1,8 +1,8 @@
 //! Progress for a DBA at a terminal, and nowhere else.
 //!
-//! wal-verify and wal-store put draw a counter of the files done on stderr when stderr is
-//! a terminal (here a pseudo-terminal made by `script`), and never when it is a pipe or a
-//! file; either way stdout, the records, is the same byte for byte, and the summary lines
+//! wal-verify, wal-store put, a write-out and rebuild-xlogdb draw a counter of the files
+//! done on stderr when stderr is a terminal (here a pseudo-terminal made by `script`), and
+//! never when it is a pipe or a file; either way stdout, the records, is the same byte for byte, and the summary lines
 //! on stderr are those of a run without a terminal.
 //!
 //! Needs `cargo build --workspace --bins` first and `script` (util-linux).
@@ -134,4 +134,79 @@ fn wal_store_put_draws_progress_on_a_terminal_only() {
         .replace(piped_home.to_str().unwrap(), "HOME");
     assert_eq!(tty_records, piped_records);
     assert_eq!(tty_records.lines().count(), 6);
+}
+
+#[test]
+fn rebuild_xlogdb_and_a_write_out_draw_progress_on_a_terminal_only() {
+    let work = WorkDir::new();
+    let home = work.join("home");
+    queue(&home);
+    let out = wrapper("archive-wal")
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let bin = bin_dir();
+    let xlogdb = home.join("pg/wals/pg-xlog.db");
+    let catalogued = fs::read(&xlogdb).unwrap();
+    let rebuild = format!(
+        "{}/wal-store rebuild-xlogdb --home {} --server pg",
+        bin.display(),
+        home.display()
+    );
+    let piped = Command::new("sh")
+        .args(["-c", &rebuild])
+        .env_remove("WALPIPE_PROGRESS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", output_text(&piped));
+    let piped_stderr = String::from_utf8(piped.stderr).unwrap();
+    assert!(!piped_stderr.contains("files read"), "{piped_stderr}");
+    let shown = on_a_terminal(&work, &rebuild);
+    assert!(shown.contains("files read"), "{shown}");
+    assert!(
+        shown.contains("Done rebuilding xlogdb for server pg"),
+        "{shown}"
+    );
+    assert_eq!(fs::read(&xlogdb).unwrap(), catalogued, "the same catalogue");
+
+    // A restore of many files: get, decompress, write out into a directory.
+    let names: Vec<String> = wal_fixture_segments()
+        .iter()
+        .take(6)
+        .map(|s| s.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let restore = |dir: &Path| {
+        format!(
+            "{bin}/wal-store get --home {home} --server pg {names} \
+             | {bin}/wal-compress --decompress --temp-dir {dir} \
+             | {bin}/wal-store place --home {home} --server pg --to-dir {dir}",
+            bin = bin.display(),
+            home = home.display(),
+            names = names.join(" "),
+            dir = dir.display()
+        )
+    };
+    let piped_dir = work.join("piped");
+    fs::create_dir_all(&piped_dir).unwrap();
+    let piped = Command::new("sh")
+        .args(["-c", &restore(&piped_dir)])
+        .env_remove("WALPIPE_PROGRESS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", output_text(&piped));
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("files written out"));
+    let tty_dir = work.join("tty");
+    fs::create_dir_all(&tty_dir).unwrap();
+    let shown = on_a_terminal(&work, &restore(&tty_dir));
+    assert!(shown.contains("files written out"), "{shown}");
+    for (name, segment) in names.iter().zip(wal_fixture_segments()) {
+        let original = fs::read(segment).unwrap();
+        assert_eq!(fs::read(piped_dir.join(name)).unwrap(), original, "{name}");
+        assert_eq!(fs::read(tty_dir.join(name)).unwrap(), original, "{name}");
+    }
 }

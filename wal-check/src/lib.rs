@@ -62,7 +62,7 @@ fn now() -> f64 {
 /// `walpipe_status_timestamp_seconds` sees).
 fn write_metrics(metrics: &prometheus::Metrics, path: &std::path::Path) {
     if let Err(err) = metrics.write(path) {
-        eprintln!("{TOOL}: --prometheus: {err}");
+        wal_core::log::error!("{TOOL}: --prometheus: {err}");
     }
 }
 

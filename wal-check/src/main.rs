@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             ExitCode::from(wal_check::report::NAGIOS_UNKNOWN)
         }
         Err(err) => {
-            eprintln!("{TOOL}: {err}");
+            wal_core::log::error!("{TOOL}: {err}");
             wal_core::ExitCode::for_error(&err).into()
         }
     }

@@ -57,6 +57,8 @@ fn note_clamped_level(algorithm: wal_core::Compression, level: Level) {
     if let (Level::Exact(asked), Some(used)) = (level, level.resolve(algorithm))
         && asked != used
     {
-        eprintln!("{STAGE}: compression level {asked} out of range for {algorithm}, using {used}");
+        wal_core::log::warn!(
+            "{STAGE}: compression level {asked} out of range for {algorithm}, using {used}"
+        );
     }
 }

@@ -145,20 +145,67 @@ pub fn examples(lines: &str) -> clap::builder::StyledStr {
     text
 }
 
-/// Parses the process arguments into `A`; on failure prints clap's message and returns the
-/// exit status to end with (64 for bad flags, 0 for `--help`/`--version`). A usage error
-/// is one line, as every walpipe diagnostic: `<binary>: <clap's first line>`, without
-/// clap's usage block (a wrapper's caller, PostgreSQL's log, shows one line per failure).
+/// `A`'s command with the flags every binary shares: `-v`/`--verbose` and `-q`/`--quiet`,
+/// which choose what the logger shows ([`crate::log`]), taken before or after a
+/// subcommand. The man pages and completions are made from this command too.
+#[must_use]
+pub fn command<A: clap::CommandFactory>() -> clap::Command {
+    use clap::{Arg, ArgAction};
+    A::command()
+        .arg(
+            Arg::new(VERBOSE)
+                .short('v')
+                .long("verbose")
+                .action(ArgAction::Count)
+                .global(true)
+                .help("Show every file each step handles (WALPIPE_LOG=debug)"),
+        )
+        .arg(
+            Arg::new(QUIET)
+                .short('q')
+                .long("quiet")
+                .action(ArgAction::Count)
+                .global(true)
+                .help("Only warnings and errors; twice: errors only (WALPIPE_LOG=warn, error)"),
+        )
+}
+
+const VERBOSE: &str = "walpipe-verbose";
+const QUIET: &str = "walpipe-quiet";
+
+/// Parses the process arguments into `A` and sets the logger's threshold (the flags of
+/// [`command`], else `WALPIPE_LOG`); on failure prints why and returns the exit status to
+/// end with (64 for bad flags, 78 for a `WALPIPE_LOG` that names no level, 0 for
+/// `--help`/`--version`). A usage error is one line, as every walpipe diagnostic:
+/// `<binary>: <clap's first line>`, without clap's usage block (a wrapper's caller,
+/// PostgreSQL's log, shows one line per failure).
 pub fn parse_args<A: clap::Parser>() -> Result<A, std::process::ExitCode> {
-    A::try_parse().map_err(|err| {
+    let command = command::<A>();
+    let binary = command.get_name().to_owned();
+    let parsed = command
+        .try_get_matches()
+        .and_then(|mut matches| A::from_arg_matches_mut(&mut matches).map(|a| (a, matches)));
+    let (args, matches) = parsed.map_err(|err| -> std::process::ExitCode {
         if err.use_stderr() {
-            eprintln!("{}", usage_line(A::command().get_name(), &err));
+            eprintln!("{}", usage_line(&binary, &err));
             ExitCode::Usage.into()
         } else {
             let _ = err.print();
             ExitCode::Ok.into()
         }
-    })
+    })?;
+    let env = std::env::var("WALPIPE_LOG").ok();
+    let level = crate::log::threshold(
+        env.as_deref(),
+        matches.get_count(VERBOSE),
+        matches.get_count(QUIET),
+    )
+    .map_err(|err| -> std::process::ExitCode {
+        eprintln!("{binary}: {err}");
+        ExitCode::for_error(&err).into()
+    })?;
+    crate::log::set_threshold(level);
+    Ok(args)
 }
 
 /// The one line for a usage error: `<binary>: <what clap says first> (<binary> --help)`.
@@ -184,13 +231,56 @@ fn usage_line(binary: &str, err: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{FromArgMatches as _, Parser};
 
     #[derive(Debug, Parser)]
     #[command(name = "wal-test")]
     struct Args {
         #[arg(long)]
         count: u16,
+    }
+
+    #[derive(Debug, Parser)]
+    #[command(name = "wal-tool")]
+    struct Tool {
+        #[command(subcommand)]
+        command: ToolCommand,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum ToolCommand {
+        Put {
+            #[arg(long)]
+            count: u16,
+        },
+    }
+
+    fn counts(argv: &[&str]) -> (u8, u8, u16) {
+        let mut matches = command::<Tool>().try_get_matches_from(argv).unwrap();
+        let ToolCommand::Put { count } = Tool::from_arg_matches_mut(&mut matches).unwrap().command;
+        (matches.get_count(VERBOSE), matches.get_count(QUIET), count)
+    }
+
+    #[test]
+    fn the_log_flags_are_taken_before_and_after_a_subcommand() {
+        assert_eq!(counts(&["wal-tool", "put", "--count", "3"]), (0, 0, 3));
+        assert_eq!(
+            counts(&["wal-tool", "-v", "put", "--count", "3"]),
+            (1, 0, 3)
+        );
+        assert_eq!(
+            counts(&["wal-tool", "put", "-qq", "--count", "3"]),
+            (0, 2, 3)
+        );
+        assert_eq!(
+            counts(&["wal-tool", "--quiet", "put", "--count", "3", "--verbose"]),
+            (1, 1, 3)
+        );
+        // A binary without subcommands takes them too.
+        let matches = command::<Args>()
+            .try_get_matches_from(["wal-test", "--count", "1", "-v"])
+            .unwrap();
+        assert_eq!(matches.get_count(VERBOSE), 1);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! this crate: what only one binary uses stays in that binary): the WAL record and its
 //! NDJSON stream (`docs/records.md`), the stage driver
 //! every binary runs on, WAL file names, the compression registry, the xlog.db catalogue,
-//! durable file operations, locks, errors and exit codes. Behind features, the parts only
+//! durable file operations, locks, errors and exit codes, and the logger every
+//! diagnostic line goes through. Behind features, the parts only
 //! some binaries need: the codecs (`codec`), the command line's shared step and layout
 //! flags (`cli`, the only part that sees argv), a child process stopped with the tool
 //! on a signal (`child`), the SQL connection to PostgreSQL (`pg`), and the progress
@@ -19,6 +20,7 @@ pub mod exit;
 pub mod identity;
 pub mod layout;
 pub mod lock;
+pub mod log;
 pub mod lookahead;
 pub mod names;
 pub mod openpgp;

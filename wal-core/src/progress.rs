@@ -3,8 +3,8 @@
 //!
 //! A backlog archived by hand, a verify of ten thousand files or a restore of a day's WAL
 //! can run for minutes with nothing to say until the end. On a terminal the last stage
-//! of such a pipeline (wal-store put, place, rebuild-xlogdb; wal-verify) shows how many
-//! files it has done, their bytes and the rate; the line is cleared when the run ends, so
+//! of such a pipeline (wal-store put, get writing files out; wal-verify), and
+//! rebuild-xlogdb reading a local archive, show how many files it has done, their bytes and the rate; the line is cleared when the run ends, so
 //! the summary lines that follow stay as they always were. Never anywhere else: in a pipe,
 //! a log file, under cron or PostgreSQL, stderr carries the same one line per event as
 //! ever, and stdout, the records, is the same byte for byte either way. `WALPIPE_PROGRESS=0`
@@ -37,6 +37,7 @@ impl Progress {
             }
             bar.set_message("0 B");
             bar.enable_steady_tick(Duration::from_millis(200));
+            *drawn_bar() = Some(bar.clone());
             bar
         });
         Progress {
@@ -68,7 +69,27 @@ impl Drop for Progress {
     /// The line goes when the run ends: what follows on stderr starts on a clean line.
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
+            drawn_bar().take();
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The counter drawn now, if any: the logger writes its lines above it.
+fn drawn_bar() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    static DRAWN: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+    // A thread that panicked holding it left a bar or none: either is still right.
+    DRAWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `write` (a line for stderr) with the counter, if one is drawn, taken off the
+/// screen and redrawn below the line afterwards: a line never lands in the middle of it.
+pub fn suspend(write: impl FnOnce()) {
+    let bar = drawn_bar().clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
     }
 }

@@ -88,6 +88,37 @@ impl Summary {
     }
 }
 
+/// The debug line for a record a stage passes on: its name, then what this stage (or an
+/// earlier one) made of it, where its bytes are and in what form.
+fn what_became_of(record: &WalRecord, arrived_failed: bool) -> String {
+    let mut text = record.name.clone();
+    match (&record.error, record.outcome) {
+        (Some(err), _) if arrived_failed => {
+            let _ = write!(text, ": passed on, failed by {}", err.stage);
+        }
+        (Some(err), _) => {
+            let _ = write!(text, ": failed ({})", err.kind.as_str());
+        }
+        (None, Some(outcome)) => {
+            let _ = write!(text, ": {}", outcome.as_str());
+        }
+        (None, None) => text.push_str(": passed on"),
+    }
+    let _ = write!(text, ", {} bytes", record.size);
+    if let Some(compression) = record.compression {
+        let _ = write!(text, ", {compression}");
+    }
+    if let Some(encryption) = record.encryption {
+        let _ = write!(text, ", {}", encryption.name());
+    }
+    if let Some(stored) = &record.stored_at {
+        let _ = write!(text, ", stored at {}", stored.display());
+    } else if let Some(path) = &record.path {
+        let _ = write!(text, ", at {}", path.display());
+    }
+    text
+}
+
 /// Writes records, one per line, flushing after each batch so the next stage of the pipe
 /// sees them at once.
 #[derive(Debug)]
@@ -114,7 +145,7 @@ impl<W: Write> RecordWriter<W> {
             if err.kind == ErrorKind::BadRecord && err.stage == self.stage && record.name.is_empty()
             {
                 self.summary.malformed += 1;
-                eprintln!("{}: {}", self.stage, err.message);
+                crate::log::error!("{}: {}", self.stage, err.message);
             } else if record.ahead.is_some() {
                 // Archived ahead of PostgreSQL's call: its own call will archive it, and
                 // say why if it fails again.
@@ -123,10 +154,13 @@ impl<W: Write> RecordWriter<W> {
                 if err.kind == ErrorKind::Temporary {
                     self.summary.temporary += 1;
                 }
-                eprintln!("{}: {}", self.stage, err.message);
+                crate::log::error!("{}: {}", self.stage, err.message);
             } else {
                 self.summary.arrived_failed += 1;
             }
+        }
+        if crate::log::enabled(crate::log::Level::Debug) && !record.name.is_empty() {
+            crate::log::debug!("{}: {}", self.stage, what_became_of(record, was_failed));
         }
         self.summary.records += 1;
         record.write_line(&mut self.output).map_err(output_error)
@@ -637,7 +671,7 @@ pub fn report_error(stage: &str, err: &WalError) {
         let _ = write!(text, "\n  caused by: {c}");
         cause = c.source();
     }
-    eprintln!("{text}");
+    crate::log::error!("{text}");
 }
 
 /// The stdin every stage reads by default.

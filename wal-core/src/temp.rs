@@ -217,7 +217,7 @@ impl Drop for TempFile {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // The record fails anyway; say what is left so someone can remove it.
-            Err(e) => eprintln!(
+            Err(e) => crate::log::warn!(
                 "walpipe: cannot remove temporary file {}: {e}",
                 self.path.display()
             ),

@@ -103,7 +103,7 @@ impl Hooks<'_> {
             return;
         }
         if self.run_hook(record) == Some(Verdict::AbortStop) {
-            eprintln!(
+            wal_core::log::error!(
                 "{STAGE}: {}: {} ({}) was aborted (got exit status 63, walpipe requested to \
                  stop): this and every later WAL file are not {}",
                 record.name,
@@ -132,10 +132,11 @@ impl Hooks<'_> {
                 Event::Archive => "post-archive",
                 Event::Delete => "post-wal-delete",
             };
-            eprintln!(
+            wal_core::log::warn!(
                 "{STAGE}: {}: Ignoring stop request after receiving abort (exit code 63) \
                  from {what} retry hook script: {}",
-                record.name, self.config.script
+                record.name,
+                self.config.script
             );
         }
     }
@@ -157,7 +158,7 @@ impl Hooks<'_> {
             let run = process::run(&config.script, &env, config.timeout);
             match Verdict::of_exit_code(run.status.code()) {
                 Some(Verdict::AbortContinue) => {
-                    eprintln!(
+                    wal_core::log::warn!(
                         "{STAGE}: {}: {} ({}) was aborted (got exit status 62, walpipe resumes)",
                         record.name,
                         config.option_name(),
@@ -194,7 +195,7 @@ impl Hooks<'_> {
                 let _ = write!(text, "\n  {label}: {line}");
             }
         }
-        eprintln!("{text}");
+        wal_core::log::warn!("{text}");
     }
 }
 

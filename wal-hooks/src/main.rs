@@ -10,7 +10,7 @@ use wal_hooks::{Config, STAGE, process, run};
 fn main() -> ExitCode {
     // First, before any thread exists: the signal mask is inherited by threads.
     if let Err(err) = wal_core::child::install(process::KILL_GRACE, |_| {}) {
-        eprintln!("{STAGE}: cannot set up signal handling: {err}");
+        wal_core::log::error!("{STAGE}: cannot set up signal handling: {err}");
         return wal_core::ExitCode::Software.into();
     }
     let args = match wal_core::cli::parse_args::<Args>() {

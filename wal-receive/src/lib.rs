@@ -67,19 +67,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut db = receiver.connect()?;
             if db.slot(slot)?.is_some() {
                 if if_not_exists {
-                    eprintln!("Replication slot '{slot}' already exists");
+                    wal_core::log::info!("Replication slot '{slot}' already exists");
                     return Ok(ExitCode::Ok);
                 }
                 return Err(WalError::Config(format!(
                     "replication slot '{slot}' already exists (--if-not-exists accepts it)"
                 )));
             }
-            eprintln!(
+            wal_core::log::info!(
                 "Creating physical replication slot '{slot}' on server '{}'",
                 receiver.layout.server
             );
             db.create_slot(slot)?;
-            eprintln!("Replication slot '{slot}' created");
+            wal_core::log::info!("Replication slot '{slot}' created");
             Ok(ExitCode::Ok)
         }
         Command::DropSlot { server } => {
@@ -94,12 +94,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     "replication slot '{slot}' is in use: stop the receiver first"
                 ))),
                 Some(_) => {
-                    eprintln!(
+                    wal_core::log::info!(
                         "Dropping physical replication slot '{slot}' on server '{}'",
                         receiver.layout.server
                     );
                     db.drop_slot(slot)?;
-                    eprintln!("Replication slot '{slot}' dropped");
+                    wal_core::log::info!("Replication slot '{slot}' dropped");
                     Ok(ExitCode::Ok)
                 }
             }
@@ -186,7 +186,7 @@ impl Receiver {
         let entries = entry_names(&self.streaming)?;
         match reset::plan(&entries, &current, &restart) {
             Reset::Aligned => {
-                eprintln!("Nothing to do. Position of receive-wal is aligned.");
+                wal_core::log::info!("Nothing to do. Position of receive-wal is aligned.");
                 Ok(ExitCode::Ok)
             }
             Reset::Ahead { newest, current } => Err(WalError::Config(format!(
@@ -194,7 +194,7 @@ impl Receiver {
             ))),
             Reset::Realign { remove, create } => {
                 reset::realign(&self.streaming, remove.as_deref(), &create, &mut |line| {
-                    eprintln!("{line}");
+                    wal_core::log::info!("{line}");
                 })?;
                 Ok(ExitCode::Ok)
             }
@@ -271,7 +271,7 @@ impl Receiver {
                 attempt + 1
             };
             let pause = receive::pause(attempt, max_pause);
-            eprintln!(
+            wal_core::log::warn!(
                 "{TOOL}: {server}: {why}; restarting in {} s",
                 pause.as_secs()
             );
@@ -309,7 +309,9 @@ impl Receiver {
         if let Some(slot) = &self.slot {
             match db.slot(slot)? {
                 None if first && create_slot => {
-                    eprintln!("Creating physical replication slot '{slot}' on server '{server}'");
+                    wal_core::log::info!(
+                        "Creating physical replication slot '{slot}' on server '{server}'"
+                    );
                     db.create_slot(slot)?;
                 }
                 None => {
@@ -341,7 +343,7 @@ impl Receiver {
         if let Some((path, size)) =
             reset::partial_to_truncate(&self.streaming, position.segment_size.bytes())?
         {
-            eprintln!(
+            wal_core::log::warn!(
                 "Truncating partial file {} that has wrong size {size} while {} was expected.",
                 path.display(),
                 position.segment_size.bytes()

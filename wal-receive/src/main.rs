@@ -13,20 +13,20 @@ const GRACE: Duration = Duration::from_secs(10);
 fn main() -> ExitCode {
     // First, before any thread exists: the signal mask is inherited by threads.
     let announce = |signal: nix::sys::signal::Signal| {
-        eprintln!(
+        wal_core::log::info!(
             "{TOOL}: {} received. Terminate gracefully.",
             signal.as_str()
         );
     };
     for signal in wal_core::child::ignored_stop_signals() {
-        eprintln!(
+        wal_core::log::warn!(
             "{TOOL}: warning: started with {0} ignored (in the background of a script?): \
              {0} will not stop this receiver",
             signal.as_str()
         );
     }
     if let Err(err) = wal_core::child::install(GRACE, announce) {
-        eprintln!("{TOOL}: cannot set up signal handling: {err}");
+        wal_core::log::error!("{TOOL}: cannot set up signal handling: {err}");
         return wal_core::ExitCode::Software.into();
     }
     let args = match wal_core::cli::parse_args::<Args>() {
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code.into(),
         Err(err) => {
-            eprintln!("{TOOL}: {err}");
+            wal_core::log::error!("{TOOL}: {err}");
             wal_core::ExitCode::for_error(&err).into()
         }
     }

@@ -141,7 +141,7 @@ pub fn run_once(run: &Run<'_>, status: &mut Status, status_path: &Path) -> Resul
     let mut errors: Vec<String> = Vec::new();
     for line in BufReader::new(child.stderr).lines() {
         let Ok(line) = line else { break };
-        eprintln!("{}: {line}", run.server);
+        wal_core::log::info!("{}: {line}", run.server);
         if let Some((segment, lsn, timeline)) = finished_segment(&line, run.segment_size) {
             status.last_segment = Some(segment);
             status.last_lsn = Some(lsn);
@@ -180,13 +180,15 @@ pub fn stop_orphan(previous: &Status, grace: Duration) -> bool {
     // The status file is input: only a pg_receivewal is ever stopped from it.
     let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if command.trim_end() != "pg_receivewal" {
-        eprintln!(
+        wal_core::log::warn!(
             "Not stopping pid {pid}, named by the status file as pg_receivewal: it is {:?}",
             command.trim_end()
         );
         return false;
     }
-    eprintln!("Stopping pg_receivewal (pid {pid}) left running by a receiver that was killed");
+    wal_core::log::warn!(
+        "Stopping pg_receivewal (pid {pid}) left running by a receiver that was killed"
+    );
     let target = nix::unistd::Pid::from_raw(pid);
     let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGINT);
     let until = std::time::Instant::now() + grace;

@@ -39,7 +39,7 @@ pub fn scan<W: Write>(config: &ArchiveConfig, out: &mut Records<W>) -> Result<()
         if let Some(record) = unrestorable(path) {
             out.emit(Entry::Failed(record))?;
         } else {
-            eprintln!(
+            wal_core::log::warn!(
                 "{STAGE}: warning: {}: not an archived WAL file, ignored",
                 path.display()
             );
@@ -170,7 +170,7 @@ fn compression_source(line: Option<&XlogLine>, path: &Path) -> CompressionSource
     if let Ok(compression) = name.parse() {
         CompressionSource::Catalogue(Some(compression))
     } else {
-        eprintln!(
+        wal_core::log::warn!(
             "{STAGE}: warning: {}: xlog.db says compression {name:?}, which walpipe does not \
              know; going by its magic bytes",
             path.display()
@@ -184,7 +184,7 @@ fn catalogued_encryption(line: &XlogLine, path: &Path) -> Option<Encryption> {
         None => None,
         Some("gpg") => Some(Encryption::Gpg),
         Some(other) => {
-            eprintln!(
+            wal_core::log::warn!(
                 "{STAGE}: warning: {}: xlog.db says encryption {other:?}, which walpipe does \
                  not know; recorded as none",
                 path.display()

@@ -121,7 +121,7 @@ fn conclude(url: &str, status: ExitStatus, diagnostics: &str) -> Result<(), WalE
         .collect();
     let last = if status.success() { None } else { lines.pop() };
     for line in &lines {
-        eprintln!("{STAGE}: {line}");
+        wal_core::log::warn!("{STAGE}: {line}");
     }
     if status.success() {
         return Ok(());

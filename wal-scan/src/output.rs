@@ -38,7 +38,7 @@ impl<W: Write> Records<W> {
             }
             Entry::Unknown(record) => {
                 if let Some(err) = &record.error {
-                    eprintln!("{STAGE}: {}", err.message);
+                    wal_core::log::warn!("{STAGE}: {}", err.message);
                 }
                 self.writer.write(&record, true)
             }

@@ -38,7 +38,7 @@ pub fn scan<W: Write>(
         QueueKind::Incoming => scan_incoming(config, batch, shape, out)?,
         QueueKind::Streaming => scan_streaming(config, batch, rest, shape, out)?,
     }
-    eprintln!(
+    wal_core::log::info!(
         "{STAGE}: {}",
         batch_message(config.kind, &config.server, total, out.wal_files())
     );
@@ -138,7 +138,7 @@ fn scan_streaming<W: Write>(
     if partials.len() > 1 {
         partials.pop(); // the last one is the segment pg_receivewal is writing
         let names: Vec<&str> = partials.iter().map(|p| p.name.as_str()).collect();
-        eprintln!(
+        wal_core::log::info!(
             "{STAGE}: Archiving partial files for server {}: {}",
             config.server,
             names.join(", ")

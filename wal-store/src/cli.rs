@@ -33,7 +33,7 @@ const EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, into /
 /// The end of `wal-store put --help`.
 const PUT_EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, with Barman's archive-wal lines on stderr
   wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
-    | wal-store put --home /var/lib/barman --server pg --report
+    | wal-store put --home /var/lib/barman --server pg --report 'file archival'
   # into S3 (credentials from AWS_* or ~/.aws); xlog.db stays local, in the server's meta/
   wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
     | wal-store put --home /var/lib/barman --server pg --archive s3://backups/walpipe";
@@ -125,9 +125,12 @@ pub enum Command {
         /// Leave the source files in place (Barman's `skip_delete`; for pg_wal files).
         #[arg(long)]
         keep_source: bool,
-        /// Also print Barman's archive-wal lines (`\t<name>`, duplicates, unknown files) to stderr.
-        #[arg(long)]
-        report: bool,
+        /// Also print Barman's archive-wal lines to stderr, at log level info: the heading
+        /// `Processing xlog segments from LABEL for SERVER`, then `\t<name>` per WAL,
+        /// duplicates, `no file found`, unknown files (LABEL: Barman's name of the queue,
+        /// `file archival` or `streaming`).
+        #[arg(long, value_name = "LABEL")]
+        report: Option<String>,
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]
         max_batch: usize,
@@ -672,8 +675,8 @@ pub enum Config {
         queue: bool,
         /// Keep sources.
         keep_source: bool,
-        /// Print Barman's lines.
-        report: bool,
+        /// Print Barman's lines, under this queue's label.
+        report: Option<String>,
         /// Records per xlog.db fsync.
         max_batch: usize,
         /// How to decrypt encrypted copies to compare them.
@@ -1026,7 +1029,7 @@ fn layout_config(
             .and_then(|()| wal_core::private::dir_for(&base, "walpipe-ahead", &layout.server, &key))
             .and_then(|dir| marks_dir(&target, dir))
             .unwrap_or_else(|err| {
-                eprintln!("wal-store: look-ahead off: {err}");
+                wal_core::log::warn!("wal-store: look-ahead off: {err}");
                 PathBuf::new()
             })
     });

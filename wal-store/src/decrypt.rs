@@ -46,7 +46,7 @@ impl Drop for Plaintexts {
             if let Err(e) = fs::remove_file(path)
                 && e.kind() != io::ErrorKind::NotFound
             {
-                eprintln!(
+                wal_core::log::warn!(
                     "{}: cannot remove decrypted copy {}: {e}",
                     crate::STAGE,
                     path.display()

@@ -464,9 +464,11 @@ fn write_out(
     let mut writer = RecordWriter::new(STAGE, output);
     let mut seen = 0u64;
     let mut worst = None;
+    let progress = wal_core::progress::Progress::on_terminal(STAGE, "files written out");
     stage::with_reader(STAGE, input, |reader| {
         while let Some(mut record) = reader.next_record() {
             seen += 1;
+            progress.tick(record.size);
             let was_failed = record.failed();
             if !was_failed
                 && let Err(err) = still_encrypted(&record)
@@ -484,11 +486,12 @@ fn write_out(
         }
         Ok(())
     })?;
+    drop(progress);
     let status = write_out_status(seen, worst);
     if seen == 0
         && let GetDestination::File(dest) | GetDestination::Dir(dest) = to
     {
-        eprintln!(
+        wal_core::log::error!(
             "{STAGE}: nothing written to {}: the pipeline ended without a record \
              (a stage before this one failed)",
             dest.display()

@@ -80,7 +80,7 @@ pub fn run(
                 target,
                 queue: *queue,
                 keep_source: *keep_source,
-                report: *report,
+                report: report.as_deref(),
                 max_batch: *max_batch,
                 decryption: decryption.as_ref(),
                 territory,

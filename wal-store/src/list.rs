@@ -21,6 +21,7 @@ use wal_core::{WalName, WalRecord};
 use crate::STAGE;
 use crate::cli::Target;
 use crate::cloud::Bucket;
+use wal_core::progress::Progress;
 
 /// One archived file.
 #[derive(Debug, Clone)]
@@ -44,8 +45,8 @@ pub struct Entry {
 }
 
 /// Every archived file in name order; things in the archive that are not WAL are
-/// reported on stderr and skipped.
-pub fn entries(target: &Target) -> Result<Vec<Entry>> {
+/// reported on stderr and skipped. `progress`, if any, counts the local files read.
+pub fn entries(target: &Target, progress: Option<&Progress>) -> Result<Vec<Entry>> {
     match target {
         Target::Local(local) => {
             let listing = list_archive(&local.layout.wals)?;
@@ -54,6 +55,9 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
                 .files
                 .into_iter()
                 .map(|file| {
+                    if let Some(progress) = progress {
+                        progress.tick(file.size);
+                    }
                     let (compression, encryption) =
                         identify(&file.path).context("cannot read", &file.path)?;
                     Ok(Entry {
@@ -95,14 +99,14 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
 
 fn warn_unexpected(what: impl Iterator<Item = String>) {
     for item in what {
-        eprintln!("{STAGE}: unexpected file in the archive, not a WAL file: {item}");
+        wal_core::log::warn!("{STAGE}: unexpected file in the archive, not a WAL file: {item}");
     }
 }
 
 /// `list`: one record per entry.
 pub fn run(target: &Target, output: impl Write) -> Result<Summary> {
     let mut writer = RecordWriter::new(STAGE, output);
-    for entry in entries(target)? {
+    for entry in entries(target, None)? {
         let mut record = WalRecord::new(entry.name.as_str());
         record.kind = Some(entry.name.kind());
         record.size = entry.size;

@@ -66,8 +66,8 @@ pub struct PutOptions<'a> {
     pub queue: bool,
     /// Leave sources in place.
     pub keep_source: bool,
-    /// Print Barman's lines on stderr.
-    pub report: bool,
+    /// Print Barman's lines on stderr, under this queue's label.
+    pub report: Option<&'a str>,
     /// Records per xlog.db fsync.
     pub max_batch: usize,
     /// How to decrypt encrypted copies to compare them; `None`: they cannot be compared.

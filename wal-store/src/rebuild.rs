@@ -23,7 +23,11 @@ pub fn run(target: &Target) -> Result<Summary> {
             "rebuild-xlogdb: a cloud archive's catalogue is local: give --xlogdb PATH".into(),
         ));
     };
-    let files = entries(target)?;
+    // A local archive's files are each opened for their magic bytes: on a large archive
+    // that takes long enough for a DBA at a terminal to want to see it move.
+    let progress = wal_core::progress::Progress::on_terminal(crate::STAGE, "files read");
+    let files = entries(target, Some(&progress))?;
+    drop(progress);
     let mut counts = [0u64; 4];
     let mut lines = Vec::with_capacity(files.len());
     for file in &files {
@@ -42,7 +46,7 @@ pub fn run(target: &Target) -> Result<Summary> {
         });
     }
     xlogdb.replace(&lines)?;
-    eprintln!(
+    wal_core::log::info!(
         "Done rebuilding xlogdb for server {} (history: {}, backup_labels: {}, wal_file: {}, partial: {})",
         target.server(),
         counts[0],

@@ -1,9 +1,10 @@
 //! Barman's archive-wal output, for humans (stderr, only with `--report`).
 //!
-//! `scripts/archive-wal` shows these lines as Barman does: a TAB and the name per WAL, the
-//! duplicate error line, `no file found`, and the block listing unknown files moved to
-//! errors/ (`docs/barman-formats.md#archive-wal-output`). They never go to stdout, which
-//! carries records only.
+//! `scripts/archive-wal` shows these lines as Barman does: the heading naming the queue, a
+//! TAB and the name per WAL, the duplicate error line, `no file found`, and the block
+//! listing unknown files moved to errors/ (`docs/barman-formats.md#archive-wal-output`).
+//! They never go to stdout, which carries records only; they are `info` lines, so `-q`
+//! silences a run that went well, heading included.
 
 use wal_core::record::Outcome;
 use wal_core::{ErrorKind, WalRecord};
@@ -18,10 +19,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// A report for `server`; prints nothing unless `enabled`.
-    pub fn new(enabled: bool, server: &str) -> Self {
+    /// A report for `server`'s queue `label` (Barman's `file archival`, `streaming`),
+    /// which prints its heading at once; without a label, a report that prints nothing.
+    pub fn new(label: Option<&str>, server: &str) -> Self {
+        if let Some(label) = label {
+            wal_core::log::info!("Processing xlog segments from {label} for {server}");
+        }
         Report {
-            enabled,
+            enabled: label.is_some(),
             server: server.to_string(),
             wal_lines: 0,
             unknown: Vec::new(),
@@ -52,13 +57,14 @@ impl Report {
             return;
         }
         self.wal_lines += 1;
-        eprintln!("\t{}", record.name);
+        wal_core::log::info!("\t{}", record.name);
         match (&record.error, record.outcome) {
-            (Some(_), Some(Outcome::Conflict)) => eprintln!(
+            (Some(_), Some(Outcome::Conflict)) => wal_core::log::info!(
                 "\tError: {} is already present in server {}. File moved to errors directory.",
-                record.name, self.server
+                record.name,
+                self.server
             ),
-            (Some(error), _) => eprintln!("\tError: {}", error.message),
+            (Some(error), _) => wal_core::log::info!("\tError: {}", error.message),
             _ => {}
         }
     }
@@ -69,15 +75,15 @@ impl Report {
             return;
         }
         if self.wal_lines == 0 {
-            eprintln!("\tno file found");
+            wal_core::log::info!("\tno file found");
         }
         if !self.unknown.is_empty() {
-            eprintln!(
+            wal_core::log::info!(
                 "Some unknown objects have been found while processing xlog segments for {}. Objects moved to errors directory:",
                 self.server
             );
             for name in &self.unknown {
-                eprintln!("\t{name}");
+                wal_core::log::info!("\t{name}");
             }
         }
     }

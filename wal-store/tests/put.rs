@@ -110,7 +110,7 @@ fn a_different_file_under_an_archived_name_goes_to_errors() {
     let first = home.queue_file(SEG1, 1);
     put(&home, &[], &[record_for(&first)]);
     let other = home.queue_file(SEG1, 2);
-    let (code, out, stderr) = put(&home, &["--report"], &[record_for(&other)]);
+    let (code, out, stderr) = put(&home, &["--report=file archival"], &[record_for(&other)]);
     assert_eq!(code, 1, "a conflict needs a human: exit 1");
     assert_eq!(out[0]["outcome"], "conflict");
     assert_eq!(out[0]["error"]["kind"], "conflict");
@@ -145,7 +145,7 @@ fn unknown_queue_entries_are_moved_to_errors() {
     fs::write(&junk, b"junk").unwrap();
     let record = json!({"name": "not-a-wal", "path": junk, "source": junk, "size": 4, "time": 1.0,
         "error": {"stage": "wal-scan", "kind": "unknown", "message": "not a WAL file"}});
-    let (code, out, stderr) = put(&home, &["--report"], &[record]);
+    let (code, out, stderr) = put(&home, &["--report=file archival"], &[record]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(out[0]["outcome"], "unknown");
     assert!(!junk.exists());
@@ -153,6 +153,10 @@ fn unknown_queue_entries_are_moved_to_errors() {
     assert!(
         errors[0].starts_with("not-a-wal.") && errors[0].ends_with(".unknown"),
         "{errors:?}"
+    );
+    assert!(
+        stderr.starts_with("Processing xlog segments from file archival for "),
+        "{stderr}"
     );
     assert!(stderr.contains("\tno file found"), "{stderr}");
     assert!(

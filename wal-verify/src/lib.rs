@@ -198,7 +198,7 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         remembered.retain(&seen.names.iter().map(|n| n.as_str().to_owned()).collect());
         remembered.save(path, &report.last_run(&summary, corrupt))?;
-        eprintln!(
+        wal_core::log::info!(
             "{TOOL}: {} files taken as verified from {} (unchanged since)",
             verifier.reused.into_inner(),
             path.display()
@@ -268,7 +268,7 @@ where
         Ok(())
     })?;
     if summary.records > 0 {
-        eprintln!(
+        wal_core::log::info!(
             "{TOOL}: {} of {} files still as verified in {} (the others go on to be read)",
             marked.into_inner(),
             summary.records,
@@ -332,7 +332,7 @@ fn remove_temps(record: &mut WalRecord, territory: &Territory) {
                 Ok(()) => false,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => {
-                    eprintln!("{TOOL}: cannot remove {}: {e}", temp.display());
+                    wal_core::log::warn!("{TOOL}: cannot remove {}: {e}", temp.display());
                     true
                 }
             },
@@ -480,14 +480,14 @@ impl Report {
 
     /// The summary on stderr, one line per fact.
     fn say(&self, summary: &stage::Summary, corrupt: u64) {
-        eprintln!(
+        wal_core::log::info!(
             "{TOOL}: {} files: {} verified, {} failed ({corrupt} corrupt)",
             summary.records,
             summary.records - failed(summary),
             failed(summary)
         );
         for t in &self.timelines {
-            eprintln!(
+            wal_core::log::info!(
                 "{TOOL}: timeline {}: {} to {}, {} segments{}",
                 t.id,
                 t.first,
@@ -496,24 +496,29 @@ impl Report {
                 if t.gaps.is_empty() { ", no gap" } else { "" }
             );
             for (from, to, missing) in &t.gaps {
-                eprintln!(
+                wal_core::log::error!(
                     "{TOOL}: timeline {}: missing {from} to {to} ({missing} segments)",
                     t.id
                 );
             }
             if t.beyond_switch > 0 {
-                eprintln!(
+                wal_core::log::warn!(
                     "{TOOL}: timeline {}: {} segment(s) after a child timeline branched off \
                      (an abandoned branch, on no recovery path)",
-                    t.id, t.beyond_switch
+                    t.id,
+                    t.beyond_switch
                 );
             }
         }
         for problem in &self.problems {
-            eprintln!("{TOOL}: {problem}");
+            wal_core::log::error!("{TOOL}: {problem}");
         }
         let holds = corrupt == 0 && failed(summary) == 0 && self.holds();
-        eprintln!("{TOOL}: {}", if holds { "OK" } else { "FAILED" });
+        if holds {
+            wal_core::log::info!("{TOOL}: OK");
+        } else {
+            wal_core::log::error!("{TOOL}: FAILED");
+        }
     }
 
     /// The verdict a later wal-check reports.

@@ -1,0 +1,343 @@
+//! How much walpipe says on stderr, chosen by the DBA: `-v`, `-q`, `WALPIPE_LOG`.
+//!
+//! Every binary and wrapper filters its stderr lines through one logger: `-q` keeps a
+//! clean run silent (a cron job's mail, PostgreSQL's log), `-v` names every WAL each stage
+//! handled, and an error is shown at every level. Whatever the level, stdout (the records,
+//! or Barman's lines) is the same byte for byte, and a level that does not exist stops the
+//! run with 78 before anything is touched.
+//!
+//! Needs `cargo build --workspace --bins` first.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use walpipe_tests::convergence::copy_with_mtime;
+use walpipe_tests::wrappers::{bin_dir, output_text, wrapper};
+use walpipe_tests::{WorkDir, wal_fixture_segments};
+
+/// A queue of the first `n` cached real segments in `dir`, one modification time for all
+/// (the records carry it).
+fn queue(dir: &Path, n: usize) -> Vec<String> {
+    fs::create_dir_all(dir).unwrap();
+    wal_fixture_segments()
+        .iter()
+        .take(n)
+        .map(|segment| {
+            let name = segment.file_name().unwrap().to_str().unwrap().to_owned();
+            copy_with_mtime(segment, &dir.join(&name), 1_700_000_000);
+            name
+        })
+        .collect()
+}
+
+/// `binary ARGS` with `log` (flags, and `WALPIPE_LOG` if any), stdin from `input`.
+fn run(binary: &str, args: &[&str], log: &[&str], env: Option<&str>, input: &[u8]) -> Output {
+    let mut cmd = Command::new(bin_dir().join(binary));
+    // Before the subcommand and its `--`: the log flags are global.
+    cmd.args(log)
+        .args(args)
+        .env_remove("WALPIPE_LOG")
+        .env_remove("WALPIPE_PROGRESS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(level) = env {
+        cmd.env("WALPIPE_LOG", level);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, input).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Scans a fresh copy of a 3-segment queue and stores it into a fresh archive, both at
+/// `log`: the two stages' outputs (the archive's path is the same on every call).
+fn scan_and_store(
+    work: &WorkDir,
+    log: &[&str],
+    env: Option<&str>,
+) -> (Output, Output, Vec<String>) {
+    let home = work.join("home");
+    let _ = fs::remove_dir_all(&home);
+    let names = queue(&home.join("pg/incoming"), 3);
+    let home_arg = home.to_str().unwrap();
+    let layout = ["--home", home_arg, "--server", "pg"];
+    let scan = run(
+        "wal-scan",
+        &[
+            "incoming",
+            "--server",
+            "pg",
+            "--",
+            &format!("{home_arg}/pg/incoming"),
+        ],
+        log,
+        env,
+        b"",
+    );
+    assert!(scan.status.success(), "{}", output_text(&scan));
+    let store = run(
+        "wal-store",
+        &[&["put"][..], &layout].concat(),
+        log,
+        env,
+        &scan.stdout,
+    );
+    assert!(store.status.success(), "{}", output_text(&store));
+    (scan, store, names)
+}
+
+#[test]
+fn each_level_shows_its_lines_and_the_records_are_the_same() {
+    let work = WorkDir::new();
+    let (scan, store, names) = scan_and_store(&work, &[], None);
+    // info, the default: what the scan found, nothing per file.
+    let info = stderr_lines(&scan);
+    assert!(info.iter().any(|l| l.starts_with("wal-scan: ")), "{info:?}");
+    assert!(stderr_lines(&store).is_empty(), "{}", output_text(&store));
+    for name in &names {
+        assert!(!info.iter().any(|l| l.contains(name.as_str())), "{info:?}");
+    }
+
+    // debug (-v, or the variable): every file, and what became of it.
+    for (log, env) in [(&["-v"][..], None), (&[][..], Some("debug"))] {
+        let (v_scan, v_store, _) = scan_and_store(&work, log, env);
+        assert_eq!(v_scan.stdout, scan.stdout, "{log:?} {env:?}");
+        assert_eq!(v_store.stdout, store.stdout, "{log:?} {env:?}");
+        let scanned = stderr_lines(&v_scan);
+        let stored = stderr_lines(&v_store);
+        for name in &names {
+            assert!(
+                scanned
+                    .iter()
+                    .any(|l| l.starts_with(&format!("wal-scan: {name}: passed on"))),
+                "{scanned:?}"
+            );
+            assert!(
+                stored
+                    .iter()
+                    .any(|l| l.starts_with(&format!("wal-store: {name}: stored, "))
+                        && l.contains("stored at ")),
+                "{stored:?}"
+            );
+        }
+        // The info lines are still there.
+        for line in &info {
+            assert!(scanned.contains(line), "{line} in {scanned:?}");
+        }
+    }
+
+    // warn (-q, or the variable) and error (-qq): a clean run says nothing.
+    for (log, env) in [
+        (&["-q"][..], None),
+        (&["--quiet", "--quiet"][..], None),
+        (&[][..], Some("warn")),
+        (&["-q"][..], Some("debug")),
+    ] {
+        let (q_scan, q_store, _) = scan_and_store(&work, log, env);
+        assert_eq!(q_scan.stdout, scan.stdout);
+        assert_eq!(q_store.stdout, store.stdout);
+        assert!(
+            q_scan.stderr.is_empty(),
+            "{log:?} {env:?}: {}",
+            output_text(&q_scan)
+        );
+        assert!(
+            q_store.stderr.is_empty(),
+            "{log:?} {env:?}: {}",
+            output_text(&q_store)
+        );
+    }
+}
+
+#[test]
+fn an_error_is_shown_at_every_level() {
+    let work = WorkDir::new();
+    let archive = work.join("archive");
+    fs::create_dir_all(&archive).unwrap();
+    let missing = work.join("gone/000000010000000000000001");
+    let record = format!(
+        "{{\"name\":\"000000010000000000000001\",\"path\":{:?},\"size\":16777216,\"time\":0}}\n",
+        missing.to_str().unwrap()
+    );
+    let archive_arg = archive.to_str().unwrap();
+    for (log, env) in [
+        (&["-qq"][..], None),
+        (&[][..], Some("error")),
+        (&["-v"][..], None),
+    ] {
+        let out = run(
+            "wal-store",
+            &["put", "--server", "pg", "--archive", archive_arg],
+            log,
+            env,
+            record.as_bytes(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+        let lines = stderr_lines(&out);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("wal-store: ") && l.contains("000000010000000000000001")),
+            "{log:?} {env:?}: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn a_level_that_does_not_exist_stops_every_binary_with_78_before_any_work() {
+    let work = WorkDir::new();
+    let incoming = work.join("home/pg/incoming");
+    let names = queue(&incoming, 1);
+    for binary in [
+        "wal-scan",
+        "wal-compress",
+        "wal-encrypt",
+        "wal-hooks",
+        "wal-store",
+        "wal-spool",
+        "wal-receive",
+        "wal-check",
+        "wal-verify",
+    ] {
+        let out = run(binary, &["--help"], &[], Some("loud"), b"");
+        // --help is answered before the logger is set up: it works whatever the level.
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{binary}: {}",
+            output_text(&out)
+        );
+        let out = run(binary, &["--version"], &[], Some("loud"), b"");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{binary}: {}",
+            output_text(&out)
+        );
+    }
+    let home = work.join("home");
+    let home_arg = home.to_str().unwrap();
+    let out = run(
+        "wal-scan",
+        &[
+            "incoming",
+            "--server",
+            "pg",
+            "--",
+            incoming.to_str().unwrap(),
+        ],
+        &[],
+        Some("loud"),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr_lines(&out),
+        ["wal-scan: WALPIPE_LOG=\"loud\": not a log level (error, warn, info or debug)"]
+    );
+    // -v and -q at once: a usage error.
+    let out = run(
+        "wal-store",
+        &["layout", "--server", "pg", "--home", home_arg],
+        &["-v", "-q"],
+        None,
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
+    assert_eq!(stderr_lines(&out).len(), 1, "{}", output_text(&out));
+
+    // Through a wrapper, from its settings file: 78 before the queue is touched.
+    let config = work.join("pg.conf");
+    fs::write(
+        &config,
+        format!("WALPIPE_HOME={home_arg}\nWALPIPE_LOG=loud\n"),
+    )
+    .unwrap();
+    let out = wrapper("archive-wal")
+        .arg("--config")
+        .arg(&config)
+        .args(["--server", "pg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("WALPIPE_LOG"),
+        "{}",
+        output_text(&out)
+    );
+    for name in &names {
+        assert!(incoming.join(name).is_file(), "{name} left the queue");
+    }
+    assert!(
+        !home.join("pg/wals").exists()
+            || fs::read_dir(home.join("pg/wals")).unwrap().next().is_none()
+    );
+}
+
+#[test]
+fn the_wrappers_take_the_flags_and_the_settings_file_and_flags_win() {
+    let work = WorkDir::new();
+    let home = work.join("home");
+    let home_arg = home.to_str().unwrap().to_owned();
+    let archive_wal = |log: &[&str], config: Option<&Path>| {
+        let _ = fs::remove_dir_all(&home);
+        let names = queue(&home.join("pg/incoming"), 2);
+        let mut cmd = wrapper("archive-wal");
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        let out = cmd
+            .args(["--home", &home_arg, "--server", "pg"])
+            .args(log)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{log:?}: {}", output_text(&out));
+        (out, names)
+    };
+    let (plain, names) = archive_wal(&[], None);
+    let (verbose, _) = archive_wal(&["-v"], None);
+    let (quiet, _) = archive_wal(&["--quiet"], None);
+    let text = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    for name in &names {
+        assert!(
+            !text(&plain).contains(&format!("{name}: ")),
+            "{}",
+            text(&plain)
+        );
+        for stage in ["wal-scan", "wal-compress", "wal-store"] {
+            assert!(
+                text(&verbose).contains(&format!("{stage}: {name}: ")),
+                "{stage} {name}: {}",
+                text(&verbose)
+            );
+        }
+    }
+    assert!(quiet.stderr.is_empty(), "{}", output_text(&quiet));
+    // Barman's report, on stdout, comes from wal-store's info lines: -q drops it, -v keeps
+    // it as it is.
+    assert_eq!(verbose.stdout, plain.stdout, "{}", output_text(&verbose));
+    assert!(!plain.stdout.is_empty(), "{}", output_text(&plain));
+
+    // The settings file's WALPIPE_LOG, and a flag winning over it.
+    let config = work.join("pg.conf");
+    fs::write(&config, "WALPIPE_LOG=debug\n").unwrap();
+    let (from_file, _) = archive_wal(&[], Some(&config));
+    assert!(
+        text(&from_file).contains(&format!("wal-store: {}: stored", names[0])),
+        "{}",
+        text(&from_file)
+    );
+    let (flag_wins, _) = archive_wal(&["-q"], Some(&config));
+    assert!(flag_wins.stderr.is_empty(), "{}", output_text(&flag_wins));
+}

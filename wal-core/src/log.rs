@@ -1,0 +1,212 @@
+//! One logger for every binary: each diagnostic line on stderr has a level, and the DBA
+//! chooses how much to see.
+//!
+//! A cron job wants silence unless something failed; a DBA chasing a WAL that never
+//! reached the bucket wants every file each stage touched. Every line walpipe writes to
+//! stderr goes through here, with one of four levels:
+//!
+//! - `error`: a file or a run failed. Always shown: a failing exit code always comes with
+//!   the line that says why.
+//! - `warn`: something was off and walpipe carried on (an unexpected file in the archive,
+//!   a compression level out of range, a temp it could not remove).
+//! - `info`: what a run did, as Barman reports it (the files archived, a slot created,
+//!   a verdict). The default.
+//! - `debug`: every record each stage passed on, and what it did with it.
+//!
+//! The level is `WALPIPE_LOG` (`error`, `warn`, `info`, `debug`), else `info`; the flags
+//! every binary takes win over it: `-v` is `debug`, `-q` is `warn`, `-qq` is `error`.
+//! The lines themselves are as they always were, one per event (`<tool>: <what>`), never
+//! prefixed with their level: a script matching them keeps working, and stdout, the
+//! records, is the same whatever the level.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::WalError;
+
+/// How much a line matters; a line is shown when its level is at most the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// A file or a run failed (always shown).
+    Error = 0,
+    /// Something was off and the run carried on.
+    Warn = 1,
+    /// What the run did (the default threshold).
+    Info = 2,
+    /// Every record and what became of it.
+    Debug = 3,
+}
+
+impl Level {
+    /// Every level, from the quietest.
+    pub const ALL: [Level; 4] = [Level::Error, Level::Warn, Level::Info, Level::Debug];
+
+    /// The name `WALPIPE_LOG` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+
+    fn from_u8(value: u8) -> Level {
+        Level::ALL
+            .get(usize::from(value))
+            .copied()
+            .unwrap_or(Level::Debug)
+    }
+}
+
+/// The threshold of this process (a `Level` as `u8`).
+static THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// The threshold for `WALPIPE_LOG`'s value (`env`, if set) and the flags' counts: any
+/// flag wins over the variable (`-v`: debug; `-q`: warn; `-qq`: error); neither: info.
+/// A value of `WALPIPE_LOG` that names no level is a configuration error (78), even when
+/// a flag overrides it: a typo in a settings file should not wait for the day the flag
+/// is dropped.
+pub fn threshold(env: Option<&str>, verbose: u8, quiet: u8) -> Result<Level, WalError> {
+    let from_env = match env.map(str::trim) {
+        None | Some("") => Level::Info,
+        Some(value) => Level::ALL
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(value))
+            .ok_or_else(|| {
+                WalError::Config(format!(
+                    "WALPIPE_LOG={value:?}: not a log level (error, warn, info or debug)"
+                ))
+            })?,
+    };
+    if verbose > 0 && quiet > 0 {
+        return Err(WalError::Usage(
+            "-v and -q together: choose one (-v shows more, -q less)".into(),
+        ));
+    }
+    Ok(match (verbose, quiet) {
+        (0, 0) => from_env,
+        (_, 0) => Level::Debug,
+        (0, 1) => Level::Warn,
+        _ => Level::Error,
+    })
+}
+
+/// Sets this process's threshold.
+pub fn set_threshold(level: Level) {
+    THRESHOLD.store(level as u8, Ordering::Relaxed);
+}
+
+/// Whether a line of `level` is shown.
+#[must_use]
+pub fn enabled(level: Level) -> bool {
+    level == Level::Error || level <= Level::from_u8(THRESHOLD.load(Ordering::Relaxed))
+}
+
+/// Writes `line` on stderr, with its newline, if `level` is shown: in one write, so that
+/// lines of threads and of the stages sharing a stderr never interleave; above a progress
+/// counter, when one is drawn.
+pub fn emit(level: Level, line: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let mut text = line.to_string();
+    text.push('\n');
+    let write = || {
+        // stderr gone: nowhere left to say anything.
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    };
+    #[cfg(feature = "progress")]
+    crate::progress::suspend(write);
+    #[cfg(not(feature = "progress"))]
+    write();
+}
+
+/// A line at `error` level (always shown), formatted as `format!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_error {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Error, format_args!($($arg)*)) };
+}
+
+/// A line at `warn` level, formatted as `format!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_warn {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Warn, format_args!($($arg)*)) };
+}
+
+/// A line at `info` level, formatted as `format!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_info {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Info, format_args!($($arg)*)) };
+}
+
+/// A line at `debug` level, formatted as `format!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_debug {
+    ($($arg:tt)*) => { $crate::log::emit($crate::log::Level::Debug, format_args!($($arg)*)) };
+}
+
+pub use crate::__log_debug as debug;
+pub use crate::__log_error as error;
+pub use crate::__log_info as info;
+pub use crate::__log_warn as warn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_flags_the_variable_chooses_and_info_is_the_default() {
+        assert_eq!(threshold(None, 0, 0).unwrap(), Level::Info);
+        assert_eq!(threshold(Some(""), 0, 0).unwrap(), Level::Info);
+        for level in Level::ALL {
+            assert_eq!(threshold(Some(level.name()), 0, 0).unwrap(), level);
+        }
+        assert_eq!(threshold(Some(" DEBUG "), 0, 0).unwrap(), Level::Debug);
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_variable() {
+        assert_eq!(threshold(Some("error"), 1, 0).unwrap(), Level::Debug);
+        assert_eq!(threshold(Some("debug"), 0, 1).unwrap(), Level::Warn);
+        assert_eq!(threshold(Some("debug"), 0, 2).unwrap(), Level::Error);
+        assert_eq!(threshold(None, 3, 0).unwrap(), Level::Debug);
+        assert_eq!(threshold(None, 0, 200).unwrap(), Level::Error);
+    }
+
+    #[test]
+    fn a_level_that_does_not_exist_is_a_configuration_error_naming_it() {
+        for bad in ["verbose", "3", "warning", "info,debug", "\u{0}"] {
+            let err = threshold(Some(bad), 0, 0).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{bad:?}");
+            assert!(err.to_string().contains("WALPIPE_LOG"), "{err}");
+            // Even with a flag that would override it.
+            assert!(threshold(Some(bad), 1, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn more_and_less_at_once_is_a_usage_error() {
+        let err = threshold(None, 1, 1).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Usage);
+    }
+
+    #[test]
+    fn errors_are_shown_at_every_threshold_and_debug_only_at_debug() {
+        // The one test that moves the process's threshold: it puts it back.
+        for level in Level::ALL {
+            set_threshold(level);
+            assert!(enabled(Level::Error));
+            assert_eq!(enabled(Level::Warn), level >= Level::Warn);
+            assert_eq!(enabled(Level::Info), level >= Level::Info);
+            assert_eq!(enabled(Level::Debug), level == Level::Debug);
+        }
+        set_threshold(Level::Info);
+    }
+}
