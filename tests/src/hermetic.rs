@@ -41,15 +41,17 @@ fn remove_vars(cmd: &mut Command, matches: fn(&OsStr) -> bool) {
 }
 
 /// Whether a variable belongs to a cloud client or to the test servers' tools.
+/// `STORAGE_EMULATOR_HOST` sends Google's own clients (barman-cloud's) to a GCS emulator.
 fn is_cloud(key: &OsStr) -> bool {
     let key = key.as_bytes();
-    [b"AWS_".as_slice(), b"AZURE_", b"GOOGLE_", b"GARAGE_"]
-        .iter()
-        .any(|prefix| key.starts_with(prefix))
+    key == b"STORAGE_EMULATOR_HOST"
+        || [b"AWS_".as_slice(), b"AZURE_", b"GOOGLE_", b"GARAGE_"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
 }
 
 /// [`clean_command`], and also no inherited cloud settings (`AWS_*`, `AZURE_*`,
-/// `GOOGLE_*`, `GARAGE_*`), the user's `~/.aws` files hidden and EC2 metadata lookups off:
+/// `GOOGLE_*`, `GARAGE_*`, `STORAGE_EMULATOR_HOST`), the user's `~/.aws` files hidden and EC2 metadata lookups off:
 /// a cloud command sees only the server a test gives it.
 ///
 /// Set the variables a test means to pass *after* calling this.
@@ -83,6 +85,7 @@ mod tests {
         assert!(is_cloud(OsStr::new("AWS_PROFILE")));
         assert!(is_cloud(OsStr::new("AZURE_STORAGE_CONNECTION_STRING")));
         assert!(is_cloud(OsStr::new("GOOGLE_APPLICATION_CREDENTIALS")));
+        assert!(is_cloud(OsStr::new("STORAGE_EMULATOR_HOST")));
         assert!(!is_cloud(OsStr::new("HOME")));
     }
 }

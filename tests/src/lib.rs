@@ -17,7 +17,8 @@
 //! * [`wrappers`]: the wrapper scripts run against the built binaries, and readers for
 //!   the archive they fill (hash directories, xlog.db, zstd);
 //! * [`cloud`]: real object-storage servers on loopback ([`Garage`], [`GarageCluster`]
-//!   for S3, [`Azurite`] for Azure Blob) and independent readers of what they hold;
+//!   for S3, [`Azurite`] for Azure Blob, [`FakeGcs`] for Google Cloud Storage) and
+//!   independent readers of what they hold;
 //! * [`crash`]: SIGKILL at seeded random moments, for the convergence tests of the local
 //!   and the cloud archive; [`convergence`]: the WAL they queue and the invariants both
 //!   check after every kill;
@@ -51,7 +52,7 @@ pub mod watchdog;
 pub mod workdir;
 pub mod wrappers;
 
-pub use cloud::{Azurite, Garage, GarageCluster};
+pub use cloud::{Azurite, FakeGcs, Garage, GarageCluster};
 pub use fixtures::{
     PG15_PAGE_MAGIC, SEGMENT_SIZE, TEST_SYSTEM_ID, history_file, segment_name, synthetic_segment,
     wal_cache_dir, wal_fixture_files, wal_fixture_segments, wal_fixtures, wal_segment,

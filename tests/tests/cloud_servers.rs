@@ -1,12 +1,12 @@
 //! Tests of the kit's object-storage servers (`walpipe_tests::cloud`): if these fail,
-//! every end-to-end test against S3 or Azure would fail for the wrong reason. They also
+//! every end-to-end test against S3, Azure or GCS would fail for the wrong reason. They also
 //! pin down server behaviour walpipe's design depends on (Garage and `If-None-Match`).
 
 use std::net::{Ipv4Addr, TcpStream};
 use std::process::Output;
 use std::time::Instant;
 
-use walpipe_tests::{Azurite, Garage, GarageCluster, WorkDir};
+use walpipe_tests::{Azurite, FakeGcs, Garage, GarageCluster, WorkDir};
 
 /// Some bytes that are not text, so a lossy copy would show.
 fn payload(seed: u8, len: usize) -> Vec<u8> {
@@ -86,6 +86,141 @@ fn azurite_stores_lists_and_returns_blobs() {
     azurite.stop();
     assert!(!azurite.is_running());
     assert!(!port_open(port), "port {port} still open after stop");
+}
+
+#[test]
+fn fake_gcs_stores_lists_and_returns_objects() {
+    let work = WorkDir::new();
+    let t = Instant::now();
+    let mut gcs = FakeGcs::start(work.path());
+    eprintln!("fake-gcs-server ready in {:.1?}", t.elapsed());
+    let port = gcs.port();
+    assert!(gcs.is_running());
+    assert_eq!(gcs.bucket(), "wals");
+    assert_eq!(gcs.endpoint(), format!("http://127.0.0.1:{port}"));
+    let account = gcs.service_account();
+    assert!(account.starts_with(work.path()), "{}", account.display());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&account).unwrap()).unwrap();
+    assert_eq!(json["disable_oauth"], true);
+    assert_eq!(json["gcs_base_url"], gcs.endpoint());
+    assert_eq!(
+        gcs.env(),
+        [
+            (
+                "GOOGLE_SERVICE_ACCOUNT".to_owned(),
+                account.to_string_lossy().into_owned()
+            ),
+            ("GOOGLE_BASE_URL".to_owned(), gcs.endpoint()),
+        ]
+    );
+
+    // The bucket exists (an empty listing, not 404), and is empty.
+    assert_eq!(gcs.list_objects("wals", ""), vec![]);
+    let data = payload(5, 3 << 20);
+    let name = "pg/wals/0000000100000000/000000010000000000000001.zst";
+    gcs.put_object("wals", name, &data);
+    gcs.put_object("wals", "pg/wals/00000002.history", b"x");
+    gcs.put_object("wals", "pg/other", b"yz");
+    assert_eq!(
+        gcs.list_objects("wals", "pg/wals/0000"),
+        vec![
+            (name.to_owned(), data.len() as u64),
+            ("pg/wals/00000002.history".to_owned(), 1)
+        ]
+    );
+    assert_eq!(gcs.list_objects("wals", "pg/").len(), 3);
+    assert!(gcs.get_object("wals", name) == data, "object differs");
+    // The data is in the test's directory, one directory per bucket.
+    assert!(gcs.dir().join("storage/wals").is_dir());
+
+    gcs.create_bucket("second");
+    gcs.create_bucket("second"); // exists: still fine
+    assert_eq!(gcs.list_objects("second", ""), vec![]);
+    gcs.put_object("second", "k", b"z");
+    assert_eq!(gcs.list_objects("second", ""), vec![("k".to_owned(), 1)]);
+    assert_eq!(gcs.list_objects("wals", "k"), vec![]);
+
+    gcs.stop();
+    assert!(!gcs.is_running());
+    assert!(!port_open(port), "port {port} still open after stop");
+}
+
+/// `curl -sS ARGS` against the emulator: (HTTP status, body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    walpipe_tests::clean_cloud_command(&mut cmd);
+    let out = cmd
+        .args(["-sS", "--noproxy", "*", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl {args:?}: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = stdout.rsplit_once('\n').expect("a status line");
+    (code.trim().parse().expect("a status"), body.to_owned())
+}
+
+/// wal-store's GCS client (object_store) speaks GCS's XML API, as Google recommends for
+/// interoperable clients. fake-gcs-server serves its reads (GET, HEAD, ListObjectsV2,
+/// DELETE) but not its uploads: a PUT of an object answers 400 "invalid uploadType" (it
+/// takes a PUT only as a signed-URL upload), and so does starting an XML multipart
+/// upload (`POST ?uploads`); a listing of a bucket that does not exist answers 500 where
+/// GCS answers 404. So the suite proves wal-store's reads, listings, deletes and
+/// comparisons on GCS, and uploads only on S3 and Azure. Should a later fake-gcs-server
+/// accept XML uploads, this test fails and GCS uploads can be proven too.
+#[test]
+fn fake_gcs_serves_the_xml_api_reads_but_not_its_uploads() {
+    let work = WorkDir::new();
+    let gcs = FakeGcs::start(work.path());
+    let base = gcs.endpoint();
+    gcs.put_object("wals", "pg/wals/a", b"hello");
+
+    // Reads: GET, HEAD, ListObjectsV2.
+    assert_eq!(
+        curl(&[&format!("{base}/wals/pg/wals/a")]),
+        (200, "hello".to_owned())
+    );
+    let (code, _) = curl(&["-I", &format!("{base}/wals/pg/wals/a")]);
+    assert_eq!(code, 200);
+    let (code, body) = curl(&[&format!("{base}/wals?list-type=2&prefix=pg/")]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("<ListBucketResult>"), "{body}");
+    assert!(body.contains("<Key>pg/wals/a</Key>"), "{body}");
+
+    // Uploads: a create-only PUT, and the start of a multipart upload, are refused.
+    let (code, body) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "x-goog-if-generation-match: 0",
+        "--data-binary",
+        "new",
+        &format!("{base}/wals/pg/wals/b"),
+    ]);
+    assert_eq!(
+        code, 400,
+        "fake-gcs-server now takes XML API uploads: {body}"
+    );
+    assert!(body.contains("invalid uploadType"), "{body}");
+    let (code, body) = curl(&["-X", "POST", &format!("{base}/wals/pg/wals/b?uploads")]);
+    assert_eq!(
+        code, 400,
+        "fake-gcs-server now takes XML multipart uploads: {body}"
+    );
+    assert_eq!(
+        gcs.list_objects("wals", ""),
+        vec![("pg/wals/a".to_owned(), 5)]
+    );
+
+    // A missing bucket's listing: 500, not GCS's 404.
+    let (code, body) = curl(&[&format!("{base}/nosuchbucket?list-type=2")]);
+    assert_eq!(code, 500, "{body}");
+
+    // Deletes.
+    let (code, _) = curl(&["-X", "DELETE", &format!("{base}/wals/pg/wals/a")]);
+    assert!(code == 200 || code == 204, "{code}");
+    assert_eq!(gcs.list_objects("wals", ""), vec![]);
 }
 
 #[test]
