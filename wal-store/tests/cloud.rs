@@ -1,8 +1,9 @@
-//! wal-store against real object stores on loopback: a Garage node (S3) and Azurite
-//! (Azure Blob), each test with its own server in its own directory (walpipe_tests::cloud).
+//! wal-store against real object stores on loopback: a Garage node (S3), Azurite
+//! (Azure Blob) and fake-gcs-server (Google Cloud Storage), each test with its own server
+//! in its own directory (walpipe_tests::cloud).
 //!
 //! What matters to a DBA is checked with clients independent of walpipe (the `aws` CLI,
-//! the kit's Azure client): the keys are exactly Barman's, the objects are
+//! the kit's Azure client, curl against the GCS JSON API): the keys are exactly Barman's, the objects are
 //! byte for byte what wal-compress wrote, a name already taken under any extension is
 //! never uploaded again, and what comes back restores the original segment. Failures of
 //! the store (wrong credentials, no bucket, a server down or hung) must end as `temporary`
@@ -10,7 +11,7 @@
 //! leave every source where it was.
 //!
 //! Needs `cargo build --workspace --bins` (wal-compress, wal-encrypt), garage, Azurite,
-//! the `aws` CLI, gzip and gpg (scripts/install-test-deps).
+//! fake-gcs-server, the `aws` CLI, curl, gzip and gpg (scripts/install-test-deps).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -29,8 +30,8 @@ use walpipe_tests::clean_cloud_command;
 use walpipe_tests::watchdog::run_within;
 use walpipe_tests::wrappers::{XlogdbEntry, read_xlogdb};
 use walpipe_tests::{
-    Azurite, Garage, WorkDir, ndjson, parse_records, target_bin, wal_fixture_segments, wal_segment,
-    wal_segment_sized,
+    Azurite, FakeGcs, Garage, WorkDir, ndjson, parse_records, target_bin, wal_fixture_segments,
+    wal_segment, wal_segment_sized,
 };
 
 const SERVER: &str = "pg";
@@ -44,10 +45,11 @@ const WATCHDOG: Duration = Duration::from_secs(180);
 // The servers
 // ---------------------------------------------------------------------------------------
 
-/// A real object store: S3 (Garage) or Azure Blob (Azurite).
+/// A real object store: S3 (Garage), Azure Blob (Azurite) or GCS (fake-gcs-server).
 enum Server {
     S3(Garage),
     Azure(Azurite),
+    Gcs(FakeGcs),
 }
 
 impl Server {
@@ -59,11 +61,16 @@ impl Server {
         Server::Azure(Azurite::start(work.path()))
     }
 
+    fn gcs(work: &WorkDir) -> Server {
+        Server::Gcs(FakeGcs::start(work.path()))
+    }
+
     /// The archive URL for `prefix` in the server's bucket or container.
     fn url(&self, prefix: &str) -> String {
         match self {
             Server::S3(garage) => format!("s3://{}/{prefix}", garage.bucket()),
             Server::Azure(azurite) => format!("az://{}/{prefix}", azurite.container()),
+            Server::Gcs(gcs) => format!("gs://{}/{prefix}", gcs.bucket()),
         }
     }
 
@@ -76,6 +83,7 @@ impl Server {
         match self {
             Server::S3(garage) => garage.env(),
             Server::Azure(azurite) => azurite.env(),
+            Server::Gcs(gcs) => gcs.env(),
         }
     }
 
@@ -84,6 +92,7 @@ impl Server {
         match self {
             Server::S3(garage) => garage.list_keys(garage.bucket(), prefix),
             Server::Azure(azurite) => azurite.list_blobs(azurite.container(), prefix),
+            Server::Gcs(gcs) => gcs.list_objects(gcs.bucket(), prefix),
         }
     }
 
@@ -98,6 +107,7 @@ impl Server {
         match self {
             Server::S3(garage) => garage.get_object(garage.bucket(), key),
             Server::Azure(azurite) => azurite.get_blob(azurite.container(), key),
+            Server::Gcs(gcs) => gcs.get_object(gcs.bucket(), key),
         }
     }
 
@@ -105,6 +115,7 @@ impl Server {
         match self {
             Server::S3(garage) => garage.put_object(garage.bucket(), key, data),
             Server::Azure(azurite) => azurite.put_blob(azurite.container(), key, data),
+            Server::Gcs(gcs) => gcs.put_object(gcs.bucket(), key, data),
         }
     }
 }
@@ -192,6 +203,12 @@ impl World {
         World::around(work, server)
     }
 
+    fn gcs() -> World {
+        let work = WorkDir::new();
+        let server = Server::gcs(&work);
+        World::around(work, server)
+    }
+
     fn around(work: WorkDir, server: Server) -> World {
         let queue = work.join("incoming");
         fs::create_dir_all(&queue).unwrap();
@@ -239,6 +256,47 @@ impl World {
             .arg(queue)
             .args(args);
         cmd
+    }
+
+    /// Archives `records` (wal-compress's output) as a first archiver would, so a test can
+    /// go on from there: on S3 and Azure with `wal-store put` (every record stored,
+    /// catalogued in `xlogdb` if given). fake-gcs-server has no XML API upload (see
+    /// tests/tests/cloud_servers.rs), the one object_store's GCS client uses: there
+    /// each object goes up through the emulator's JSON API, as Google's own clients (and
+    /// so barman-cloud) upload, under Barman's key, the source and temp removed as put
+    /// removes them; the catalogue is then `rebuild-xlogdb`'s.
+    fn store(&self, records: &[Value], xlogdb: Option<&Path>) {
+        let args: Vec<&OsStr> = xlogdb
+            .map(|x| vec![OsStr::new("--xlogdb"), x.as_os_str()])
+            .unwrap_or_default();
+        if !matches!(self.server, Server::Gcs(_)) {
+            let out = self.put(&args, records);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            for record in &out.records {
+                assert_eq!(record["outcome"], "stored", "{record}");
+            }
+            return;
+        }
+        for record in records {
+            let ext = match record["compression"].as_str() {
+                None => "",
+                Some("zstd") => ".zst",
+                Some("gzip") => ".gz",
+                Some(other) => panic!("no Barman extension for {other} here"),
+            };
+            let path = path_of(record);
+            let key = barman_key(&name_of(record), ext);
+            self.server.put(&key, &fs::read(&path).unwrap());
+            let source = PathBuf::from(record["source"].as_str().unwrap());
+            fs::remove_file(&path).unwrap();
+            if source != path {
+                fs::remove_file(&source).unwrap();
+            }
+        }
+        if !args.is_empty() {
+            let out = run(self.wal_store("rebuild-xlogdb", &args), "");
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
     }
 
     /// `wal-store put` of `records`.
@@ -514,6 +572,106 @@ fn azure_put_uses_barmans_keys_and_list_and_rebuild_read_them_back() {
     put_list_rebuild(&World::azure());
 }
 
+/// On GCS, what a Google client uploaded under Barman's keys (zstd segments, a plain
+/// history file) is what `list` and `rebuild-xlogdb` read back from the XML API listing.
+#[test]
+fn gcs_list_and_rebuild_xlogdb_read_back_what_a_google_client_uploaded() {
+    let world = World::gcs();
+    let segs = segments(3);
+    let raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
+    let compressed = compress("zstd", &raw);
+    let bytes: Vec<Vec<u8>> = compressed
+        .iter()
+        .map(|r| fs::read(path_of(r)).unwrap())
+        .collect();
+    let history = "00000002.history";
+    let history_bytes = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+    let mut records = compressed.clone();
+    records.push(world.deliver(history, &history_bytes));
+    world.store(&records, None);
+    let mut names: Vec<String> = raw.iter().map(name_of).collect();
+    names.push(history.to_owned());
+    let mut keys: Vec<String> = names[..3].iter().map(|n| barman_key(n, ".zst")).collect();
+    keys.push(barman_key(history, ""));
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(world.server.keys(PREFIX), sorted);
+    let mut sizes: Vec<u64> = bytes.iter().map(|b| b.len() as u64).collect();
+    sizes.push(history_bytes.len() as u64);
+    let compressions = [Some("zstd"), Some("zstd"), Some("zstd"), None];
+
+    // `list`: one record per object, in name order (segments, then the history file).
+    let listed = run(world.wal_store("list", &[] as &[&str]), "");
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let summary: Vec<(String, u64, String, String)> = listed
+        .records
+        .iter()
+        .map(|r| {
+            (
+                name_of(r),
+                r["size"].as_u64().unwrap(),
+                r["compression"].as_str().unwrap_or("none").to_owned(),
+                r["stored_at"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64, String, String)> = names
+        .iter()
+        .zip(&sizes)
+        .zip(&keys)
+        .zip(compressions)
+        .map(|(((name, size), key), compression)| {
+            (
+                name.clone(),
+                *size,
+                compression.unwrap_or("none").to_owned(),
+                world.server.object_url(key),
+            )
+        })
+        .collect();
+    assert_eq!(summary, expected);
+    let kinds: Vec<&str> = listed
+        .records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["segment", "segment", "segment", "history"]);
+
+    // rebuild-xlogdb: Barman's lines, the objects' upload times.
+    let xlogdb = world.work.join("pg-xlog.db");
+    let out = run(
+        world.wal_store(
+            "rebuild-xlogdb",
+            &[OsStr::new("--xlogdb"), xlogdb.as_os_str()],
+        ),
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rebuilt = read_xlogdb(&xlogdb);
+    let expected_lines: Vec<(String, u64, Option<String>, Option<String>)> = names
+        .iter()
+        .zip(&sizes)
+        .zip(compressions)
+        .map(|((name, size), compression)| {
+            (name.clone(), *size, compression.map(str::to_owned), None)
+        })
+        .collect();
+    assert_eq!(without_time(&rebuilt), expected_lines);
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (line, record) in rebuilt.iter().zip(&listed.records) {
+        assert_eq!(Some(line.time), record["time"].as_f64(), "{}", line.name);
+        assert!(
+            (now - 3600.0..=now + 60.0).contains(&line.time),
+            "{}: rebuilt time {} is not an upload time",
+            line.name,
+            line.time
+        );
+    }
+}
+
 /// Re-delivery of the same WAL: a duplicate; of different content: a conflict.
 fn duplicates_and_conflicts(world: &World) {
     let seg = &segments(1)[0];
@@ -521,7 +679,7 @@ fn duplicates_and_conflicts(world: &World) {
     let key = barman_key(&name, ".zst");
     let first = compress("zstd", &[world.deliver_segment(seg)]);
     let stored = fs::read(path_of(&first[0])).unwrap();
-    assert_eq!(world.put(&[] as &[&str], &first).code, 0);
+    world.store(&first, None);
 
     // The same WAL again (even uncompressed): a duplicate, the source dropped.
     let again = world.deliver_segment(seg);
@@ -585,8 +743,13 @@ fn azure_redelivery_is_a_duplicate_and_different_content_a_conflict() {
 }
 
 #[test]
-fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
-    let world = World::s3();
+fn gcs_redelivery_is_a_duplicate_and_different_content_a_conflict() {
+    duplicates_and_conflicts(&World::gcs());
+}
+
+/// A WAL Barman stored as `.gz` is found by the listing before the upload: not stored
+/// again as `.zst` beside it, and a different `.gz` is a conflict.
+fn stored_as_gz(world: &World) {
     let segs = segments(2);
     let name = segs[0].file_name().unwrap().to_str().unwrap().to_owned();
     let gz_key = barman_key(&name, ".gz");
@@ -626,8 +789,13 @@ fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
 }
 
 #[test]
-fn s3_history_backup_and_partial_files_get_barmans_keys() {
-    let world = World::s3();
+fn s3_a_wal_barman_stored_as_gz_is_not_stored_again_as_zst() {
+    stored_as_gz(&World::s3());
+}
+
+/// History files in `wals/` itself, backup labels and partial segments in their hash
+/// directory, compressed or not; each comes back by name.
+fn history_backup_partial(world: &World) {
     let history = "00000002.history";
     let backup = "000000010000000000000002.00000028.backup";
     let partial = "000000010000000000000003.partial";
@@ -694,6 +862,11 @@ fn s3_history_backup_and_partial_files_get_barmans_keys() {
     assert_eq!(world.restore(history3), history_bytes);
 }
 
+#[test]
+fn s3_history_backup_and_partial_files_get_barmans_keys() {
+    history_backup_partial(&World::s3());
+}
+
 // ---------------------------------------------------------------------------------------
 // Getting
 // ---------------------------------------------------------------------------------------
@@ -708,7 +881,7 @@ fn gets(world: &World) {
         .iter()
         .map(|r| fs::read(path_of(r)).unwrap())
         .collect();
-    assert_eq!(world.put(&[] as &[&str], &compressed).code, 0);
+    world.store(&compressed, None);
     let names: Vec<String> = raw.iter().map(name_of).collect();
 
     // NAME: a record pointing at a downloaded temp, its compression by magic.
@@ -800,6 +973,11 @@ fn azure_get_restores_byte_identical_and_says_66_for_a_missing_name() {
     gets(&World::azure());
 }
 
+#[test]
+fn gcs_get_restores_byte_identical_and_says_66_for_a_missing_name() {
+    gets(&World::gcs());
+}
+
 /// Downloads go to temps of their own (issue: `.NAME.download` had no unique part, so
 /// two processes fetching the same WAL into one directory — restore_command and a
 /// prefetch worker — shared one file, and each unlinked the other's). The name still
@@ -809,7 +987,7 @@ fn downloads_into_one_directory(world: &World) {
     let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
     let records = compress("zstd", &[world.deliver_segment(seg)]);
     let stored = fs::read(path_of(&records[0])).unwrap();
-    assert_eq!(world.put(&[] as &[&str], &records).code, 0);
+    world.store(&records, None);
     let temps = world.work.join("temps");
     fs::create_dir_all(&temps).unwrap();
     // Another process's download in progress, under the name every download once had.
@@ -883,6 +1061,11 @@ fn azure_downloads_into_one_directory_never_share_a_temp() {
 }
 
 #[test]
+fn gcs_downloads_into_one_directory_never_share_a_temp() {
+    downloads_into_one_directory(&World::gcs());
+}
+
+#[test]
 fn s3_get_partial_finds_the_partial_segment() {
     let world = World::s3();
     let segment = "000000010000000000000007";
@@ -937,8 +1120,7 @@ fn deletes(world: &World) {
     let names: Vec<String> = raw.iter().map(name_of).collect();
     let xlogdb = world.work.join("pg-xlog.db");
     let compressed = compress("zstd", &raw);
-    let out = world.put(&[OsStr::new("--xlogdb"), xlogdb.as_os_str()], &compressed);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    world.store(&compressed, Some(&xlogdb));
     // The first WAL under a second extension too (as if Barman had stored it once more).
     let gz = barman_key(&names[0], ".gz");
     world
@@ -975,6 +1157,11 @@ fn s3_delete_removes_every_object_of_a_name_and_its_xlogdb_line() {
 #[test]
 fn azure_delete_removes_every_object_of_a_name_and_a_second_delete_succeeds() {
     deletes(&World::azure());
+}
+
+#[test]
+fn gcs_delete_removes_every_object_of_a_name_and_a_second_delete_succeeds() {
+    deletes(&World::gcs());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1024,8 +1211,7 @@ fn uncompressed(world: &World) {
     let history_bytes = b"1\t0/3000000\tno recovery target specified\n".to_vec();
     let mut raw: Vec<Value> = segs.iter().map(|s| world.deliver_segment(s)).collect();
     raw.push(world.deliver(history, &history_bytes));
-    let out = world.put(&[] as &[&str], &raw);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    world.store(&raw, None);
     let mut expected: Vec<String> = names.iter().map(|n| barman_key(n, "")).collect();
     expected.push(barman_key(history, ""));
     assert_eq!(world.server.keys(PREFIX), expected);
@@ -1065,6 +1251,11 @@ fn s3_uncompressed_objects_are_found_by_put_get_and_delete() {
 #[test]
 fn azure_uncompressed_objects_are_found_by_put_get_and_delete() {
     uncompressed(&World::azure());
+}
+
+#[test]
+fn gcs_uncompressed_objects_are_found_by_put_get_and_delete() {
+    uncompressed(&World::gcs());
 }
 
 #[test]
@@ -1134,10 +1325,9 @@ fn s3_credentials_region_and_endpoint_come_from_a_profile() {
 
 /// Two archivers racing on the same WALs (a re-delivery while the first run still
 /// uploads): every WAL is stored once, by one of them; the other finds it, a duplicate.
-/// On Azure the upload is create-only, so even a true race cannot replace an object.
-#[test]
-fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
-    let world = World::azure();
+/// On Azure and GCS the upload is create-only, so even a true race cannot replace an
+/// object.
+fn two_writers_racing(world: &World) {
     let names: Vec<String> = (1..=12u32)
         .map(|i| format!("0000000100000000000000{i:02X}"))
         .collect();
@@ -1185,6 +1375,11 @@ fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
     for queue in &queues {
         assert_eq!(dir_names(queue), Vec::<String>::new());
     }
+}
+
+#[test]
+fn azure_two_writers_racing_on_the_same_wals_store_each_once() {
+    two_writers_racing(&World::azure());
 }
 
 #[test]
@@ -1535,16 +1730,16 @@ fn azure_a_wrong_account_key_fails_temporarily_and_is_never_printed() {
 }
 
 /// A missing bucket is a failure of the store, never an empty archive; every
-/// subcommand says so in one short line with the service's `code`.
-fn missing_bucket(world: &World, archive: &str, code: &str) {
-    let cause = ["HTTP 404", code];
+/// subcommand says so in one short line with the HTTP status and the service's code
+/// (each of `cause`).
+fn missing_bucket(world: &World, archive: &str, cause: &[&str]) {
     let records = three_records(world);
     let out = run(
         world.wal_store_at(archive, "put", &[] as &[&str]),
         &ndjson(&records),
     );
     assert_temporary(&out, &records, archive, Duration::from_secs(10));
-    assert_concise(&out, &cause, &[]);
+    assert_concise(&out, cause, &[]);
 
     let name = name_of(&records[0]);
     let out = run(world.wal_store_at(archive, "get", &[&name]), "");
@@ -1555,13 +1750,13 @@ fn missing_bucket(world: &World, archive: &str, code: &str) {
     );
     assert!(!out.stderr.contains("not in the archive"), "{}", out.stderr);
     assert_eq!(error_kinds(&out.records), ["temporary"]);
-    assert_concise(&out, &cause, &[]);
+    assert_concise(&out, cause, &[]);
     assert!(out.stderr.contains(&name), "{}", out.stderr);
 
     let out = run(world.wal_store_at(archive, "list", &[] as &[&str]), "");
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(out.records.is_empty());
-    assert_concise(&out, &cause, &[]);
+    assert_concise(&out, cause, &[]);
 
     let out = run(
         world.wal_store_at(archive, "delete", &[] as &[&str]),
@@ -1569,7 +1764,7 @@ fn missing_bucket(world: &World, archive: &str, code: &str) {
     );
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert_eq!(error_kinds(&out.records), ["temporary"]);
-    assert_concise(&out, &cause, &[]);
+    assert_concise(&out, cause, &[]);
     assert!(out.stderr.contains(&name), "{}", out.stderr);
 
     // rebuild-xlogdb must not replace a catalogue with the empty listing of no bucket.
@@ -1598,7 +1793,33 @@ fn s3_a_missing_bucket_is_temporary_and_never_an_empty_archive() {
     missing_bucket(
         &world,
         &format!("s3://nosuchbucket/{PREFIX}"),
-        "NoSuchBucket",
+        &["HTTP 404", "NoSuchBucket"],
+    );
+}
+
+/// fake-gcs-server takes no XML API upload (tests/tests/cloud_servers.rs), the one
+/// object_store's GCS client makes: a put of new WALs is a store refusing them, and no
+/// WAL may be lost or taken for stored. Each record fails in one line with the
+/// emulator's answer, the sources stay, nothing is in the bucket.
+#[test]
+fn gcs_a_refused_upload_fails_its_records_and_keeps_every_source() {
+    let world = World::gcs();
+    let records = three_records(&world);
+    let out = world.put(&[] as &[&str], &records);
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+    assert_concise(&out, &["HTTP 400", "invalid uploadType"], &[]);
+    assert!(world.server.keys("").is_empty());
+}
+
+/// fake-gcs-server answers a missing bucket's listing with 500 and the error of its
+/// filesystem backend (GCS itself: 404): still a store failure, never an empty archive.
+#[test]
+fn gcs_a_missing_bucket_is_temporary_and_never_an_empty_archive() {
+    let world = World::gcs();
+    missing_bucket(
+        &world,
+        &format!("gs://nosuchbucket/{PREFIX}"),
+        &["HTTP 500", "no such file or directory"],
     );
 }
 
@@ -1608,7 +1829,7 @@ fn azure_a_missing_container_is_temporary_and_never_an_empty_archive() {
     missing_bucket(
         &world,
         &format!("az://nosuchcontainer/{PREFIX}"),
-        "ContainerNotFound",
+        &["HTTP 404", "ContainerNotFound"],
     );
 }
 
@@ -1638,6 +1859,22 @@ fn azure_a_stopped_server_is_temporary_within_seconds() {
     azurite.stop();
     let out = world.put(&[] as &[&str], &records);
     assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+}
+
+#[test]
+fn gcs_a_stopped_server_is_temporary_within_seconds() {
+    let mut world = World::gcs();
+    let records = three_records(&world);
+    let Server::Gcs(gcs) = &mut world.server else {
+        unreachable!()
+    };
+    gcs.stop();
+    let out = world.put(&[] as &[&str], &records);
+    assert_temporary(&out, &records, &world.archive(), Duration::from_secs(10));
+    let out = world.get(&[name_of(&records[0])]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(10), "{:.1?}", out.elapsed);
+    assert!(!out.stderr.contains("not in the archive"), "{}", out.stderr);
 }
 
 /// How a [`FaultyServer`] fails every request.
@@ -1882,6 +2119,7 @@ fn stopped_with_a_queue(world: &mut World) {
     match &mut world.server {
         Server::S3(garage) => garage.stop(),
         Server::Azure(azurite) => azurite.stop(),
+        Server::Gcs(gcs) => gcs.stop(),
     }
     let out = world.put(&["--jobs", "4"], &records);
     for line in assert_tripped(&out, &names, 4) {
@@ -1901,6 +2139,11 @@ fn s3_a_stopped_server_fails_a_stream_of_40_records_at_once() {
 #[test]
 fn azure_a_stopped_server_fails_a_stream_of_40_records_at_once() {
     stopped_with_a_queue(&mut World::azure());
+}
+
+#[test]
+fn gcs_a_stopped_server_fails_a_stream_of_40_records_at_once() {
+    stopped_with_a_queue(&mut World::gcs());
 }
 
 /// Failures of one record — a conflict, a file gone — say nothing of the store: the
