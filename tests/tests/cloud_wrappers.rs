@@ -1,6 +1,7 @@
-//! The wrappers on cloud archives, against real servers: Garage (S3) and Azurite (Azure
-//! Blob), each test starting its own in a fresh work directory (nothing is skipped: a
-//! missing server fails, naming `scripts/install-test-deps`).
+//! The wrappers on cloud archives, against real servers: Garage (S3), Azurite (Azure
+//! Blob) and fake-gcs-server (Google Cloud Storage), each test starting its own in a
+//! fresh work directory (nothing is skipped: a missing server fails, naming
+//! `scripts/install-test-deps`).
 //!
 //! * `archive-wal` with `--archive s3://…` archives real WAL (zstd; zstd + gpg) from the
 //!   local queues: every key is Barman's (`PREFIX/SERVER/wals/<hash>/<name>.zst`), each
@@ -9,16 +10,21 @@
 //!   for byte, with and without `--prefetch`, and misses quietly (66);
 //! * `wal-scan archive URL` lists the bucket; `delete-wal` deletes from it;
 //! * `archive-command --direct` uploads into Azurite without a home;
-//! * faults through the wrappers (wrong credentials, missing bucket, server stopped):
-//!   75 within the timeout, one line naming the bucket, the source kept, no secret shown;
+//! * `restore-wal` and `wal-scan archive` read a fake-gcs-server bucket that a Google
+//!   client filled as barman-cloud does (the emulator has no XML API upload, the one
+//!   wal-store's GCS client uses, so archiving into it fails, keeping the WAL);
+//! * faults through the wrappers (wrong credentials, missing bucket, server stopped; on
+//!   GCS the last two, the emulator checking no credentials): 75 within the timeout, one
+//!   line naming the bucket, the source kept, no secret shown;
 //! * point-in-time recovery of a real PostgreSQL 15 (the kit's [`walpipe_tests::pitr`])
 //!   archived into a Garage bucket by `archive-command --direct`, or through the local
 //!   queue by `archive-wal` (zstd; zstd + gpg: every object ciphertext that only the real
 //!   gpg with the secret key turns back into zstd of the segment), restored by
-//!   `restore-wal --prefetch 4` (`--key` for the encrypted bucket) from it.
+//!   `restore-wal --prefetch 4` (`--key` for the encrypted bucket) from it; and the
+//!   same recovery from a fake-gcs-server bucket filled as barman-cloud would.
 //!
-//! What the servers hold is read with clients independent of walpipe (the kit's `aws` CLI
-//! and azblob.py), objects are opened with the real `zstd` and `gpg`. Needs
+//! What the servers hold is read with clients independent of walpipe (the kit's `aws` CLI,
+//! azblob.py, curl on the GCS JSON API), objects are opened with the real `zstd` and `gpg`. Needs
 //! `cargo build --workspace --bins` first.
 
 use std::fmt::Write as _;
@@ -31,12 +37,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use walpipe_tests::clean_cloud_command;
+use walpipe_tests::cloud::FAKE_GCS_PRIVATE_KEY;
 use walpipe_tests::pitr::{LOAD_ROUNDS, Primary, reference_copy};
 use walpipe_tests::spool::wait_for_workers;
 use walpipe_tests::wrappers::{
     Run, bin_dir, dir_names, queue_archive_command, read_xlogdb, run, wrapper, wrapper_as_postgres,
 };
-use walpipe_tests::{Azurite, Garage, Gpg, WorkDir, script, target_bin, wal_fixture_files};
+use walpipe_tests::{
+    Azurite, FakeGcs, Garage, Gpg, WorkDir, script, target_bin, wal_fixture_files,
+};
 
 const SERVER: &str = "pg";
 const HISTORY: &str = "00000002.history";
@@ -583,12 +592,146 @@ fn archive_command_direct_uploads_into_azurite_without_a_home() {
 
     // And restore-wal reads it back from Azure.
     let dest = work.join("restored");
-    let run = run_restore_az(&env, &url, &files[1].0, &dest);
+    let run = run_restore_cloud(&env, &url, &files[1].0, &dest);
     assert_ok(&run, "restore-wal from Azurite");
     assert!(fs::read(&dest).unwrap() == files[1].1);
 }
 
-fn run_restore_az(env: &[(String, String)], url: &str, name: &str, dest: &Path) -> Run {
+/// `bytes` compressed by the real `zstd` CLI, as barman-cloud stores a `.zst`.
+fn zstd_c(bytes: &[u8]) -> Vec<u8> {
+    pipe_through(Command::new("zstd").arg("-qc"), bytes, "zstd")
+}
+
+/// Stores each of `files` in `gcs`'s bucket under `prefix` as barman-cloud-wal-archive
+/// does (Barman's key, zstd by the real CLI), through the emulator's JSON API: the
+/// upload path of Google's clients. (fake-gcs-server has no XML API upload, the one
+/// wal-store's client uses; see tests/tests/cloud_servers.rs.)
+fn upload_like_barman_cloud(gcs: &FakeGcs, prefix: &str, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        let key = format!("{}.zst", barman_key(prefix, name));
+        gcs.put_object(gcs.bucket(), &key, &zstd_c(bytes));
+    }
+}
+
+/// restore-wal and wal-scan on a GCS bucket that a Google client filled: every WAL
+/// restored byte for byte, a missing one 66; archive-command's upload, which the
+/// emulator refuses, fails without losing the WAL; a missing bucket and the server
+/// stopped are 200 for restore-wal (PostgreSQL aborts rather than take the end of the
+/// archive) and 75 for archive-command and wal-scan.
+#[test]
+fn restore_wal_from_fake_gcs_and_faults_that_keep_every_wal() {
+    let work = WorkDir::new();
+    let mut gcs = FakeGcs::start(work.path());
+    let env = gcs.env();
+    let url = format!("gs://{}/cluster1", gcs.bucket());
+    let files = wal_fixture_files(3);
+    upload_like_barman_cloud(&gcs, "cluster1", &files[..2]);
+
+    let dest = work.join("restored");
+    for (name, bytes) in &files[..2] {
+        let restored = run_restore_cloud(&env, &url, name, &dest);
+        assert_ok(&restored, "restore-wal from fake-gcs-server");
+        assert_eq!(restored.stderr, "", "nothing to say on success");
+        assert!(fs::read(&dest).unwrap() == *bytes, "{name} restored");
+        fs::remove_file(&dest).unwrap();
+    }
+    let missing = run_restore_cloud(&env, &url, &files[2].0, &dest);
+    assert_eq!(missing.code, 66, "not archived: {missing:?}");
+    assert!(!dest.exists());
+
+    // wal-scan lists the bucket: Barman's names, zstd, the URLs of the objects.
+    let scan = cloud_bin("wal-scan", &env)
+        .args(["archive", &url, "--server", SERVER])
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(0), "{scan:?}");
+    let listed = records(&String::from_utf8(scan.stdout).unwrap());
+    let names: Vec<&str> = listed.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [files[0].0.as_str(), files[1].0.as_str()]);
+    for (record, (name, _)) in listed.iter().zip(&files) {
+        assert_eq!(record["compression"], "zstd", "{record}");
+        assert_eq!(
+            record["stored_at"],
+            format!("gs://{}/{}.zst", gcs.bucket(), barman_key("cluster1", name)),
+            "{record}"
+        );
+    }
+
+    // archive-command --direct of a new WAL: the emulator refuses the upload (400 to
+    // the XML API's PUT), so the WAL stays in pg_wal and nothing is stored.
+    let pg_wal = work.mkdir_owned("pg_wal");
+    let temps = work.mkdir_owned("temps");
+    let (name, bytes) = &files[2];
+    let source = pg_wal.join(name);
+    fs::write(&source, bytes).unwrap();
+    let archive_command = |url: &str| {
+        let t = Instant::now();
+        let run = run(
+            cloud_wrapper("archive-command", &env)
+                .args(["--direct", "--server", SERVER, "--timeout", "5"])
+                .args(["--archive", url])
+                .arg("--temp-dir")
+                .arg(&temps)
+                .arg(&source),
+            None,
+        );
+        (run, t.elapsed())
+    };
+    let objects = gcs.list_objects(gcs.bucket(), "");
+    let (out, took) = archive_command(&url);
+    assert_ne!(
+        out.code, 0,
+        "the emulator stores no XML API upload: {out:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(name.as_str()), "{}", out.stderr);
+    assert_eq!(fs::read(&source).unwrap(), *bytes, "the source is kept");
+    assert_eq!(dir_names(&temps), Vec::<String>::new(), "no temp left");
+    assert_eq!(gcs.list_objects(gcs.bucket(), ""), objects);
+
+    // A bucket that does not exist.
+    let (out, took) = archive_command("gs://no-such-bucket/p");
+    assert_store_failure(
+        &out,
+        took,
+        "no-such-bucket",
+        FAKE_GCS_PRIVATE_KEY,
+        (&source, bytes),
+        &temps,
+    );
+    let out = run_restore_cloud(&env, "gs://no-such-bucket/p", &files[0].0, &dest);
+    assert_eq!(out.code, 200, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-bucket"), "{}", out.stderr);
+    assert!(!dest.exists());
+
+    // The server stopped.
+    gcs.stop();
+    let (out, took) = archive_command(&url);
+    assert_store_failure(
+        &out,
+        took,
+        gcs.bucket(),
+        FAKE_GCS_PRIVATE_KEY,
+        (&source, bytes),
+        &temps,
+    );
+    let t = Instant::now();
+    let out = run_restore_cloud(&env, &url, &files[0].0, &dest);
+    assert_eq!(out.code, 200, "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(!dest.exists());
+    let scan = cloud_bin("wal-scan", &env)
+        .args(["archive", &url, "--server", SERVER, "--timeout", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(75), "{scan:?}");
+}
+
+/// `restore-wal --server pg --archive URL NAME DEST` with only `env` for clouds.
+fn run_restore_cloud(env: &[(String, String)], url: &str, name: &str, dest: &Path) -> Run {
     run(
         cloud_wrapper("restore-wal", env)
             .args(["--server", SERVER, "--archive", url, name])
@@ -855,15 +998,15 @@ fn env_prefix(env: &[(String, String)]) -> String {
     })
 }
 
-/// What a command PostgreSQL runs needs to reach `garage`, as `VAR=value …` to put
-/// before it: PostgreSQL runs its commands as its own user, with its own environment, so
-/// the credentials go on the command line (a test's; a real one reads ~/.aws), with the
-/// binaries under test.
-fn command_env(garage: &Garage) -> String {
+/// What a command PostgreSQL runs needs to reach a server whose client settings are
+/// `env`, as `VAR=value …` to put before it: PostgreSQL runs its commands as its own
+/// user, with its own environment, so the credentials go on the command line (a test's;
+/// a real one reads ~/.aws), with the binaries under test.
+fn command_env(env: &[(String, String)]) -> String {
     format!(
         "{}AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
          WALPIPE_BIN_DIR={}",
-        env_prefix(&garage.env()),
+        env_prefix(env),
         bin_dir().display()
     )
 }
@@ -872,12 +1015,18 @@ fn command_env(garage: &Garage) -> String {
 /// EXTRA… --prefetch 4` (into a fresh spool) as restore_command, checks the recovery
 /// ([`Primary::assert_recovered`]) and stops the server; the spool then holds at most 4
 /// segments.
-fn recover_from_bucket(primary: &Primary, garage: &Garage, url: &str, extra: &str, name: &str) {
+fn recover_from_bucket(
+    primary: &Primary,
+    env: &[(String, String)],
+    url: &str,
+    extra: &str,
+    name: &str,
+) {
     let spool = primary.work.mkdir_owned(format!("{name}-spool"));
     let restore_command = format!(
         "{cloud} {script} --server {SERVER} --archive {url}{extra} \
          --prefetch 4 --spool-dir {spool} %f %p",
-        cloud = command_env(garage),
+        cloud = command_env(env),
         script = script("restore-wal").display(),
         spool = spool.display(),
     );
@@ -900,7 +1049,7 @@ fn pitr_of_postgres_15_from_a_garage_bucket_with_prefetch() {
     let url = format!("s3://{}/pitr", garage.bucket());
     let archive_command = format!(
         "{cloud} {script} --direct --compression zstd --server {SERVER} --archive {url} %p",
-        cloud = command_env(&garage),
+        cloud = command_env(&garage.env()),
         script = script("archive-command").display(),
     );
 
@@ -917,7 +1066,7 @@ fn pitr_of_postgres_15_from_a_garage_bucket_with_prefetch() {
             .any(|(k, _)| k == &format!("pitr/pg/wals/{}/{last}.zst", &last[..16])),
         "{last} archived in Barman's layout: {keys:?}"
     );
-    recover_from_bucket(&primary, &garage, &url, "", "restored");
+    recover_from_bucket(&primary, &garage.env(), &url, "", "restored");
     eprintln!("total: {:.1?}", t.elapsed());
 }
 
@@ -964,7 +1113,7 @@ fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd() {
         run_primary_through_the_queue(&s3, "queued", &["--compression", "zstd"]);
 
     assert_archived(&s3, "queued", &archived, None);
-    recover_from_bucket(&primary, &s3.garage, &s3.url("queued"), "", "restored");
+    recover_from_bucket(&primary, &s3.env(), &s3.url("queued"), "", "restored");
     eprintln!("total: {:.1?}", t.elapsed());
 }
 
@@ -987,10 +1136,50 @@ fn pitr_of_postgres_15_archived_by_archive_wal_into_garage_with_zstd_and_gpg() {
     let extra = format!(" --key {}", key.display());
     recover_from_bucket(
         &primary,
-        &s3.garage,
+        &s3.env(),
         &s3.url("encrypted"),
         &extra,
         "restored",
     );
+    eprintln!("total: {:.1?}", t.elapsed());
+}
+
+/// PostgreSQL 15 archived into a GCS bucket as barman-cloud-wal-archive stores WAL
+/// (zstd, Barman's keys; uploaded through the emulator's JSON API, see
+/// [`upload_like_barman_cloud`]), recovered to the restore point by
+/// `restore-wal --prefetch 4` from the bucket.
+#[test]
+fn pitr_of_postgres_15_from_a_gcs_bucket_with_prefetch() {
+    let t = Instant::now();
+    let work = WorkDir::new();
+    let gcs = FakeGcs::start(work.path());
+    let url = format!("gs://{}/pitr", gcs.bucket());
+    let reference = work.mkdir_owned("ref");
+
+    let primary = Primary::run(&work, &reference_copy(&reference));
+
+    let archived: Vec<(String, Vec<u8>)> = dir_names(&reference)
+        .into_iter()
+        .map(|name| {
+            let bytes = fs::read(reference.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect();
+    let segments = archived.iter().filter(|(n, _)| n.len() == 24).count();
+    assert!(
+        segments > LOAD_ROUNDS,
+        "a few segments to restore: {segments}"
+    );
+    upload_like_barman_cloud(&gcs, "pitr", &archived);
+    let objects = gcs.list_objects(gcs.bucket(), "pitr/pg/wals/");
+    assert_eq!(objects.len(), archived.len(), "{objects:?}");
+    let last = &primary.last;
+    assert!(
+        objects
+            .iter()
+            .any(|(k, _)| k == &format!("pitr/pg/wals/{}/{last}.zst", &last[..16])),
+        "{last} archived in Barman's layout: {objects:?}"
+    );
+    recover_from_bucket(&primary, &gcs.env(), &url, "", "restored");
     eprintln!("total: {:.1?}", t.elapsed());
 }
