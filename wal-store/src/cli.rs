@@ -361,7 +361,8 @@ pub struct CloudArgs {
     /// An S3-compatible server (`http://127.0.0.1:3900`), an Azure blob endpoint, or a GCS
     /// emulator: `http://` or `https://`, a host, an optional port and path [default:
     /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the
-    /// connection string's `BlobEndpoint`, `GOOGLE_BASE_URL`].
+    /// connection string's `BlobEndpoint`, `GOOGLE_BASE_URL`, the service account's
+    /// `gcs_base_url`].
     #[arg(long, value_name = "URL", env = "WALPIPE_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
     /// The AWS profile to read from `~/.aws/credentials` and `~/.aws/config`

@@ -672,6 +672,53 @@ fn gcs_list_and_rebuild_xlogdb_read_back_what_a_google_client_uploaded() {
     }
 }
 
+/// Each way a GCS user names an emulator reaches it: the service account's
+/// `gcs_base_url` alone (object_store's documented way; plain http refused on every
+/// request before), `GOOGLE_BASE_URL`, `--endpoint-url`.
+#[test]
+fn gcs_every_way_to_name_the_emulator_reaches_it() {
+    let world = World::gcs();
+    let Server::Gcs(gcs) = &world.server else {
+        unreachable!()
+    };
+    let records = compress("zstd", &[world.deliver_segment(&segments(1)[0])]);
+    world.store(&records, None);
+    let name = name_of(&records[0]);
+    // The same account without gcs_base_url.
+    let mut account: Value =
+        serde_json::from_slice(&fs::read(gcs.service_account()).unwrap()).unwrap();
+    account.as_object_mut().unwrap().remove("gcs_base_url");
+    let plain = world.work.join("account-without-base-url.json");
+    fs::write(&plain, account.to_string()).unwrap();
+    let endpoint = gcs.endpoint();
+    let with_base_url = gcs.service_account();
+    let lists_it = |env: &[(&str, &OsStr)], args: &[&str]| {
+        let mut cmd = stage("wal-store");
+        cmd.envs(env.iter().copied())
+            .args(["list", "--server", SERVER, "--archive", &world.archive()])
+            .args(args);
+        let out = run(cmd, "");
+        assert_eq!(out.code, 0, "{env:?} {args:?}: {}", out.stderr);
+        let names: Vec<String> = out.records.iter().map(name_of).collect();
+        assert_eq!(names, std::slice::from_ref(&name), "{env:?} {args:?}");
+    };
+    lists_it(
+        &[("GOOGLE_SERVICE_ACCOUNT", with_base_url.as_os_str())],
+        &[],
+    );
+    lists_it(
+        &[
+            ("GOOGLE_SERVICE_ACCOUNT", plain.as_os_str()),
+            ("GOOGLE_BASE_URL", OsStr::new(&endpoint)),
+        ],
+        &[],
+    );
+    lists_it(
+        &[("GOOGLE_SERVICE_ACCOUNT", plain.as_os_str())],
+        &["--endpoint-url", &endpoint],
+    );
+}
+
 /// Re-delivery of the same WAL: a duplicate; of different content: a conflict.
 fn duplicates_and_conflicts(world: &World) {
     let seg = &segments(1)[0];
