@@ -6,7 +6,11 @@
 //! `barman-cloud-wal-archive` (`archive_command`) uploaded, byte for byte, whatever
 //! compression either side chose. S3 runs against a Garage node, Azure Blob against
 //! Azurite (barman-cloud's emulator URL form `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`,
-//! credentials from `AZURE_STORAGE_CONNECTION_STRING`).
+//! credentials from `AZURE_STORAGE_CONNECTION_STRING`), Google Cloud Storage against
+//! fake-gcs-server (barman-cloud's Google client reaches it through
+//! `STORAGE_EMULATOR_HOST`, anonymously). On GCS only one way: walpipe restores what
+//! barman-cloud uploads; its own uploads go through GCS's XML API, which the emulator
+//! does not serve (tests/tests/cloud_servers.rs).
 //!
 //! A barman-cloud bucket verifies clean with scripts/verify-wal; in Garage, what it must
 //! find there is found (the same WAL under two extensions, an object replaced), and a
@@ -30,8 +34,8 @@ use wal_core::shape;
 use walpipe_tests::clean_cloud_command;
 use walpipe_tests::watchdog::run_within;
 use walpipe_tests::{
-    Azurite, Garage, SEGMENT_SIZE, WorkDir, ndjson, parse_records, target_bin, wal_cache_dir,
-    wal_fixture_segments, wal_segment_of,
+    Azurite, FakeGcs, Garage, SEGMENT_SIZE, WorkDir, ndjson, parse_records, target_bin,
+    wal_cache_dir, wal_fixture_segments, wal_segment_of,
 };
 
 const SERVER: &str = "pg";
@@ -123,6 +127,7 @@ fn pipeline(
 enum Store {
     S3(Garage),
     Azure(Azurite),
+    Gcs(FakeGcs),
 }
 
 impl Store {
@@ -131,6 +136,7 @@ impl Store {
         match self {
             Store::S3(garage) => format!("s3://{}/{prefix}", garage.bucket()),
             Store::Azure(azurite) => format!("az://{}/{prefix}", azurite.container()),
+            Store::Gcs(gcs) => format!("gs://{}/{prefix}", gcs.bucket()),
         }
     }
 
@@ -151,13 +157,25 @@ impl Store {
                     azurite.container()
                 ),
             ],
+            Store::Gcs(gcs) => vec![
+                "--cloud-provider".into(),
+                "google-cloud-storage".into(),
+                format!("gs://{}/{prefix}", gcs.bucket()),
+            ],
         }
     }
 
+    /// What both tools need: walpipe's settings, and for GCS `STORAGE_EMULATOR_HOST`,
+    /// which Google's client (barman-cloud's) reads and walpipe does not.
     fn env(&self) -> Vec<(String, String)> {
         match self {
             Store::S3(garage) => garage.env(),
             Store::Azure(azurite) => azurite.env(),
+            Store::Gcs(gcs) => {
+                let mut env = gcs.env();
+                env.push(("STORAGE_EMULATOR_HOST".to_owned(), gcs.endpoint()));
+                env
+            }
         }
     }
 
@@ -165,6 +183,7 @@ impl Store {
         let listed = match self {
             Store::S3(garage) => garage.list_keys(garage.bucket(), prefix),
             Store::Azure(azurite) => azurite.list_blobs(azurite.container(), prefix),
+            Store::Gcs(gcs) => gcs.list_objects(gcs.bucket(), prefix),
         };
         listed.into_iter().map(|(key, _)| key).collect()
     }
@@ -186,6 +205,12 @@ impl World {
     fn azure() -> World {
         let work = WorkDir::new();
         let store = Store::Azure(Azurite::start(work.path()));
+        World { work, store }
+    }
+
+    fn gcs() -> World {
+        let work = WorkDir::new();
+        let store = Store::Gcs(FakeGcs::start(work.path()));
         World { work, store }
     }
 
@@ -542,6 +567,11 @@ fn azure_walpipe_restores_what_barman_cloud_wal_archive_uploads() {
     walpipe_restores_barman(&World::azure());
 }
 
+#[test]
+fn gcs_walpipe_restores_what_barman_cloud_wal_archive_uploads() {
+    walpipe_restores_barman(&World::gcs());
+}
+
 /// One segment per compression barman-cloud-wal-archive offers, and one uncompressed
 /// (its default: the key is the bare name); walpipe lists and restores each.
 fn every_compression(world: &World) {
@@ -595,6 +625,11 @@ fn walpipe_restores_every_compression_barman_cloud_writes() {
 #[test]
 fn azure_walpipe_restores_every_compression_barman_cloud_writes() {
     every_compression(&World::azure());
+}
+
+#[test]
+fn gcs_walpipe_restores_every_compression_barman_cloud_writes() {
+    every_compression(&World::gcs());
 }
 
 /// scripts/verify-wal on a Garage bucket: clean; incremental with --state (a re-run
