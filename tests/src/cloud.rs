@@ -6,8 +6,8 @@
 //! conditional writes, a node going away. So the tests run the real servers, set up as
 //! their guides describe (Garage: <https://garagehq.deuxfleurs.fr/documentation/quick-start/>;
 //! Azurite: <https://github.com/Azure/Azurite>; fake-gcs-server:
-//! <https://github.com/fsouza/fake-gcs-server>, the emulator object_store's own CI tests
-//! GCS against): bound to 127.0.0.1
+//! <https://github.com/fsouza/fake-gcs-server>, a fork of which object_store's own CI
+//! tests GCS against): bound to 127.0.0.1
 //! on ports the kit picks, with all their files in a per-test directory, stopped (killed
 //! and reaped) when the value is dropped, even when the test panics.
 //!
@@ -1252,7 +1252,8 @@ impl FakeGcs {
                 .args(["-backend", "filesystem", "-filesystem-root"])
                 .arg(&storage)
                 // The URLs it hands out (resumable upload sessions, media links) must
-                // point back here, not at storage.googleapis.com or 0.0.0.0.
+                // point back here, not at storage.googleapis.com or 0.0.0.0; and its XML
+                // API answers only requests whose Host is the public host.
                 .args(["-public-host", &address, "-external-url"])
                 .arg(format!("http://{address}"))
                 .args(["-log-level", "warn"]);
