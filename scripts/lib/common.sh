@@ -117,7 +117,8 @@ export_layout() {
 # resolve_layout [FLAG...]: where the server's files are, as `wal-store layout` resolves
 # them (Barman's layout under the home, each place overridable: one resolver for every
 # binary and wrapper). Sets SERVER, ARCHIVE, CLOUD (0 or 1), INCOMING, STREAMING, ERRORS,
-# LOCK_DIR, XLOGDB and ARCHIVE_WAL_LOCK (empty where there is none), and TEMP_DIR with
+# LOCK_DIR, XLOGDB and ARCHIVE_WAL_LOCK (empty where there is none), SAY_INFO (1 when
+# the log level shows info lines), and TEMP_DIR with
 # --stage-temp-dir. A layout that cannot work (no archive, overlapping directories, a
 # server name that is not plain, a --require'd place missing) ends the wrapper with
 # wal-store's one line and code, before any lock or directory. FLAGs go to
@@ -170,20 +171,30 @@ credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATI
                                                                                  (WALPIPE_XLOGDB)
 A store that does not answer exits 75 (PostgreSQL retries).'
 
+# The wrappers' -v/-q are this run's alone: none inherited from a wrapper that ran a hook
+# that runs this one.
+unset WALPIPE_LOG_FLAGS
+
 # LOG_USAGE: the log flags' part of the wrappers' usage texts.
 # shellcheck disable=SC2034 # used by the wrappers
-LOG_USAGE='  -v, --verbose         show every WAL file each stage handles      (WALPIPE_LOG=debug)
-  -q, --quiet           warnings and errors only (WALPIPE_LOG=error: errors only) (WALPIPE_LOG=warn)'
+LOG_USAGE='  --verbose, -v         a line for every WAL each stage handles     (WALPIPE_LOG=debug)
+  --quiet, -q           warnings and errors only; -qq: errors only  (WALPIPE_LOG=warn, error)'
 
-# log_flag FLAG: the wrappers' -v/--verbose and -q/--quiet, handed to every stage as
-# WALPIPE_LOG, which each stage checks (a level that does not exist ends it with 78) and
-# filters its stderr lines by. Returns 1 for any other flag.
+# log_flag FLAG: the wrappers' -v/--verbose and -q/--quiet (-vv, -qq), handed to every
+# stage as letters of WALPIPE_LOG_FLAGS, which the stages count as their own -v and -q:
+# what they mean, and that -v with -q is refused, is decided in Rust (wal_core::log),
+# which also checks WALPIPE_LOG whatever the flags. Returns 1 for any other argument.
 log_flag() {
   case $1 in
-    -v | --verbose) export WALPIPE_LOG=debug ;;
-    -q | --quiet) export WALPIPE_LOG=warn ;;
+    --verbose) WALPIPE_LOG_FLAGS=${WALPIPE_LOG_FLAGS:-}v ;;
+    --quiet) WALPIPE_LOG_FLAGS=${WALPIPE_LOG_FLAGS:-}q ;;
+    -*)
+      [[ $1 =~ ^-[vq]+$ ]] || return 1
+      WALPIPE_LOG_FLAGS=${WALPIPE_LOG_FLAGS:-}${1#-}
+      ;;
     *) return 1 ;;
   esac
+  export WALPIPE_LOG_FLAGS
 }
 
 # check_compression BIN ALG: refuses, with exit 64, a compression algorithm (or a
@@ -199,6 +210,8 @@ check_compression() {
   [ "$code" -eq 0 ] && return 0
   message=${message%%$'\n'*}
   if [ "$code" -eq 64 ]; then die 64 "--compression $algorithm: ${message#error: }"; fi
+  # A setting every stage refuses alike (WALPIPE_LOG): its line, its code.
+  if [ "$code" -eq 78 ]; then die 78 "$message"; fi
   die 70 "cannot run $bin/wal-compress (exit $code): $message"
 }
 
@@ -261,6 +274,7 @@ check_hooks() {
   [ "$code" -eq 0 ] && return 0
   message=${message%%$'\n'*}
   if [ "$code" -eq 64 ]; then die 64 "hook settings: ${message#error: }"; fi
+  if [ "$code" -eq 78 ]; then die 78 "$message"; fi
   die 70 "cannot run $BIN/wal-hooks (exit $code): $message"
 }
 

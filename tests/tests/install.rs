@@ -468,13 +468,14 @@ fn the_debian_package_holds_the_install_and_its_wrappers_run_from_where_it_is_un
         .map(|name| format!("./usr/bin/{name}"))
         .chain([
             "./usr/lib/walpipe/common.sh".to_string(),
-            "./usr/share/man/man1/wal-store-put.1".to_string(),
-            "./usr/share/man/man1/walpipe-archive-command.1".to_string(),
+            "./usr/share/man/man1/wal-store-put.1.gz".to_string(),
+            "./usr/share/man/man1/walpipe-archive-command.1.gz".to_string(),
             "./usr/share/bash-completion/completions/wal-store".to_string(),
             "./lib/systemd/system/walpipe-receive@.service".to_string(),
             "./lib/systemd/system/walpipe-archive-wal@.timer".to_string(),
             "./usr/share/doc/walpipe/README.md".to_string(),
             "./usr/share/doc/walpipe/copyright".to_string(),
+            "./usr/share/doc/walpipe/changelog.Debian.gz".to_string(),
             "./etc/walpipe/".to_string(),
         ])
     {
@@ -499,6 +500,7 @@ fn the_debian_package_holds_the_install_and_its_wrappers_run_from_where_it_is_un
         .output()
         .unwrap();
     assert_success(&out, "dpkg-deb -x");
+    packaged_pages_are_compressed_and_render(&root);
     let unit_text = fs::read_to_string(root.join(unit)).unwrap();
     assert!(
         unit_text.contains("ExecStart=/usr/bin/wal-receive stream"),
@@ -506,6 +508,26 @@ fn the_debian_package_holds_the_install_and_its_wrappers_run_from_where_it_is_un
     );
 
     unpacked_wrappers_archive_and_restore(&root, &work);
+}
+
+/// Every man page in the package unpacked at `root` is gzipped, and man renders it.
+fn packaged_pages_are_compressed_and_render(root: &Path) {
+    let man1 = root.join("usr/share/man/man1");
+    let pages = fs::read_dir(&man1).unwrap().count();
+    assert!(pages >= 35, "{pages} pages");
+    for page in fs::read_dir(&man1).unwrap() {
+        let page = page.unwrap().path();
+        assert_eq!(page.extension().unwrap(), "gz", "{}", page.display());
+    }
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(man1.join("walpipe-archive-wal.1.gz"))
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .output()
+        .unwrap();
+    assert_success(&rendered, "man -l walpipe-archive-wal.1.gz");
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("verbose"));
 }
 
 /// The wrappers unpacked into `root` find their binaries next to them, with nothing in

@@ -341,3 +341,213 @@ fn the_wrappers_take_the_flags_and_the_settings_file_and_flags_win() {
     let (flag_wins, _) = archive_wal(&["-q"], Some(&config));
     assert!(flag_wins.stderr.is_empty(), "{}", output_text(&flag_wins));
 }
+
+#[test]
+fn the_wrappers_check_the_level_whatever_their_flags_and_refuse_more_with_less() {
+    let work = WorkDir::new();
+    let home = work.join("home");
+    let incoming = home.join("pg/incoming");
+    let names = queue(&incoming, 1);
+    let config = work.join("bad.conf");
+    fs::write(&config, "WALPIPE_LOG=bogus\n").unwrap();
+    let segment = incoming.join(&names[0]);
+    for (wrapper_name, flags) in [
+        ("archive-wal", &["-q"][..]),
+        ("archive-wal", &["-v"][..]),
+        ("archive-command", &["-q", "--direct"][..]),
+        ("delete-wal", &["-q"][..]),
+        ("verify-wal", &["-qq"][..]),
+    ] {
+        let mut cmd = wrapper(wrapper_name);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg"])
+            .args(flags);
+        if wrapper_name == "archive-command" {
+            cmd.arg(&segment);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{wrapper_name} {flags:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("WALPIPE_LOG=\"bogus\""),
+            "{}",
+            output_text(&out)
+        );
+        assert!(segment.is_file(), "{wrapper_name}: the queued WAL stays");
+    }
+    // restore-wal turns it into 200, as any failure (PostgreSQL stops recovery).
+    let out = wrapper("restore-wal")
+        .arg("--config")
+        .arg(&config)
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg", "-v", &names[0]])
+        .arg(work.join("restored"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(200), "{}", output_text(&out));
+    assert!(!work.join("restored").exists());
+
+    // More and less at once: 64, from the stages' one rule.
+    let out = wrapper("archive-wal")
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg", "-q", "--verbose"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
+    assert!(segment.is_file());
+    // -qq through a wrapper: a clean run says nothing.
+    let out = wrapper("archive-wal")
+        .arg("--home")
+        .arg(&home)
+        .args(["--server", "pg", "-qq"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        output_text(&out)
+    );
+    assert!(!segment.exists(), "archived");
+}
+
+#[test]
+fn a_name_with_a_line_break_cannot_forge_a_line_at_any_level() {
+    let work = WorkDir::new();
+    let home = work.join("home");
+    let run = |log: &[&str]| {
+        let _ = fs::remove_dir_all(&home);
+        let incoming = home.join("pg/incoming");
+        queue(&incoming, 1);
+        fs::write(incoming.join("x\n\tINJECT"), b"junk").unwrap();
+        let out = wrapper("archive-wal")
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg"])
+            .args(log)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        out
+    };
+    let plain = run(&[]);
+    let verbose = run(&["-v"]);
+    assert_eq!(plain.stdout, verbose.stdout, "{}", output_text(&verbose));
+    let stdout = String::from_utf8(plain.stdout).unwrap();
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l == "\tINJECT" || l.starts_with("\tINJECT")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\tx\\n\\tINJECT"), "{stdout}");
+    let stderr = String::from_utf8(verbose.stderr).unwrap();
+    assert!(!stderr.lines().any(|l| l.starts_with('\t')), "{stderr}");
+}
+
+#[test]
+fn a_stderr_that_cannot_be_written_is_no_panic() {
+    let full = fs::File::options().write(true).open("/dev/full").unwrap();
+    for (env, args, code) in [
+        (
+            Some("bogus"),
+            &["layout", "--server", "pg", "--home", "/nonexistent"][..],
+            78,
+        ),
+        (None, &["layout", "--server", "pg", "-v", "-q"][..], 64),
+        (None, &["--no-such-flag"][..], 64),
+    ] {
+        let mut cmd = Command::new(bin_dir().join("wal-store"));
+        cmd.args(args)
+            .env_remove("WALPIPE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(full.try_clone().unwrap());
+        if let Some(level) = env {
+            cmd.env("WALPIPE_LOG", level);
+        }
+        assert_eq!(cmd.status().unwrap().code(), Some(code), "{args:?}");
+    }
+}
+
+#[test]
+fn report_takes_an_optional_plain_label_and_quiet_silences_the_lock_line() {
+    let work = WorkDir::new();
+    let home = work.join("home");
+    let home_arg = home.to_str().unwrap();
+    fs::create_dir_all(&home).unwrap();
+    let layout = ["put", "--home", home_arg, "--server", "pg"];
+    let out = run(
+        "wal-store",
+        &[&layout[..], &["--report"]].concat(),
+        &[],
+        None,
+        b"",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Processing xlog segments from file archival for pg\n\tno file found\n"
+    );
+    for bad in ["--report=", "--report=a\nb", "--report=  "] {
+        let out = run("wal-store", &[&layout[..], &[bad]].concat(), &[], None, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{bad:?}: {}",
+            output_text(&out)
+        );
+        assert_eq!(stderr_lines(&out).len(), 1, "{}", output_text(&out));
+    }
+
+    // archive-wal while another holds the lock: Barman's info line, gone with -q.
+    let lock = home.join(".pg-archive-wal.lock");
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let busy = |log: &[&str]| {
+        wrapper("archive-wal")
+            .arg("--home")
+            .arg(&home)
+            .args(["--server", "pg"])
+            .args(log)
+            .output()
+            .unwrap()
+    };
+    let mut plain = busy(&[]);
+    while !String::from_utf8_lossy(&plain.stdout).contains("already running")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        plain = busy(&[]);
+    }
+    let quiet = busy(&["-q"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(plain.status.success(), "{}", output_text(&plain));
+    assert!(
+        String::from_utf8_lossy(&plain.stdout)
+            .contains("Another archive-wal process is already running on server pg"),
+        "{}",
+        output_text(&plain)
+    );
+    assert!(quiet.status.success(), "{}", output_text(&quiet));
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{}",
+        output_text(&quiet)
+    );
+}

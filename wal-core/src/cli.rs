@@ -158,7 +158,7 @@ pub fn command<A: clap::CommandFactory>() -> clap::Command {
                 .long("verbose")
                 .action(ArgAction::Count)
                 .global(true)
-                .help("Show every file each step handles (WALPIPE_LOG=debug)"),
+                .help("Say more: a line for every WAL record each stage passes on (WALPIPE_LOG=debug)"),
         )
         .arg(
             Arg::new(QUIET)
@@ -174,7 +174,7 @@ const VERBOSE: &str = "walpipe-verbose";
 const QUIET: &str = "walpipe-quiet";
 
 /// Parses the process arguments into `A` and sets the logger's threshold (the flags of
-/// [`command`], else `WALPIPE_LOG`); on failure prints why and returns the exit status to
+/// [`command`] and a wrapper's, else `WALPIPE_LOG`); on failure prints why and returns the exit status to
 /// end with (64 for bad flags, 78 for a `WALPIPE_LOG` that names no level, 0 for
 /// `--help`/`--version`). A usage error is one line, as every walpipe diagnostic:
 /// `<binary>: <clap's first line>`, without clap's usage block (a wrapper's caller,
@@ -187,23 +187,19 @@ pub fn parse_args<A: clap::Parser>() -> Result<A, std::process::ExitCode> {
         .and_then(|mut matches| A::from_arg_matches_mut(&mut matches).map(|a| (a, matches)));
     let (args, matches) = parsed.map_err(|err| -> std::process::ExitCode {
         if err.use_stderr() {
-            eprintln!("{}", usage_line(&binary, &err));
+            crate::log::error!("{}", usage_line(&binary, &err));
             ExitCode::Usage.into()
         } else {
             let _ = err.print();
             ExitCode::Ok.into()
         }
     })?;
-    let env = std::env::var("WALPIPE_LOG").ok();
-    let level = crate::log::threshold(
-        env.as_deref(),
-        matches.get_count(VERBOSE),
-        matches.get_count(QUIET),
-    )
-    .map_err(|err| -> std::process::ExitCode {
-        eprintln!("{binary}: {err}");
-        ExitCode::for_error(&err).into()
-    })?;
+    let level =
+        crate::log::threshold_from_env(matches.get_count(VERBOSE), matches.get_count(QUIET))
+            .map_err(|err| -> std::process::ExitCode {
+                crate::log::error!("{binary}: {err}");
+                ExitCode::for_error(&err).into()
+            })?;
     crate::log::set_threshold(level);
     Ok(args)
 }

@@ -14,7 +14,10 @@
 //! - `debug`: every record each stage passed on, and what it did with it.
 //!
 //! The level is `WALPIPE_LOG` (`error`, `warn`, `info`, `debug`), else `info`; the flags
-//! every binary takes win over it: `-v` is `debug`, `-q` is `warn`, `-qq` is `error`.
+//! every binary takes win over it: `-v` is `debug`, `-q` is `warn`, `-qq` is `error`. The
+//! wrappers hand their own `-v`/`-q` to every stage as the letters of `WALPIPE_LOG_FLAGS`
+//! (`v`, `qq`), counted as if given to the binary: what the flags mean is decided here
+//! only.
 //! The lines themselves are as they always were, one per event (`<tool>: <what>`), never
 //! prefixed with their level: a script matching them keeps working, and stdout, the
 //! records, is the same whatever the level.
@@ -77,7 +80,8 @@ pub fn threshold(env: Option<&str>, verbose: u8, quiet: u8) -> Result<Level, Wal
             .find(|level| level.name().eq_ignore_ascii_case(value))
             .ok_or_else(|| {
                 WalError::Config(format!(
-                    "WALPIPE_LOG={value:?}: not a log level (error, warn, info or debug)"
+                    "WALPIPE_LOG={}: not a log level (error, warn, info or debug)",
+                    shown(value)
                 ))
             })?,
     };
@@ -94,9 +98,78 @@ pub fn threshold(env: Option<&str>, verbose: u8, quiet: u8) -> Result<Level, Wal
     })
 }
 
+/// The threshold for this process's environment (`WALPIPE_LOG`, and the wrappers'
+/// flags in `WALPIPE_LOG_FLAGS`) and the counts of its own `-v` and `-q`: see
+/// [`threshold`]. A value that is not text, or letters other than `v` and `q`, are
+/// refused as [`threshold`] refuses a level that does not exist.
+pub fn threshold_from_env(verbose: u8, quiet: u8) -> Result<Level, WalError> {
+    let text = |name: &str| match std::env::var_os(name) {
+        None => Ok(None),
+        Some(value) => value.into_string().map(Some).map_err(|value| {
+            WalError::Config(format!(
+                "{name}={}: not text",
+                shown(&value.to_string_lossy())
+            ))
+        }),
+    };
+    let level = text("WALPIPE_LOG")?;
+    let (mut verbose, mut quiet) = (verbose, quiet);
+    for letter in text("WALPIPE_LOG_FLAGS")?.unwrap_or_default().chars() {
+        match letter {
+            'v' => verbose = verbose.saturating_add(1),
+            'q' => quiet = quiet.saturating_add(1),
+            _ => {
+                return Err(WalError::Usage(format!(
+                    "WALPIPE_LOG_FLAGS: {letter:?} is not a log flag (the wrappers set it: v \
+                     for each -v, q for each -q)"
+                )));
+            }
+        }
+    }
+    threshold(level.as_deref(), verbose, quiet)
+}
+
+/// `text` as it may appear inside a line: control characters (a newline, a TAB, an
+/// escape) written as Rust escapes, so a file name cannot end a line early or forge the
+/// next one (a TAB-led line is one of Barman's report lines on archive-wal's stdout).
+#[must_use]
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+/// `value` for an error line: quoted, control characters escaped, at most 40 characters.
+fn shown(value: &str) -> String {
+    let head: String = value.chars().take(40).collect();
+    if head.len() < value.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// Sets this process's threshold.
 pub fn set_threshold(level: Level) {
     THRESHOLD.store(level as u8, Ordering::Relaxed);
+}
+
+/// This process's threshold: what a child walpipe binary is handed as `WALPIPE_LOG` to
+/// say as much as its parent would.
+#[must_use]
+pub fn current_threshold() -> Level {
+    Level::from_u8(THRESHOLD.load(Ordering::Relaxed))
 }
 
 /// Whether a line of `level` is shown.
@@ -189,6 +262,26 @@ mod tests {
             // Even with a flag that would override it.
             assert!(threshold(Some(bad), 1, 0).is_err());
         }
+    }
+
+    #[test]
+    fn one_line_escapes_what_would_break_a_line_and_keeps_the_rest() {
+        assert_eq!(
+            one_line("000000010000000000000001"),
+            "000000010000000000000001"
+        );
+        assert_eq!(one_line("x\n\tINJECT"), "x\\n\\tINJECT");
+        assert_eq!(one_line("é\u{1b}[31m"), "é\\u{1b}[31m");
+    }
+
+    #[test]
+    fn a_long_value_is_cut_in_the_error_line() {
+        let long = "x".repeat(100_000);
+        let err = threshold(Some(&long), 0, 0).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+        assert!(err.contains('…'), "{err}");
+        let err = threshold(Some("de\nbug"), 0, 0).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -24,11 +24,13 @@ pub struct Progress {
 
 impl Progress {
     /// The counter of `tool` (the prefix its stderr lines carry), counting `unit`
-    /// ("files stored", "files verified"). Drawn only when stderr is a terminal and
-    /// `WALPIPE_PROGRESS` is not `0`.
+    /// ("files stored", "files verified"). Drawn only when stderr is a terminal,
+    /// `WALPIPE_PROGRESS` is not `0` and the log level shows `info` lines.
     #[must_use]
     pub fn on_terminal(tool: &'static str, unit: &'static str) -> Self {
-        let wanted = std::env::var_os("WALPIPE_PROGRESS").is_none_or(|v| v != "0");
+        // A DBA who asked for quiet (-q) gets no counter either.
+        let wanted = std::env::var_os("WALPIPE_PROGRESS").is_none_or(|v| v != "0")
+            && crate::log::enabled(crate::log::Level::Info);
         let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let template = format!("{tool}: {{spinner}} {{pos}} {unit}, {{msg}} [{{elapsed}}]");

@@ -91,10 +91,16 @@ impl Summary {
 /// The debug line for a record a stage passes on: its name, then what this stage (or an
 /// earlier one) made of it, where its bytes are and in what form.
 fn what_became_of(record: &WalRecord, arrived_failed: bool) -> String {
-    let mut text = record.name.clone();
+    use crate::log::one_line;
+    let mut text = one_line(&record.name).into_owned();
     match (&record.error, record.outcome) {
         (Some(err), _) if arrived_failed => {
-            let _ = write!(text, ": passed on, failed by {}", err.stage);
+            let _ = write!(
+                text,
+                ": passed on, failed by {} ({})",
+                err.stage,
+                err.kind.as_str()
+            );
         }
         (Some(err), _) => {
             let _ = write!(text, ": failed ({})", err.kind.as_str());
@@ -111,10 +117,11 @@ fn what_became_of(record: &WalRecord, arrived_failed: bool) -> String {
     if let Some(encryption) = record.encryption {
         let _ = write!(text, ", {}", encryption.name());
     }
+    if let Some(path) = &record.path {
+        let _ = write!(text, ", at {}", one_line(&path.to_string_lossy()));
+    }
     if let Some(stored) = &record.stored_at {
-        let _ = write!(text, ", stored at {}", stored.display());
-    } else if let Some(path) = &record.path {
-        let _ = write!(text, ", at {}", path.display());
+        let _ = write!(text, ", stored at {}", one_line(&stored.to_string_lossy()));
     }
     text
 }
@@ -145,7 +152,7 @@ impl<W: Write> RecordWriter<W> {
             if err.kind == ErrorKind::BadRecord && err.stage == self.stage && record.name.is_empty()
             {
                 self.summary.malformed += 1;
-                crate::log::error!("{}: {}", self.stage, err.message);
+                crate::log::error!("{}: {}", self.stage, crate::log::one_line(&err.message));
             } else if record.ahead.is_some() {
                 // Archived ahead of PostgreSQL's call: its own call will archive it, and
                 // say why if it fails again.
@@ -154,7 +161,7 @@ impl<W: Write> RecordWriter<W> {
                 if err.kind == ErrorKind::Temporary {
                     self.summary.temporary += 1;
                 }
-                crate::log::error!("{}: {}", self.stage, err.message);
+                crate::log::error!("{}: {}", self.stage, crate::log::one_line(&err.message));
             } else {
                 self.summary.arrived_failed += 1;
             }
@@ -661,7 +668,7 @@ pub fn exit_status_of(stage: &str, result: Result<Verdict, WalError>) -> std::pr
 
 /// One stderr line for `err`, then its causes (cargo's "Caused by:").
 pub fn report_error(stage: &str, err: &WalError) {
-    let mut text = format!("{stage}: {err}");
+    let mut text = format!("{stage}: {}", crate::log::one_line(&err.to_string()));
     let mut cause = std::error::Error::source(err);
     // The io::Error source is already part of the message.
     if matches!(err, WalError::Io { .. }) {

@@ -38,7 +38,7 @@ impl<W: Write> Records<W> {
             }
             Entry::Unknown(record) => {
                 if let Some(err) = &record.error {
-                    wal_core::log::warn!("{STAGE}: {}", err.message);
+                    wal_core::log::warn!("{STAGE}: {}", wal_core::log::one_line(&err.message));
                 }
                 self.writer.write(&record, true)
             }

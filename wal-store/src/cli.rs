@@ -33,7 +33,7 @@ const EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, into /
 /// The end of `wal-store put --help`.
 const PUT_EXAMPLES: &str = r"  # archive the incoming queue, zstd-compressed, with Barman's archive-wal lines on stderr
   wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
-    | wal-store put --home /var/lib/barman --server pg --report 'file archival'
+    | wal-store put --home /var/lib/barman --server pg --report
   # into S3 (credentials from AWS_* or ~/.aws); xlog.db stays local, in the server's meta/
   wal-scan incoming /var/lib/barman/pg/incoming | wal-compress --algorithm zstd \
     | wal-store put --home /var/lib/barman --server pg --archive s3://backups/walpipe";
@@ -128,8 +128,14 @@ pub enum Command {
         /// Also print Barman's archive-wal lines to stderr, at log level info: the heading
         /// `Processing xlog segments from LABEL for SERVER`, then `\t<name>` per WAL,
         /// duplicates, `no file found`, unknown files (LABEL: Barman's name of the queue,
-        /// `file archival` or `streaming`).
-        #[arg(long, value_name = "LABEL")]
+        /// `file archival` or `streaming`) [LABEL's default: file archival].
+        #[arg(
+            long,
+            value_name = "LABEL",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "file archival"
+        )]
         report: Option<String>,
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]
@@ -187,8 +193,9 @@ pub enum Command {
         archive: ArchiveArgs,
         /// Print the layout as shell assignments, one a line, values single-quoted:
         /// `SERVER`, `ARCHIVE`, `CLOUD` (0 or 1), `INCOMING`, `STREAMING`, `ERRORS`,
-        /// `LOCK_DIR`, `XLOGDB`, `ARCHIVE_WAL_LOCK` (empty where there is none), and
-        /// `TEMP_DIR` with --stage-temp-dir. For the wrappers, which `eval` it.
+        /// `LOCK_DIR`, `XLOGDB`, `ARCHIVE_WAL_LOCK` (empty where there is none),
+        /// `SAY_INFO` (1 when the log level shows info lines, else 0), and `TEMP_DIR` with
+        /// --stage-temp-dir. For the wrappers, which `eval` it.
         #[arg(long)]
         shell: bool,
         /// Refuse (exit 64) a layout without this place: `incoming` (the incoming queue)
@@ -771,6 +778,14 @@ fn put_config(command: Command) -> Result<Config, WalError> {
     else {
         return Err(WalError::Internal("put_config of another command".into()));
     };
+    if let Some(label) = &report
+        && (label.trim().is_empty() || label.chars().any(char::is_control))
+    {
+        return Err(WalError::Usage(format!(
+            "--report={label:?}: a queue's label, as Barman's heading names it (file archival, \
+             streaming)"
+        )));
+    }
     let target: Target = archive.try_into()?;
     Ok(Config::Put {
         territory: target.territory(queue, temp_dir.as_deref())?,

@@ -468,7 +468,6 @@ fn write_out(
     stage::with_reader(STAGE, input, |reader| {
         while let Some(mut record) = reader.next_record() {
             seen += 1;
-            progress.tick(record.size);
             let was_failed = record.failed();
             if !was_failed
                 && let Err(err) = still_encrypted(&record)
@@ -480,6 +479,8 @@ fn write_out(
             if let Some(error) = &record.error {
                 worst = Some(worse(worst, verdict_kind(error, was_failed)));
                 remove_temps(territory, &record, None);
+            } else {
+                progress.tick(record.size);
             }
             writer.write(&record, was_failed)?;
             writer.flush()?;

@@ -105,6 +105,11 @@ pub fn run(
             let text = match shell {
                 Some(layout) => {
                     let mut text = layout.shell_assignments();
+                    // Whether the wrapper's own info lines (Barman's "Another archive-wal
+                    // process is already running") are wanted at this log level.
+                    let say_info = wal_core::log::enabled(wal_core::log::Level::Info);
+                    let say_info: &[u8] = if say_info { b"1" } else { b"0" };
+                    wal_core::layout::shell_assignment(&mut text, "SAY_INFO", say_info);
                     for (variable, dir) in [("TEMP_DIR", temp_dir), ("MARKS_DIR", marks_dir)] {
                         if let Some(dir) = dir {
                             let dir = dir.as_os_str().as_encoded_bytes();

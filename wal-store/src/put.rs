@@ -126,7 +126,7 @@ pub fn run(
     let progress = wal_core::progress::Progress::on_terminal(STAGE, "files stored");
     let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
         store.put_batch(batch);
-        for record in batch.iter() {
+        for record in batch.iter().filter(|record| record.error.is_none()) {
             progress.tick(record.size);
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! They never go to stdout, which carries records only; they are `info` lines, so `-q`
 //! silences a run that went well, heading included.
 
+use wal_core::log::one_line;
 use wal_core::record::Outcome;
 use wal_core::{ErrorKind, WalRecord};
 
@@ -57,14 +58,14 @@ impl Report {
             return;
         }
         self.wal_lines += 1;
-        wal_core::log::info!("\t{}", record.name);
+        wal_core::log::info!("\t{}", one_line(&record.name));
         match (&record.error, record.outcome) {
             (Some(_), Some(Outcome::Conflict)) => wal_core::log::info!(
                 "\tError: {} is already present in server {}. File moved to errors directory.",
-                record.name,
+                one_line(&record.name),
                 self.server
             ),
-            (Some(error), _) => wal_core::log::info!("\tError: {}", error.message),
+            (Some(error), _) => wal_core::log::info!("\tError: {}", one_line(&error.message)),
             _ => {}
         }
     }
@@ -83,7 +84,7 @@ impl Report {
                 self.server
             );
             for name in &self.unknown {
-                wal_core::log::info!("\t{name}");
+                wal_core::log::info!("\t{}", one_line(name));
             }
         }
     }
