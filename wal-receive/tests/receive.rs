@@ -261,7 +261,15 @@ fn one_receiver_at_a_time(fx: &Fixture, receiver: Receiver) {
     );
 
     // The slot cannot be dropped while streamed from; SIGINT stops the receiver and its
-    // pg_receivewal, and then it can.
+    // pg_receivewal, and then it can. "Streaming" in the status means pg_receivewal was
+    // started: wait for the server to see it streaming from the slot.
+    fx.wait_for("the slot in use", Duration::from_secs(30), |fx| {
+        fx.pg
+            .psql(&format!(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+            ))
+            .is_ok_and(|active| active == "t")
+    });
     let busy = fx.run("drop-slot", &["--slot", SLOT]);
     assert_eq!(busy.status.code(), Some(78), "{}", output_text(&busy));
     assert!(String::from_utf8_lossy(&busy.stderr).contains("is in use"));
