@@ -44,33 +44,38 @@ die() {
 # in matching quotes unquoted), # comments; WALPIPE_ settings and the variables of the
 # clients walpipe runs (libpq's PG*, AWS_*, AZURE_*, GOOGLE_*). A stray quote, another
 # name, or WALPIPE_BIN_DIR (which binaries run is the environment's to say, not a
-# settings file's) ends the wrapper with 78, naming the line.
+# settings file's) ends the wrapper with 78, naming the line by its number and name,
+# never its value (a secret's line would otherwise end up in PostgreSQL's log).
 load_config() {
-  local file=$1 line key value
+  local file=$1 line key value number=0
   local -A seen=()
   # A fifo would hang the wrapper (PostgreSQL's archiver with it), a directory reads as
   # garbage: a settings file is a regular file.
   [ -f "$file" ] || die 78 "config file $file: not a regular file"
   [ -r "$file" ] || die 78 "cannot read config file $file (as user $(id -un))"
   while IFS= read -r line || [ -n "$line" ]; do
+    number=$((number + 1))
     line=${line#"${line%%[![:space:]]*}"}
     case $line in '' | '#'* | ';'*) continue ;; esac
-    [[ $line == *=* ]] || die 78 "$file: not a NAME=value line: $line"
+    [[ $line == *=* ]] || die 78 "$file line $number: not a NAME=value line"
     key=${line%%=*}
     key=${key%"${key##*[![:space:]]}"}
     value=${line#*=}
     value=${value#"${value%%[![:space:]]*}"}
     value=${value%"${value##*[![:space:]]}"}
-    [[ $key =~ ^(WALPIPE_[A-Z0-9_]+|PG[A-Z]+|AWS_[A-Z0-9_]+|AZURE_[A-Z0-9_]+|GOOGLE_[A-Z0-9_]+)$ ]] ||
-      die 78 "$file: not a walpipe setting nor a client's variable: $line"
+    if ! [[ $key =~ ^(WALPIPE_[A-Z0-9_]+|PG[A-Z]+|AWS_[A-Z0-9_]+|AZURE_[A-Z0-9_]+|GOOGLE_[A-Z0-9_]+)$ ]]; then
+      # A name is shown only when it is one (not a value typed before a stray '=').
+      [[ $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || key="the name"
+      die 78 "$file line $number: $key is not a walpipe setting nor a client's variable"
+    fi
     # systemd takes a name's last line, the wrappers would take its first: refused.
-    [ -z "${seen[$key]:-}" ] || die 78 "$file: $key is set twice"
+    [ -z "${seen[$key]:-}" ] || die 78 "$file line $number: $key is set twice"
     seen[$key]=1
-    [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file: WALPIPE_BIN_DIR is not a setting (set it in the environment): $line"
+    [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file line $number: WALPIPE_BIN_DIR is not a setting (set it in the environment)"
     if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then
       value=${BASH_REMATCH[1]}
     fi
-    case $value in *\"* | *\'* | *\\*) die 78 "$file: quotes or a backslash inside a value: $line" ;; esac
+    case $value in *\"* | *\'* | *\\*) die 78 "$file line $number: $key: quotes or a backslash inside the value" ;; esac
     if [ -z "${!key+set}" ]; then
       export "$key=$value"
     fi

@@ -16,6 +16,19 @@ use crate::hermetic::clean_command;
 use crate::paths::{script, target_bin};
 use crate::pg::as_postgres;
 
+/// Every binary walpipe installs.
+pub const BINARIES: [&str; 9] = [
+    "wal-scan",
+    "wal-compress",
+    "wal-encrypt",
+    "wal-hooks",
+    "wal-store",
+    "wal-spool",
+    "wal-receive",
+    "wal-check",
+    "wal-verify",
+];
+
 /// The directory holding the built `wal-scan`, `wal-compress` and `wal-store` (that of
 /// `target_bin("wal-store")`).
 ///

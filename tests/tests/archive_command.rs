@@ -675,6 +675,58 @@ fn direct_without_compression_stores_the_raw_wal() {
 // archive-command: configuration and usage
 // ---------------------------------------------------------------------------------------
 
+/// An unusable config file is a configuration error (78), said in one line that names
+/// the line and never shows its value; nothing is made.
+fn an_unusable_config_file_is_refused(fx: &Fixture, s1: &Path) {
+    let home_c = fx.dir.path().join("c");
+    for (text, why) in [
+        (
+            format!("WALPIPE_HOME=\"{}\nWALPIPE_SERVER=pg\n", home_c.display()),
+            "a stray quote (systemd would read the rest of the file into it)",
+        ),
+        (
+            format!("WALPIPE_HOME={}\nWALPIPE_BIN_DIR=/tmp\n", home_c.display()),
+            "which binaries run is not a setting",
+        ),
+        (
+            format!("HOME={}\nWALPIPE_SERVER=pg\n", home_c.display()),
+            "not a WALPIPE_ setting",
+        ),
+        (
+            format!(
+                "WALPIPE_HOME=\"{}\"\nWALPIPE_SERVER=p\\g\n",
+                home_c.display()
+            ),
+            "a backslash, which systemd reads as an escape",
+        ),
+    ] {
+        let bad = fx.dir.path().join("bad.conf");
+        fs::write(&bad, text).unwrap();
+        let run = run_script(
+            "archive-command",
+            [OsStr::new("--config"), bad.as_os_str(), s1.as_os_str()],
+        );
+        assert_eq!(run.code, 78, "{why}: {run:?}");
+        assert!(
+            one_line(&run.stderr).contains("bad.conf line "),
+            "{why}: {run:?}"
+        );
+        // The line is named by its number, never shown: a value may be a secret.
+        let shown = &run.stderr;
+        assert!(
+            !shown.contains(&home_c.display().to_string()),
+            "{why}: {run:?}"
+        );
+        assert!(!home_c.exists(), "{why}");
+    }
+    let missing = fx.dir.path().join("missing.conf");
+    let run = run_script(
+        "archive-command",
+        [OsStr::new("--config"), missing.as_os_str(), s1.as_os_str()],
+    );
+    assert_eq!(run.code, 78, "{run:?}");
+}
+
 #[test]
 fn config_file_sets_home_and_server_and_flags_override_it() {
     let fx = Fixture::new();
@@ -744,45 +796,7 @@ fn config_file_sets_home_and_server_and_flags_override_it() {
     let stored = fx.wals().join(HASH).join(SEG1);
     assert!(zstd_decompress(&stored) == fs::read(&s1).unwrap());
 
-    // An unusable config file is a configuration error (78), said in one line.
-    let home_c = fx.dir.path().join("c");
-    for (text, why) in [
-        (
-            format!("WALPIPE_HOME=\"{}\nWALPIPE_SERVER=pg\n", home_c.display()),
-            "a stray quote (systemd would read the rest of the file into it)",
-        ),
-        (
-            format!("WALPIPE_HOME={}\nWALPIPE_BIN_DIR=/tmp\n", home_c.display()),
-            "which binaries run is not a setting",
-        ),
-        (
-            format!("HOME={}\nWALPIPE_SERVER=pg\n", home_c.display()),
-            "not a WALPIPE_ setting",
-        ),
-        (
-            format!(
-                "WALPIPE_HOME=\"{}\"\nWALPIPE_SERVER=p\\g\n",
-                home_c.display()
-            ),
-            "a backslash, which systemd reads as an escape",
-        ),
-    ] {
-        let bad = fx.dir.path().join("bad.conf");
-        fs::write(&bad, text).unwrap();
-        let run = run_script(
-            "archive-command",
-            [OsStr::new("--config"), bad.as_os_str(), s1.as_os_str()],
-        );
-        assert_eq!(run.code, 78, "{why}: {run:?}");
-        assert!(one_line(&run.stderr).contains("bad.conf"), "{why}: {run:?}");
-        assert!(!home_c.exists(), "{why}");
-    }
-    let missing = fx.dir.path().join("missing.conf");
-    let run = run_script(
-        "archive-command",
-        [OsStr::new("--config"), missing.as_os_str(), s1.as_os_str()],
-    );
-    assert_eq!(run.code, 78, "{run:?}");
+    an_unusable_config_file_is_refused(&fx, &s1);
 }
 
 #[test]

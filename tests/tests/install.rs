@@ -22,22 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use walpipe_tests::pitr::{LOAD_ROUNDS, Primary};
-use walpipe_tests::wrappers::{assert_success, bin_dir, dir_names, output_text};
+use walpipe_tests::wrappers::{BINARIES, assert_success, bin_dir, dir_names, output_text};
 use walpipe_tests::{WorkDir, as_postgres, script, wal_segment};
 
 const SERVER: &str = "pg";
-
-const BINARIES: [&str; 9] = [
-    "wal-scan",
-    "wal-compress",
-    "wal-encrypt",
-    "wal-hooks",
-    "wal-store",
-    "wal-spool",
-    "wal-receive",
-    "wal-check",
-    "wal-verify",
-];
 
 const WRAPPERS: [&str; 5] = [
     "walpipe-archive-command",

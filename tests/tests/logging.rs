@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use walpipe_tests::convergence::copy_with_mtime;
-use walpipe_tests::wrappers::{bin_dir, output_text, wrapper};
+use walpipe_tests::wrappers::{BINARIES, bin_dir, output_text, wrapper};
 use walpipe_tests::{WorkDir, wal_fixture_segments};
 
 /// A queue of the first `n` cached real segments in `dir`, one modification time for all
@@ -198,17 +198,7 @@ fn a_level_that_does_not_exist_stops_every_binary_with_78_before_any_work() {
     let work = WorkDir::new();
     let incoming = work.join("home/pg/incoming");
     let names = queue(&incoming, 1);
-    for binary in [
-        "wal-scan",
-        "wal-compress",
-        "wal-encrypt",
-        "wal-hooks",
-        "wal-store",
-        "wal-spool",
-        "wal-receive",
-        "wal-check",
-        "wal-verify",
-    ] {
+    for binary in BINARIES {
         let out = run(binary, &["--help"], &[], Some("loud"), b"");
         // --help is answered before the logger is set up: it works whatever the level.
         assert_eq!(

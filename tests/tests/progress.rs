@@ -48,9 +48,8 @@ fn queue(home: &Path) {
     }
 }
 
-#[test]
-fn wal_verify_draws_progress_on_a_terminal_only_and_writes_the_same_records() {
-    let work = WorkDir::new();
+/// A home whose archive holds the six queued segments, archived by archive-wal.
+fn archived(work: &WorkDir) -> std::path::PathBuf {
     let home = work.join("home");
     queue(&home);
     let out = wrapper("archive-wal")
@@ -60,6 +59,13 @@ fn wal_verify_draws_progress_on_a_terminal_only_and_writes_the_same_records() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
+    home
+}
+
+#[test]
+fn wal_verify_draws_progress_on_a_terminal_only_and_writes_the_same_records() {
+    let work = WorkDir::new();
+    let home = archived(&work);
     let records = work.join("records");
     fs::write(&records, scan_archive(&home, "pg")).unwrap();
 
@@ -139,15 +145,7 @@ fn wal_store_put_draws_progress_on_a_terminal_only() {
 #[test]
 fn rebuild_xlogdb_and_a_write_out_draw_progress_on_a_terminal_only() {
     let work = WorkDir::new();
-    let home = work.join("home");
-    queue(&home);
-    let out = wrapper("archive-wal")
-        .arg("--home")
-        .arg(&home)
-        .args(["--server", "pg"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
+    let home = archived(&work);
     let bin = bin_dir();
     let xlogdb = home.join("pg/wals/pg-xlog.db");
     let catalogued = fs::read(&xlogdb).unwrap();

@@ -453,6 +453,24 @@ fn without_time(lines: &[XlogdbEntry]) -> Vec<(String, u64, Option<String>, Opti
         .collect()
 }
 
+/// A listing carries no mtime: each rebuilt line has its object's last-modified time (the
+/// README says so), the same time `list` reported (`records`), and a recent one.
+fn assert_upload_times(rebuilt: &[XlogdbEntry], records: &[Value]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (line, record) in rebuilt.iter().zip(records) {
+        assert_eq!(Some(line.time), record["time"].as_f64(), "{}", line.name);
+        assert!(
+            (now - 3600.0..=now + 60.0).contains(&line.time),
+            "{}: rebuilt time {} is not an upload time",
+            line.name,
+            line.time
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Storing
 // ---------------------------------------------------------------------------------------
@@ -545,21 +563,7 @@ fn put_list_rebuild(world: &World) {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let rebuilt = read_xlogdb(&rebuilt);
     assert_eq!(without_time(&rebuilt), without_time(&catalogue));
-    // A listing carries no mtime: a rebuilt line has the object's last-modified time (the
-    // README says so), the same time `list` reports, and a recent one.
-    let now = std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    for (line, record) in rebuilt.iter().zip(&listed.records) {
-        assert_eq!(Some(line.time), record["time"].as_f64(), "{}", line.name);
-        assert!(
-            (now - 3600.0..=now + 60.0).contains(&line.time),
-            "{}: rebuilt time {} is not an upload time",
-            line.name,
-            line.time
-        );
-    }
+    assert_upload_times(&rebuilt, &listed.records);
 }
 
 #[test]
@@ -657,19 +661,7 @@ fn gcs_list_and_rebuild_xlogdb_read_back_what_a_google_client_uploaded() {
         })
         .collect();
     assert_eq!(without_time(&rebuilt), expected_lines);
-    let now = std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    for (line, record) in rebuilt.iter().zip(&listed.records) {
-        assert_eq!(Some(line.time), record["time"].as_f64(), "{}", line.name);
-        assert!(
-            (now - 3600.0..=now + 60.0).contains(&line.time),
-            "{}: rebuilt time {} is not an upload time",
-            line.name,
-            line.time
-        );
-    }
+    assert_upload_times(&rebuilt, &listed.records);
 }
 
 /// Each way a GCS user names an emulator reaches it: the service account's
