@@ -48,6 +48,7 @@ fn round_trip(algorithm: Compression, level: Level) {
         temporary: 0,
         malformed: 0,
         arrived_failed: 0,
+        arrived_corrupt: 0,
     };
 
     let config = Config::compress(algorithm, level).with_jobs(2);

@@ -68,6 +68,9 @@ pub struct Summary {
     /// not this stage's failures (it did not report them), but not its successes either,
     /// which a stage that vouches for what it saw (wal-verify) must not count as done.
     pub arrived_failed: u64,
+    /// Of those, the ones an earlier stage failed as not being the WAL they claim to be
+    /// (kind `corrupt` or `unknown`): wal-verify counts them with its own corrupt files.
+    pub arrived_corrupt: u64,
 }
 
 impl Summary {
@@ -164,6 +167,9 @@ impl<W: Write> RecordWriter<W> {
                 crate::log::error!("{}: {}", self.stage, crate::log::one_line(&err.message));
             } else {
                 self.summary.arrived_failed += 1;
+                if matches!(err.kind, ErrorKind::Corrupt | ErrorKind::Unknown) {
+                    self.summary.arrived_corrupt += 1;
+                }
             }
         }
         if crate::log::enabled(crate::log::Level::Debug) && !record.name.is_empty() {
@@ -739,6 +745,7 @@ mod tests {
                 temporary: 1,
                 malformed: 1,
                 arrived_failed: 1,
+                arrived_corrupt: 0,
             }
         );
         assert_eq!(summary.exit_code(), ExitCode::DataErr);
@@ -782,6 +789,7 @@ mod tests {
             temporary: 2,
             malformed: 0,
             arrived_failed: 0,
+            arrived_corrupt: 0,
         };
         assert_eq!(summary.exit_code(), ExitCode::TempFail);
         summary.temporary = 1;
@@ -885,6 +893,7 @@ mod tests {
             temporary: 0,
             malformed: 0,
             arrived_failed: 0,
+            arrived_corrupt: 0,
         };
         assert_eq!(Verdict::from(summary).exit_code(), ExitCode::RecordsFailed);
         let chosen = Verdict {

@@ -190,7 +190,9 @@ where
     if let Some(dir) = &args.errors_dir {
         report.problems.extend(errors_problem(dir));
     }
-    let corrupt = verifier.corrupt.into_inner();
+    // Files an earlier stage already found not to be WAL (wal-scan: an entry under a WAL's
+    // name that is no regular file) are corrupt entries of the archive too.
+    let corrupt = verifier.corrupt.into_inner() + summary.arrived_corrupt;
     if let Some(path) = &args.state {
         let mut remembered = verifier
             .remembered

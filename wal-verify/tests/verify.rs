@@ -699,4 +699,6 @@ fn a_wal_name_that_is_no_regular_file_fails_the_verify() {
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"], "FAILED", "{summary}");
     assert_eq!(summary["failed"], 1, "{summary}");
+    // Counted as what it is: an entry of the archive that is not the WAL it claims.
+    assert_eq!(summary["corrupt"], 1, "{summary}");
 }
