@@ -165,11 +165,17 @@ pub fn set_threshold(level: Level) {
     THRESHOLD.store(level as u8, Ordering::Relaxed);
 }
 
-/// This process's threshold: what a child walpipe binary is handed as `WALPIPE_LOG` to
-/// say as much as its parent would.
+/// The flags that give a child walpipe binary this process's threshold, so that it says
+/// as much as its parent would: none at `info`, else `-v`, `-q` or `-qq` ([`threshold`]
+/// read backwards).
 #[must_use]
-pub fn current_threshold() -> Level {
-    Level::from_u8(THRESHOLD.load(Ordering::Relaxed))
+pub fn flags_for_child() -> &'static [&'static str] {
+    match Level::from_u8(THRESHOLD.load(Ordering::Relaxed)) {
+        Level::Error => &["-qq"],
+        Level::Warn => &["-q"],
+        Level::Info => &[],
+        Level::Debug => &["-v"],
+    }
 }
 
 /// Whether a line of `level` is shown.
@@ -234,6 +240,9 @@ pub use crate::__log_warn as warn;
 mod tests {
     use super::*;
 
+    /// Held by the tests that move the process's threshold (each puts it back).
+    static THRESHOLD_MOVED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn without_flags_the_variable_chooses_and_info_is_the_default() {
         assert_eq!(threshold(None, 0, 0).unwrap(), Level::Info);
@@ -275,6 +284,21 @@ mod tests {
     }
 
     #[test]
+    fn a_childs_flags_give_it_the_parents_threshold() {
+        let _serial = THRESHOLD_MOVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for level in Level::ALL {
+            set_threshold(level);
+            let flags = flags_for_child();
+            let count = |flag: &str| flags.iter().map(|f| f.matches(flag).count()).sum::<usize>();
+            let child = threshold(None, count("v") as u8, count("q") as u8).unwrap();
+            assert_eq!(child, level, "{flags:?}");
+        }
+        set_threshold(Level::Info);
+    }
+
+    #[test]
     fn a_long_value_is_cut_in_the_error_line() {
         let long = "x".repeat(100_000);
         let err = threshold(Some(&long), 0, 0).unwrap_err().to_string();
@@ -292,7 +316,9 @@ mod tests {
 
     #[test]
     fn errors_are_shown_at_every_threshold_and_debug_only_at_debug() {
-        // The one test that moves the process's threshold: it puts it back.
+        let _serial = THRESHOLD_MOVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for level in Level::ALL {
             set_threshold(level);
             assert!(enabled(Level::Error));

@@ -67,8 +67,8 @@ pub fn scan<W: Write>(config: &CloudConfig, out: &mut Records<W>) -> Result<(), 
     conclude(&config.url, status, &diagnostics)
 }
 
-/// `wal-store list --archive URL --server NAME FLAGS…`, without our `WALPIPE_*` variables
-/// but our log level.
+/// `wal-store list --archive URL --server NAME FLAGS…`, without our `WALPIPE_*` variables,
+/// at our log level (its flags).
 fn list_command(exe: &Path, config: &CloudConfig) -> Command {
     let mut command = Command::new(exe);
     for (key, _) in env::vars_os() {
@@ -77,7 +77,7 @@ fn list_command(exe: &Path, config: &CloudConfig) -> Command {
         }
     }
     command
-        .env("WALPIPE_LOG", wal_core::log::current_threshold().name())
+        .args(wal_core::log::flags_for_child())
         .args(["list", "--archive", &config.url, "--server", &config.server])
         // `--flag=VALUE`, one argument each: a value that starts with `-` (`--timeout -1`)
         // is then that flag's value, refused by wal-store with its own message, and not
@@ -122,8 +122,7 @@ fn conclude(url: &str, status: ExitStatus, diagnostics: &str) -> Result<(), WalE
         })
         .collect();
     let last = if status.success() { None } else { lines.pop() };
-    // The child runs at this process's level (handed on as WALPIPE_LOG when it was
-    // started), so each of its lines already passed that filter: passed on whatever
+    // The child runs at this process's level (its flags, when it was started), so each of its lines already passed that filter: passed on whatever
     // their level, or an error's "caused by" line would go missing at -qq.
     for line in &lines {
         wal_core::log::error!("{STAGE}: {line}");
