@@ -176,10 +176,22 @@ impl Receiver {
         let position = db.position()?;
         let current = position.segment_of(position.lsn);
         let restart = match &self.slot {
-            Some(slot) => match db.slot(slot)?.and_then(|s| s.restart_lsn) {
-                Some(lsn) => position.segment_of(lsn),
-                None => current.clone(),
-            },
+            Some(slot) => {
+                if let Some(found) = db.slot(slot)? {
+                    found
+                        .restart_lsn
+                        .map_or_else(|| current.clone(), |lsn| position.segment_of(lsn))
+                } else {
+                    // Said, not refused: the reset itself is still right (the queue
+                    // realigned on the server's position), but streaming will need it.
+                    wal_core::log::warn!(
+                        "{TOOL}: replication slot '{slot}' does not exist on server \
+                         '{server}': reset to PostgreSQL's current WAL; create it \
+                         (wal-receive create-slot) before streaming"
+                    );
+                    current.clone()
+                }
+            }
             None => current.clone(),
         };
         fs::create_dir_all(&self.streaming).context("cannot create", &self.streaming)?;

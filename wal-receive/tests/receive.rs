@@ -386,6 +386,15 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
         String::from_utf8_lossy(&again.stderr)
             .contains("Nothing to do. Position of receive-wal is aligned.")
     );
+    // A slot named but missing: the reset goes on, and says the slot is missing.
+    let no_slot = fx.run("reset", &["--slot", "nowhere"]);
+    assert!(no_slot.status.success(), "{}", output_text(&no_slot));
+    assert!(
+        String::from_utf8_lossy(&no_slot.stderr)
+            .contains("replication slot 'nowhere' does not exist on server 'pg'"),
+        "{}",
+        output_text(&no_slot)
+    );
 
     let mut receiver = fx.spawn(&[]);
     let closed = fx.some_wal();
