@@ -72,6 +72,8 @@ load_config() {
     [ -z "${seen[$key]:-}" ] || die 78 "$file line $number: $key is set twice"
     seen[$key]=1
     [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file line $number: WALPIPE_BIN_DIR is not a setting (set it in the environment)"
+    # The wrappers' own -v/-q, handed to the stages: WALPIPE_LOG is the setting.
+    [ "$key" != WALPIPE_LOG_FLAGS ] || die 78 "$file line $number: WALPIPE_LOG_FLAGS is not a setting (use WALPIPE_LOG)"
     if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then
       value=${BASH_REMATCH[1]}
     fi

@@ -330,6 +330,20 @@ fn the_wrappers_take_the_flags_and_the_settings_file_and_flags_win() {
     );
     let (flag_wins, _) = archive_wal(&["-q"], Some(&config));
     assert!(flag_wins.stderr.is_empty(), "{}", output_text(&flag_wins));
+    // The wrappers' own channel to the stages is no setting.
+    fs::write(&config, "WALPIPE_LOG_FLAGS=qq\n").unwrap();
+    let out = wrapper("archive-wal")
+        .arg("--config")
+        .arg(&config)
+        .args(["--home", &home_arg, "--server", "pg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1: WALPIPE_LOG_FLAGS is not a setting"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]

@@ -119,7 +119,7 @@ pub fn threshold_from_env(verbose: u8, quiet: u8) -> Result<Level, WalError> {
             'v' => verbose = verbose.saturating_add(1),
             'q' => quiet = quiet.saturating_add(1),
             _ => {
-                return Err(WalError::Usage(format!(
+                return Err(WalError::Config(format!(
                     "WALPIPE_LOG_FLAGS: {letter:?} is not a log flag (the wrappers set it: v \
                      for each -v, q for each -q)"
                 )));

@@ -18,7 +18,7 @@ use crate::error::{IoContext, Result, WalError};
 /// The settings that, beside the URL, say which store a cloud archive is in: the same
 /// bucket or container name on two endpoints, profiles or storage accounts is two
 /// archives.
-const CLOUD_STORE_VARIABLES: [&str; 8] = [
+const CLOUD_STORE_VARIABLES: [&str; 11] = [
     "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL",
     "AWS_PROFILE",
@@ -27,6 +27,10 @@ const CLOUD_STORE_VARIABLES: [&str; 8] = [
     "AZURE_STORAGE_CONNECTION_STRING",
     "GOOGLE_BASE_URL",
     "GOOGLE_APPLICATION_CREDENTIALS",
+    // A service account's gcs_base_url names the endpoint too (an emulator).
+    "GOOGLE_SERVICE_ACCOUNT",
+    "GOOGLE_SERVICE_ACCOUNT_PATH",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
 ];
 
 /// What names an archive for [`dir_for`]: a local archive's absolute path, or a cloud

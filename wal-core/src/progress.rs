@@ -3,7 +3,7 @@
 //!
 //! A backlog archived by hand, a verify of ten thousand files or a restore of a day's WAL
 //! can run for minutes with nothing to say until the end. On a terminal the last stage
-//! of such a pipeline (wal-store put, get writing files out; wal-verify), and
+//! of such a pipeline (wal-store put, place writing files out; wal-verify), and
 //! rebuild-xlogdb reading a local archive, show how many files it has done, their bytes and the rate; the line is cleared when the run ends, so
 //! the summary lines that follow stay as they always were. Never anywhere else: in a pipe,
 //! a log file, under cron or PostgreSQL, stderr carries the same one line per event as

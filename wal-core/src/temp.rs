@@ -219,7 +219,7 @@ impl Drop for TempFile {
             // The record fails anyway; say what is left so someone can remove it.
             Err(e) => crate::log::warn!(
                 "walpipe: cannot remove temporary file {}: {e}",
-                self.path.display()
+                crate::log::one_line(&self.path.to_string_lossy())
             ),
         }
     }

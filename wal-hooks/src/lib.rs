@@ -96,7 +96,7 @@ impl Hooks<'_> {
         if let Some(first) = &self.stopped_by {
             record.error = Some(aborted(format!(
                 "{}: not {}: {STOPPED_AFTER} {} exited 63 on {first}",
-                record.name,
+                wal_core::log::one_line(&record.name),
                 self.config.work_done(),
                 self.config.option_name(),
             )));
@@ -106,7 +106,7 @@ impl Hooks<'_> {
             wal_core::log::error!(
                 "{STAGE}: {}: {} ({}) was aborted (got exit status 63, walpipe requested to \
                  stop): this and every later WAL file are not {}",
-                record.name,
+                wal_core::log::one_line(&record.name),
                 self.config.option_name(),
                 self.config.script,
                 self.config.work_done(),
@@ -114,7 +114,7 @@ impl Hooks<'_> {
             // Barman's AbortedRetryHookScript text.
             record.error = Some(aborted(format!(
                 "{}: Abort '{}' retry hook script ({}, exit code: 63)",
-                record.name,
+                wal_core::log::one_line(&record.name),
                 self.config.option_name(),
                 self.config.script,
             )));
@@ -135,7 +135,7 @@ impl Hooks<'_> {
             wal_core::log::warn!(
                 "{STAGE}: {}: Ignoring stop request after receiving abort (exit code 63) \
                  from {what} retry hook script: {}",
-                record.name,
+                wal_core::log::one_line(&record.name),
                 self.config.script
             );
         }
@@ -160,7 +160,7 @@ impl Hooks<'_> {
                 Some(Verdict::AbortContinue) => {
                     wal_core::log::warn!(
                         "{STAGE}: {}: {} ({}) was aborted (got exit status 62, walpipe resumes)",
-                        record.name,
+                        wal_core::log::one_line(&record.name),
                         config.option_name(),
                         config.script
                     );
@@ -185,7 +185,7 @@ impl Hooks<'_> {
     fn report(&self, record: &WalRecord, run: &Run, note: &str) {
         let mut text = format!(
             "{STAGE}: {}: {} ({}) {}{note}",
-            record.name,
+            wal_core::log::one_line(&record.name),
             self.config.option_name(),
             self.config.script,
             run.status

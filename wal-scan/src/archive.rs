@@ -41,7 +41,7 @@ pub fn scan<W: Write>(config: &ArchiveConfig, out: &mut Records<W>) -> Result<()
         } else {
             wal_core::log::warn!(
                 "{STAGE}: warning: {}: not an archived WAL file, ignored",
-                path.display()
+                wal_core::log::one_line(&path.to_string_lossy())
             );
         }
     }

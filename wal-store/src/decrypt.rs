@@ -49,7 +49,7 @@ impl Drop for Plaintexts {
                 wal_core::log::warn!(
                     "{}: cannot remove decrypted copy {}: {e}",
                     crate::STAGE,
-                    path.display()
+                    wal_core::log::one_line(&path.to_string_lossy())
                 );
             }
         }

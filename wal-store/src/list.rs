@@ -99,7 +99,10 @@ pub fn entries(target: &Target, progress: Option<&Progress>) -> Result<Vec<Entry
 
 fn warn_unexpected(what: impl Iterator<Item = String>) {
     for item in what {
-        wal_core::log::warn!("{STAGE}: unexpected file in the archive, not a WAL file: {item}");
+        wal_core::log::warn!(
+            "{STAGE}: unexpected file in the archive, not a WAL file: {}",
+            wal_core::log::one_line(&item)
+        );
     }
 }
 

@@ -25,8 +25,9 @@ pub fn run(target: &Target) -> Result<Summary> {
     };
     // A local archive's files are each opened for their magic bytes: on a large archive
     // that takes long enough for a DBA at a terminal to want to see it move.
-    let progress = wal_core::progress::Progress::on_terminal(crate::STAGE, "files read");
-    let files = entries(target, Some(&progress))?;
+    let progress = matches!(target, Target::Local(_))
+        .then(|| wal_core::progress::Progress::on_terminal(crate::STAGE, "files read"));
+    let files = entries(target, progress.as_ref())?;
     drop(progress);
     let mut counts = [0u64; 4];
     let mut lines = Vec::with_capacity(files.len());
