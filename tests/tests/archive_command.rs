@@ -576,6 +576,84 @@ fn direct_redelivery_is_accepted_and_catalogued_once() {
     assert_eq!(dir_names(&fx.wals()), [HASH, "pg-xlog.db"]);
 }
 
+/// A primary and its standby with `archive_mode = always` can hand one WAL to one archive
+/// at the same moment: two `--direct` calls with no lock in common, writing their copies
+/// into the archive's root. Each call's copies have names no other call makes, so neither
+/// stores the other's half-written copy: every WAL is stored once, decompresses to the
+/// source, is catalogued once with its stored size, and nothing is left in the root. A
+/// call may fail (the other one stored the WAL as it looked), as PostgreSQL retries it:
+/// the retry then succeeds.
+#[test]
+fn concurrent_direct_calls_for_one_wal_store_it_once_and_leave_nothing() {
+    let fx = Fixture::new();
+    let call = |source: &Path| {
+        let mut cmd = wrapper("archive-command");
+        cmd.arg("--home")
+            .arg(fx.home())
+            .args(["--server", SERVER, "--direct"])
+            .arg(source);
+        cmd
+    };
+    // The fixtures' own names: a copy must pass the header check for its name.
+    let names: Vec<String> = wal_fixture_segments()[..6]
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut retried = 0;
+    for (fixture, name) in names.iter().enumerate() {
+        let sources = [
+            fx.source_in("primary", name, fixture),
+            fx.source_in("standby", name, fixture),
+        ];
+        let runs: Vec<Run> = std::thread::scope(|scope| {
+            let calls: Vec<_> = sources
+                .iter()
+                .map(|source| scope.spawn(|| run_cmd(&mut call(source))))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        for (run, source) in runs.iter().zip(&sources) {
+            if run.code != 0 {
+                assert!(
+                    run.code <= 125 && ![64, 65, 66, 78].contains(&run.code),
+                    "{name}: {run:?}"
+                );
+                retried += 1;
+                assert_exit_0(&run_cmd(&mut call(source)), "the retry");
+            }
+        }
+    }
+    eprintln!(
+        "calls that failed and were retried: {retried} of {}",
+        2 * names.len()
+    );
+    let entries = fx.xlogdb();
+    assert_eq!(
+        entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        names,
+        "each WAL catalogued once"
+    );
+    for (fixture, entry) in entries.iter().enumerate() {
+        let stored = fx.wals().join(HASH).join(&entry.name);
+        assert_eq!(
+            entry.size,
+            fs::metadata(&stored).unwrap().len(),
+            "{entry:?}"
+        );
+        assert!(
+            zstd_decompress(&stored) == fs::read(&wal_fixture_segments()[fixture]).unwrap(),
+            "{}: stored whole",
+            entry.name
+        );
+    }
+    assert_eq!(
+        dir_names(&fx.wals()),
+        [HASH, "pg-xlog.db"],
+        "no copy left in the archive root"
+    );
+    assert_eq!(dir_names(&fx.wals().join(HASH)), names);
+}
+
 #[test]
 fn direct_refuses_a_different_file_and_moves_nothing() {
     let fx = Fixture::new();

@@ -223,7 +223,15 @@ fn the_environment_stands_in_for_flags() {
     let out = crate::util::parse(&output.stdout);
     assert_eq!(out[0]["compression"], "bzip2");
     let temp = path_of(&out[0]);
-    assert_eq!(temp, temps.join(format!(".{name}.compressed")));
+    // In a temp dir, a name no other run makes (.<name>.<pid>-<random>.compressed).
+    assert_eq!(temp.parent(), Some(temps.as_path()));
+    assert!(
+        wal_core::temp::is_temp_name(temp.file_name().unwrap().to_str().unwrap(), &name)
+            && temp.to_str().unwrap().ends_with(".compressed")
+            && temp != temps.join(format!(".{name}.compressed")),
+        "{}",
+        temp.display()
+    );
     assert_eq!(cli_decompress(Compression::Bzip2, &temp), data);
     // A flag beats its variable.
     let out = wal_compress()

@@ -136,8 +136,17 @@ fn temp_dir_is_honoured() {
         &ndjson([&record(name, &file)]),
         0,
     );
-    let temp = temps.path().join(".00000002.history.compressed");
-    assert_eq!(path_of(&out[0]), temp);
+    let temp = path_of(&out[0]);
+    assert_eq!(temp.parent(), Some(temps.path()));
+    let file = temp.file_name().unwrap().to_str().unwrap();
+    assert!(
+        // .<name>.<pid>-<random>.compressed: a name no other run sharing the dir makes.
+        file.strip_prefix(&format!(".{name}."))
+            .and_then(|rest| rest.strip_suffix(".compressed"))
+            .is_some_and(|unique| unique.contains('-'))
+            && wal_core::temp::is_temp_name(file, name),
+        "{file}"
+    );
     assert_eq!(out[0]["temps"], json!([temp]));
     assert!(
         dot_files(queue.path()).is_empty(),
@@ -160,6 +169,37 @@ fn a_leftover_temp_of_a_killed_run_is_replaced() {
     assert_eq!(path_of(&out[0]), leftover);
     assert_eq!(cli_decompress(Compression::Lz4, &leftover), data);
     assert_eq!(fs::read(&link).unwrap(), b"half a stream");
+}
+
+/// Two runs sharing a temp dir (concurrent `archive-command --direct` calls for one WAL
+/// write into the archive's root): the second run's copy never unlinks or replaces the
+/// first run's, which that run's wal-store is about to store.
+#[test]
+fn a_second_run_never_replaces_the_copy_of_the_first() {
+    use std::os::unix::fs::MetadataExt;
+    let queue = tempdir().unwrap();
+    let temps = tempdir().unwrap();
+    let name = segment_name(4);
+    let data = sample(8, 60_000);
+    let file = write_file(queue.path(), &name, &data);
+    let args = [
+        "--algorithm",
+        "zstd",
+        "--temp-dir",
+        temps.path().to_str().unwrap(),
+    ];
+    let first = path_of(&run_ok(&args, &ndjson([&record(&name, &file)]), 0)[0]);
+    let before = fs::metadata(&first).unwrap();
+    let second = path_of(&run_ok(&args, &ndjson([&record(&name, &file)]), 0)[0]);
+    assert_ne!(first, second);
+    let after = fs::metadata(&first).unwrap();
+    assert_eq!(
+        (after.ino(), after.len()),
+        (before.ino(), before.len()),
+        "the first copy is the same file"
+    );
+    assert_eq!(cli_decompress(Compression::Zstd, &first), data);
+    assert_eq!(cli_decompress(Compression::Zstd, &second), data);
 }
 
 #[test]

@@ -7,18 +7,33 @@
 //! WAL; predictable because the next run then unlinks and replaces it
 //! ([`crate::durable::create_temp`]) instead of leaving one more behind.
 //!
-//! Predictable names can collide within one run: with `--temp-dir`, the same WAL name
-//! queued both by `pg_receivewal` and by `archive_command` gives two records whose copies
-//! would share a name, and the second would replace the first before wal-store reads it.
-//! [`TempNames`] hands each name out once per run and numbers the next ones.
+//! Predictable names can collide within one run: the same WAL name queued both by
+//! `pg_receivewal` and by `archive_command` gives two records whose copies would share a
+//! name, and the second would replace the first before wal-store reads it. [`TempNames`]
+//! hands each name out once per run and numbers the next ones.
+//!
+//! Predictable names are only safe where one run at a time writes: beside a record's file,
+//! in a queue that the run holds the lock of. A `--temp-dir` may be shared by runs that
+//! hold no common lock (concurrent `archive-command --direct` calls write into the
+//! archive's root; two servers may be given one `WALPIPE_TEMP_DIR`), and a second run
+//! replacing `.<name>.compressed` while the first one's wal-store is about to store it
+//! would hand the first one a half-written file. There a copy gets a name no other
+//! process makes, `.<name>.<pid>-<random>.<suffix>`, created exclusively
+//! ([`create_unique`]); a killed run's copy, which no later run would replace, is swept
+//! once that WAL is stored (wal-store put: [`sweep_dead`]) or, for a restore's copies,
+//! by the next restore (wal-store get `--sweep-temps`).
 
 use std::collections::HashSet;
+use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::WalError;
 use crate::durable;
@@ -48,8 +63,8 @@ impl TempNames {
 
 impl TempNames {
     /// Creates the temporary copy of `path` (the file `record` points at) with `suffix`,
-    /// in `temp_dir` or next to `path`, under a name never equal to `path` or the
-    /// record's source.
+    /// in `temp_dir` under a name unique to this process ([`create_unique`]), or next to
+    /// `path` under a predictable name never equal to `path` or the record's source.
     pub fn create_for(
         &self,
         temp_dir: Option<&Path>,
@@ -57,15 +72,89 @@ impl TempNames {
         path: &Path,
         suffix: &str,
     ) -> Result<(TempFile, File), WalError> {
+        let base = base_name(&record.name, path);
+        if let Some(dir) = temp_dir {
+            return create_unique(dir, &base, suffix);
+        }
         let mut avoid = vec![path];
         avoid.extend(record.source.as_deref());
-        let temp_path = self.claim(
-            dir_for(temp_dir, path),
-            &base_name(&record.name, path),
-            suffix,
-            &avoid,
-        );
+        let temp_path = self.claim(dir_for(temp_dir, path), &base, suffix, &avoid);
         TempFile::create(temp_path)
+    }
+}
+
+/// Creates `.<name>.<pid>-<random>.<suffix>` in `dir`, exclusively, mode 0600: a name no
+/// other process makes, so two processes writing copies of one WAL into one directory
+/// never share one nor unlink each other's. The pid says whose it is ([`sweep_dead`]); the
+/// random part covers processes of other pid namespaces sharing the directory. Removed
+/// when the returned [`TempFile`] is dropped unless kept.
+pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, File), WalError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut attempts = 0;
+    loop {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let path = dir.join(format!(
+            ".{name}.{}-{:08x}.{suffix}",
+            std::process::id(),
+            hasher.finish() >> 32,
+        ));
+        match TempFile::create_new(path) {
+            Err(WalError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            created => return created,
+        }
+    }
+}
+
+/// The suffixes of the copies archiving makes (wal-compress, wal-encrypt), which wal-store
+/// put sweeps once their WAL is stored.
+pub const ARCHIVE_TEMP_SUFFIXES: [&str; 2] = ["compressed", "gpg"];
+
+/// Removes the `.<name>.<pid>-<random>.<suffix>` files in `dir` ([`create_unique`]) whose
+/// process is gone (dead, or a zombie): copies of a killed run, which no later run would
+/// replace. A live process's copy stays, and so does one whose pid was reused. A copy
+/// whose maker has exited may still wait for the next stage of a live pipeline (for
+/// wal-store to store it): call this only once that WAL is stored, so that such a
+/// pipeline finds it stored (a duplicate) or, at worst, fails and is retried; nothing
+/// stored is ever touched. A process of another pid namespace sharing the directory may
+/// have a pid that is free here: the same. Failures are ignored: a leftover costs disk
+/// space, never a WAL.
+pub fn sweep_dead(dir: &Path, name: &str, suffix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let suffix = format!(".{suffix}");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(&suffix))
+            .and_then(|unique| unique.split_once('-'))
+            .filter(|(pid, random)| {
+                pid.bytes().all(|b| b.is_ascii_digit())
+                    && !random.is_empty()
+                    && random.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+            .and_then(|(pid, _)| pid.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && u32::try_from(pid).ok() != Some(std::process::id())
+            && !crate::process::alive(pid)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -246,6 +335,65 @@ mod tests {
             names.claim(Path::new("/u"), name, "compressed", &[]),
             Path::new("/u/.000000010000000000000001.compressed")
         );
+    }
+
+    #[test]
+    fn copies_in_a_temp_dir_are_unique_and_never_replace_another_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "000000010000000000000001";
+        let at = |file: String| dir.path().join(file);
+        // Another run's copy under the predictable name: never unlinked or replaced.
+        let theirs = at(format!(".{name}.compressed"));
+        fs::write(&theirs, "theirs").unwrap();
+        // A killed run's copy (pid_max is at most 2^22: this pid is nobody's), and the
+        // copies that must stay: a live process's, another suffix's, another WAL's,
+        // one whose middle is no pid.
+        let dead = at(format!(".{name}.4999999-0badf00d.compressed"));
+        let live = at(format!(
+            ".{name}.{}-1234abcd.compressed",
+            std::os::unix::process::parent_id()
+        ));
+        let other_suffix = at(format!(".{name}.4999999-0badf00d.gpg"));
+        let other_wal = at(".000000010000000000000002.4999999-0badf00d.compressed".into());
+        let not_a_pid = at(format!(".{name}.x1-0badf00d.compressed"));
+        for path in [&dead, &live, &other_suffix, &other_wal, &not_a_pid] {
+            fs::write(path, "left").unwrap();
+        }
+        let source = dir.path().join(name);
+        let mut record = crate::WalRecord::new(name);
+        record.source = Some(source.clone());
+        let names = TempNames::default();
+        let (first, _) = names
+            .create_for(Some(dir.path()), &record, &source, "compressed")
+            .unwrap();
+        let (second, _) = names
+            .create_for(Some(dir.path()), &record, &source, "compressed")
+            .unwrap();
+        assert_ne!(first.path(), second.path());
+        for temp in [&first, &second] {
+            let file = temp.path().file_name().unwrap().to_str().unwrap();
+            assert!(
+                file.starts_with(&format!(".{name}.{}-", std::process::id()))
+                    && file.ends_with(".compressed")
+                    && is_temp_name(file, name),
+                "{file}"
+            );
+            assert_eq!(temp.path().parent(), Some(dir.path()));
+        }
+        assert_eq!(fs::read_to_string(&theirs).unwrap(), "theirs");
+        assert!(dead.exists(), "making a copy sweeps nothing");
+        // Once the WAL is stored, wal-store sweeps the dead ones of its suffix.
+        sweep_dead(dir.path(), name, "compressed");
+        assert!(!dead.exists(), "a killed run's copy is swept");
+        for path in [&live, &other_suffix, &other_wal, &not_a_pid, &theirs] {
+            assert!(path.exists(), "{} is kept", path.display());
+        }
+        for temp in [&first, &second] {
+            assert!(temp.path().exists(), "this process's own copies are kept");
+        }
+        // Beside the file (a queue the run holds the lock of): the predictable name.
+        let (beside, _) = names.create_for(None, &record, &source, "gpg").unwrap();
+        assert_eq!(beside.path(), at(format!(".{name}.gpg")));
     }
 
     #[test]

@@ -81,7 +81,20 @@ fn many_records_keep_their_order_and_their_fields() {
     assert_eq!(encrypted.len(), records.len());
     for (before, after) in records.iter().zip(&encrypted) {
         let name = before["name"].as_str().unwrap();
-        let temp = temps.join(format!(".{name}.gpg"));
+        // In a temp dir, a name no other run makes: .<name>.<pid>-<random>.gpg.
+        let temp = path_of(after);
+        assert_eq!(temp.parent(), Some(temps.as_path()));
+        assert!(
+            temp.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .strip_prefix(&format!(".{name}."))
+                .and_then(|rest| rest.strip_suffix(".gpg"))
+                .is_some_and(|unique| unique.contains('-')),
+            "{}",
+            temp.display()
+        );
         assert_eq!(after["name"], before["name"]);
         assert_eq!(after["compression"], "zstd", "compression is kept");
         assert_eq!(after["encryption"], "gpg");

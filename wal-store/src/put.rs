@@ -431,6 +431,14 @@ impl Store<'_> {
             Err(WalError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
                 Ok(taken(dest))
             }
+            // Our copy swept by a concurrent run that stored this WAL meanwhile
+            // (wal_core::temp::sweep_dead): compared with the source, a duplicate.
+            Err(WalError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&dest).is_ok() =>
+            {
+                Ok(taken(dest))
+            }
             Err(err) => Err(err),
         }
     }
@@ -630,6 +638,16 @@ impl Store<'_> {
             .iter()
             .flat_map(|&i| batch[i].temps.iter().map(PathBuf::as_path));
         remove_quietly(temps, false);
+        // The copies of these WALs that killed runs left under unique names beside ours
+        // (a temp dir other runs share), which no later run would replace.
+        for &i in indices {
+            let dirs: BTreeSet<&Path> = batch[i].temps.iter().filter_map(|t| t.parent()).collect();
+            for dir in dirs {
+                for suffix in wal_core::temp::ARCHIVE_TEMP_SUFFIXES {
+                    wal_core::temp::sweep_dead(dir, &batch[i].name, suffix);
+                }
+            }
+        }
         if !self.options.keep_source {
             let sources = indices
                 .iter()

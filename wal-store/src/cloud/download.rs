@@ -15,14 +15,9 @@
 //! [`sweep_dead_compares`] removes those of a WAL before its next comparison, which a
 //! killed put always leaves to do (its source is still there).
 
-use std::collections::hash_map::RandomState;
 use std::fs::File;
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use wal_core::WalError;
 use wal_core::error::Result;
 use wal_core::temp::TempFile;
 
@@ -44,63 +39,19 @@ impl Kind {
     }
 }
 
-/// Creates `.<name>.<pid>-<random>.<kind>` in `dir`, exclusively, mode 0600; removed when
-/// the returned [`TempFile`] is dropped unless kept.
+/// Creates `.<name>.<pid>-<random>.<kind>` in `dir`, exclusively, mode 0600
+/// ([`wal_core::temp::create_unique`]); removed when the returned [`TempFile`] is dropped
+/// unless kept.
 pub fn create(dir: &Path, name: &str, kind: Kind) -> Result<(TempFile, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut attempts = 0;
-    loop {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let path = dir.join(format!(
-            ".{name}.{}-{:08x}.{}",
-            std::process::id(),
-            hasher.finish() >> 32,
-            kind.extension()
-        ));
-        match TempFile::create_new(path) {
-            Err(WalError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 =>
-            {
-                attempts += 1;
-            }
-            created => return created,
-        }
-    }
+    wal_core::temp::create_unique(dir, name, kind.extension())
 }
 
 /// Removes the `.<name>.<pid>-<random>.compare` copies in `dir` whose process is gone
-/// (dead, or a zombie). A live process's copy stays, and so does one whose pid was
-/// reused. A process of another pid namespace sharing the directory may have a pid that
-/// is free here: its copy is then removed, and its comparison fails as `temporary` and is
-/// retried; nothing stored is touched.
+/// ([`wal_core::temp::sweep_dead`]). A process of another pid namespace sharing the
+/// directory may have a pid that is free here: its copy is then removed, and its
+/// comparison fails as `temporary` and is retried; nothing stored is touched.
 pub fn sweep_dead_compares(dir: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let prefix = format!(".{name}.");
-    let suffix = format!(".{}", Kind::Compare.extension());
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let pid = file_name
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(&suffix))
-            .and_then(|unique| unique.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<i32>().ok());
-        if let Some(pid) = pid
-            && u32::try_from(pid).ok() != Some(std::process::id())
-            && !wal_core::process::alive(pid)
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    wal_core::temp::sweep_dead(dir, name, Kind::Compare.extension());
 }
 
 #[cfg(test)]
