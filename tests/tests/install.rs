@@ -130,6 +130,45 @@ fn installed_commands_archive_a_real_server_and_recover_it_to_a_point_in_time() 
     primary.assert_recovered(&recovered, "installed walpipe");
 }
 
+/// The binaries are named in the workspace (a member with a `src/main.rs`), in
+/// `scripts/install` and in the test kit (`BINARIES`, which the install test below holds
+/// the man pages and completions to): a binary added to one and not the others would go
+/// uninstalled, undocumented or untested.
+#[test]
+fn every_binary_of_the_workspace_is_installed_and_tested() {
+    let root = walpipe_tests::paths::workspace_root();
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("members = "))
+        .expect("a members line");
+    let mut binaries: Vec<&str> = members
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|member| member.trim().trim_matches('"'))
+        .filter(|member| root.join(member).join("src/main.rs").is_file())
+        // Build and test tools, never installed.
+        .filter(|member| !["docgen", "tests"].contains(member))
+        .collect();
+    binaries.sort_unstable();
+    let mut kit = BINARIES.to_vec();
+    kit.sort_unstable();
+    assert_eq!(
+        binaries, kit,
+        "workspace members vs the test kit's BINARIES"
+    );
+    let install = fs::read_to_string(script("install")).unwrap();
+    let mut installed: Vec<&str> = install
+        .lines()
+        .find_map(|line| line.strip_prefix("BINARIES=("))
+        .and_then(|list| list.strip_suffix(')'))
+        .expect("scripts/install's BINARIES=(...) line")
+        .split_whitespace()
+        .collect();
+    installed.sort_unstable();
+    assert_eq!(installed, kit, "scripts/install vs the test kit's BINARIES");
+}
+
 #[test]
 fn the_install_holds_every_command_page_completion_and_unit_and_uninstall_removes_them() {
     let work = WorkDir::new();

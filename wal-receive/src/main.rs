@@ -18,13 +18,8 @@ fn main() -> ExitCode {
             signal.as_str()
         );
     };
-    for signal in wal_core::child::ignored_stop_signals() {
-        wal_core::log::warn!(
-            "{TOOL}: warning: started with {0} ignored (in the background of a script?): \
-             {0} will not stop this receiver",
-            signal.as_str()
-        );
-    }
+    // Read before the handling is installed, said once the flags have set the log level.
+    let ignored = wal_core::child::ignored_stop_signals();
     if let Err(err) = wal_core::child::install(GRACE, announce) {
         wal_core::log::error!("{TOOL}: cannot set up signal handling: {err}");
         return wal_core::ExitCode::Software.into();
@@ -33,6 +28,13 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(status) => return status,
     };
+    for signal in ignored {
+        wal_core::log::warn!(
+            "{TOOL}: warning: started with {0} ignored (in the background of a script?): \
+             {0} will not stop this receiver",
+            signal.as_str()
+        );
+    }
     match run(args) {
         Ok(code) => code.into(),
         Err(err) => {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use wal_core::WalError;
 use wal_core::error::Result;
+use wal_core::log::Level;
 use wal_core::names::{SegmentSize, lsn_to_segment, parse_lsn};
 
 use wal_core::receiver::Status;
@@ -139,9 +140,11 @@ pub fn run_once(run: &Run<'_>, status: &mut Status, status_path: &Path) -> Resul
     status.state = "streaming".into();
     status.write(status_path)?;
     let mut errors: Vec<String> = Vec::new();
+    let mut level = Level::Info;
     for line in BufReader::new(child.stderr).lines() {
         let Ok(line) = line else { break };
-        wal_core::log::info!("{}: {line}", run.server);
+        level = level_of(&line, level);
+        wal_core::log::emit(level, format_args!("{}: {line}", run.server));
         if let Some((segment, lsn, timeline)) = finished_segment(&line, run.segment_size) {
             status.last_segment = Some(segment);
             status.last_lsn = Some(lsn);
@@ -162,6 +165,28 @@ pub fn run_once(run: &Run<'_>, status: &mut Status, status_path: &Path) -> Resul
         |n| n.to_string_lossy().into_owned(),
     );
     Ok(judge(&name, exit?, &errors))
+}
+
+/// The level at which a line of pg_receivewal is passed on, `previous` being the last
+/// line's: its own level word after the program name (`error`, `fatal`, `warning`, as
+/// PostgreSQL's frontends write them), a `detail` or `hint` line at the level of the line
+/// it explains, anything else (progress: "starting log streaming at ...", "finished
+/// segment at ...") at info. So `-q` keeps its warnings and errors and drops its chatter.
+fn level_of(line: &str, previous: Level) -> Level {
+    // A message's continuation ("\tThis probably means the server terminated abnormally").
+    if line.starts_with([' ', '\t']) {
+        return previous;
+    }
+    let Some((_, said)) = line.split_once(": ") else {
+        return Level::Info;
+    };
+    let word = said.split_once(": ").map_or("", |(word, _)| word);
+    match word {
+        "error" | "fatal" | "FATAL" | "ERROR" | "PANIC" => Level::Error,
+        "warning" | "WARNING" => Level::Warn,
+        "detail" | "hint" | "DETAIL" | "HINT" => previous,
+        _ => Level::Info,
+    }
 }
 
 /// Stops the pg_receivewal a killed receiver left running (the status file names it,
@@ -213,6 +238,51 @@ pub fn pause(attempt: u32, max: Duration) -> Duration {
 mod tests {
     use super::*;
     use std::process::ExitStatus;
+
+    #[test]
+    fn pg_receivewal_lines_keep_their_own_level() {
+        let level = |line: &str, previous: Level| level_of(line, previous);
+        let info = Level::Info;
+        assert_eq!(
+            level(
+                "pg_receivewal: starting log streaming at 0/1000000 (timeline 1)",
+                info
+            ),
+            info
+        );
+        assert_eq!(
+            level(
+                "pg_receivewal: finished segment at 0/2000000 (timeline 1)",
+                Level::Error
+            ),
+            info
+        );
+        assert_eq!(
+            level("pg_receivewal: error: could not connect", info),
+            Level::Error
+        );
+        assert_eq!(level("pg_receivewal: fatal: no slot", info), Level::Error);
+        assert_eq!(
+            level("pg_receivewal: warning: a warning", info),
+            Level::Warn
+        );
+        // A detail, a hint and a continuation belong to the line they follow.
+        assert_eq!(
+            level("pg_receivewal: detail: why", Level::Warn),
+            Level::Warn
+        );
+        assert_eq!(level("pg_receivewal: hint: do", Level::Error), Level::Error);
+        assert_eq!(
+            level("\tThis probably means the server terminated", Level::Error),
+            Level::Error
+        );
+        // A word that only looks like a level in the middle of a message is not one.
+        assert_eq!(
+            level("pg_receivewal: renamed partial file: error: x", info),
+            info
+        );
+        assert_eq!(level("no program name at all", info), info);
+    }
 
     #[test]
     fn runs_are_judged_by_what_pg_receivewal_said() {

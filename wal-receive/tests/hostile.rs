@@ -221,20 +221,30 @@ fn a_server_that_never_answers_is_a_temporary_failure() {
 fn an_ignored_sigint_is_said_at_start() {
     let work = WorkDir::new();
     let home = work.mkdir_owned("home");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(r#""$0" stream --home "$1" --server pg --dbname 'host=127.0.0.1 port=1' --max-pause=0 & wait $!"#)
-        .arg(env!("CARGO_BIN_EXE_wal-receive"))
-        .arg(&home)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // `cmd &` in a script: SIGINT ignored; `$2` is a log flag or nothing.
+    let in_background = |flags: &str| {
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#""$0" stream $2 --home "$1" --server pg --dbname 'host=127.0.0.1 port=1' --max-pause=0 & wait $!"#)
+            .arg(env!("CARGO_BIN_EXE_wal-receive"))
+            .arg(&home)
+            .arg(flags)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = in_background("");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("warning: started with SIGINT ignored")
             && !stderr.contains("SIGTERM ignored"),
         "{stderr}"
     );
+    // A warning: -qq (errors only) silences it, once the flags are read.
+    let silent = in_background("-qq");
+    let said = String::from_utf8_lossy(&silent.stderr);
+    assert!(!said.contains("ignored"), "{said}");
+    assert_eq!(silent.status.code(), out.status.code(), "{said}");
     // The same receiver started plainly says nothing of it.
     let plain = receive(
         &home,

@@ -373,6 +373,24 @@ fn a_lost_position_is_said_once_and_reset_realigns() {
         "{said}"
     );
 
+    // -q keeps pg_receivewal's own error lines (a warning or error of it is one of ours)
+    // and drops its progress chatter.
+    let quiet = fx.run("stream", &["--max-pause", "1", "-q"]);
+    assert_eq!(quiet.status.code(), Some(78), "{}", output_text(&quiet));
+    let said = String::from_utf8_lossy(&quiet.stderr);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("pg: pg_receivewal: error: ")
+                && l.contains("has already been removed")),
+        "{said}"
+    );
+    assert!(!said.contains("starting log streaming"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&lost.stderr).contains("pg: pg_receivewal: starting log streaming"),
+        "{}",
+        output_text(&lost)
+    );
+
     let reset = fx.run("reset", &[]);
     assert!(reset.status.success(), "{}", output_text(&reset));
     let current = fx

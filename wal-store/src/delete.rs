@@ -155,8 +155,27 @@ fn delete_one(target: &LocalTarget, record: &WalRecord) -> Result<PathBuf> {
     let path = target.layout.archived_path(&name);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            say_if_queued(&target.layout, &name);
+            Ok(path)
+        }
         Err(e) => Err(WalError::io("cannot delete", &path, e)),
+    }
+}
+
+/// A name not in the archive counts as deleted (a re-run after a kill), but a DBA deleting
+/// a WAL that still waits in a queue would read "deleted" and see it archived by the next
+/// archive-wal: said, and left there (the queues are archive-wal's, not delete's).
+fn say_if_queued(layout: &wal_core::layout::ServerLayout, name: &WalName) {
+    for queue in [&layout.incoming, &layout.streaming] {
+        let queued = queue.join(name.as_str());
+        if std::fs::symlink_metadata(&queued).is_ok() {
+            wal_core::log::warn!(
+                "{STAGE}: {name}: not in the archive; it waits in {} and the next \
+                 archive-wal stores it",
+                wal_core::log::one_line(&queued.to_string_lossy())
+            );
+        }
     }
 }
 

@@ -15,6 +15,8 @@ fn deletes_files_prunes_empty_dirs_and_updates_xlog_db() {
         .collect();
     let (code, _, _) = put(&home, &[], &records);
     assert_eq!(code, 0);
+    // Not archived yet: it waits in the incoming queue.
+    let queued = home.queue_file(SEG3, 7);
     let doomed = [
         json!({"name": SEG1}),
         json!({"name": "000000010000000100000001"}),
@@ -37,6 +39,16 @@ fn deletes_files_prunes_empty_dirs_and_updates_xlog_db() {
         records.iter().all(|r| r["outcome"] == "deleted"),
         "already-gone files count as deleted"
     );
+    // Counted as deleted (not in the archive), but said: the next archive-wal stores it.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.starts_with(&format!(
+            "wal-store: {SEG3}: not in the archive; it waits in "
+        )) && said.contains(queued.to_str().unwrap()),
+        "{said}"
+    );
+    assert!(queued.exists(), "a queue is not delete's to touch");
     assert!(!home.archived(SEG1).exists());
     assert!(home.archived(SEG2).exists());
     assert!(
