@@ -137,6 +137,12 @@ pub enum Command {
             default_missing_value = "file archival"
         )]
         report: Option<String>,
+        /// With --report: begin each of those lines with the byte 0x1E (ASCII record
+        /// separator), which no other stderr line begins with (control characters in them
+        /// are escaped), so that a wrapper sends them elsewhere by that mark, not by their
+        /// text (archive-wal: to its stdout, where Barman prints them).
+        #[arg(long, requires = "report")]
+        report_marked: bool,
         /// Most records stored per xlog.db fsync.
         #[arg(long, env = "WALPIPE_MAX_BATCH", default_value_t = 256)]
         max_batch: usize,
@@ -685,6 +691,8 @@ pub enum Config {
         keep_source: bool,
         /// Print Barman's lines, under this queue's label.
         report: Option<String>,
+        /// Begin each of them with a mark (`report.rs`).
+        report_marked: bool,
         /// Records per xlog.db fsync.
         max_batch: usize,
         /// How to decrypt encrypted copies to compare them.
@@ -769,6 +777,7 @@ fn put_config(command: Command) -> Result<Config, WalError> {
         queue,
         keep_source,
         report,
+        report_marked,
         max_batch,
         decryption,
         temp_dir,
@@ -794,6 +803,7 @@ fn put_config(command: Command) -> Result<Config, WalError> {
         queue,
         keep_source,
         report,
+        report_marked,
         max_batch: max_batch.max(1),
         decryption: decryption.resolve(),
         temp_dir,

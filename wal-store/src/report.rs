@@ -4,16 +4,24 @@
 //! TAB and the name per WAL, the duplicate error line, `no file found`, and the block
 //! listing unknown files moved to errors/ (`docs/barman-formats.md#archive-wal-output`).
 //! They never go to stdout, which carries records only; they are `info` lines, so `-q`
-//! silences a run that went well, heading included.
+//! silences a run that went well, heading included. With `--report-marked` each begins
+//! with [`MARK`], which no other line on stderr begins with: archive-wal sends the marked
+//! lines to its stdout by that mark, so which lines are Barman's is decided here, never
+//! by their text in the wrapper.
 
-use wal_core::log::one_line;
+use wal_core::log::{Level, one_line};
 use wal_core::record::Outcome;
 use wal_core::{ErrorKind, WalRecord};
+
+/// The first byte of a marked line: ASCII's record separator, a control character, so
+/// one that no other stderr line begins with (the logger escapes them in names and paths).
+pub const MARK: char = '\u{1e}';
 
 /// Collects and prints Barman's lines.
 #[derive(Debug)]
 pub struct Report {
     enabled: bool,
+    marked: bool,
     server: String,
     wal_lines: u64,
     unknown: Vec<String>,
@@ -21,16 +29,30 @@ pub struct Report {
 
 impl Report {
     /// A report for `server`'s queue `label` (Barman's `file archival`, `streaming`),
-    /// which prints its heading at once; without a label, a report that prints nothing.
-    pub fn new(label: Option<&str>, server: &str) -> Self {
-        if let Some(label) = label {
-            wal_core::log::info!("Processing xlog segments from {label} for {server}");
-        }
-        Report {
+    /// which prints its heading at once, each line `marked` or not; without a label, a
+    /// report that prints nothing.
+    pub fn new(label: Option<&str>, marked: bool, server: &str) -> Self {
+        let report = Report {
             enabled: label.is_some(),
+            marked,
             server: server.to_string(),
             wal_lines: 0,
             unknown: Vec::new(),
+        };
+        if let Some(label) = label {
+            report.say(format_args!(
+                "Processing xlog segments from {label} for {server}"
+            ));
+        }
+        report
+    }
+
+    /// One line, at `info`.
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if self.marked {
+            wal_core::log::emit(Level::Info, format_args!("{MARK}{line}"));
+        } else {
+            wal_core::log::emit(Level::Info, line);
         }
     }
 
@@ -58,14 +80,16 @@ impl Report {
             return;
         }
         self.wal_lines += 1;
-        wal_core::log::info!("\t{}", one_line(&record.name));
+        self.say(format_args!("\t{}", one_line(&record.name)));
         match (&record.error, record.outcome) {
-            (Some(_), Some(Outcome::Conflict)) => wal_core::log::info!(
-                "\tError: {} is already present in server {}. File moved to errors directory.",
-                one_line(&record.name),
-                self.server
-            ),
-            (Some(error), _) => wal_core::log::info!("\tError: {}", one_line(&error.message)),
+            (Some(_), Some(Outcome::Conflict)) => {
+                let server = self.server.clone();
+                self.say(format_args!(
+                    "\tError: {} is already present in server {server}. File moved to errors directory.",
+                    one_line(&record.name),
+                ));
+            }
+            (Some(error), _) => self.say(format_args!("\tError: {}", one_line(&error.message))),
             _ => {}
         }
     }
@@ -76,15 +100,15 @@ impl Report {
             return;
         }
         if self.wal_lines == 0 {
-            wal_core::log::info!("\tno file found");
+            self.say(format_args!("\tno file found"));
         }
         if !self.unknown.is_empty() {
-            wal_core::log::info!(
-                "Some unknown objects have been found while processing xlog segments for {}. Objects moved to errors directory:",
-                self.server
-            );
-            for name in &self.unknown {
-                wal_core::log::info!("\t{}", one_line(name));
+            let server = self.server.clone();
+            self.say(format_args!(
+                "Some unknown objects have been found while processing xlog segments for {server}. Objects moved to errors directory:"
+            ));
+            for name in std::mem::take(&mut self.unknown) {
+                self.say(format_args!("\t{}", one_line(&name)));
             }
         }
     }

@@ -138,6 +138,49 @@ fn a_different_file_under_an_archived_name_goes_to_errors() {
     );
 }
 
+/// `--report-marked`: Barman's lines, and only they, begin with the mark (0x1E), so a
+/// wrapper tells them from the diagnostics without knowing their text.
+#[test]
+fn marked_report_lines_are_barmans_and_only_they() {
+    let home = Home::new();
+    let first = home.queue_file(SEG1, 1);
+    put(&home, &[], &[record_for(&first)]);
+    let other = home.queue_file(SEG1, 2);
+    let fresh = home.queue_file(SEG2, 3);
+    let (code, out, stderr) = put(
+        &home,
+        &["--report=streaming", "--report-marked"],
+        &[record_for(&other), record_for(&fresh)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(out[1]["outcome"], "stored");
+    let (marked, unmarked): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|line| line.starts_with('\u{1e}'));
+    let barman: Vec<&str> = marked.iter().map(|l| &l[1..]).collect();
+    assert_eq!(
+        barman,
+        [
+            "Processing xlog segments from streaming for pg".to_owned(),
+            format!("\t{SEG1}"),
+            format!(
+                "\tError: {SEG1} is already present in server pg. File moved to errors directory."
+            ),
+            format!("\t{SEG2}"),
+        ],
+        "{stderr}"
+    );
+    assert!(
+        !unmarked.is_empty() && unmarked.iter().all(|l| l.starts_with("wal-store: ")),
+        "the diagnostics, unmarked: {stderr}"
+    );
+    // Unmarked without the flag; the flag alone is a usage error.
+    let third = home.queue_file(SEG3, 4);
+    let (_, _, plain) = put(&home, &["--report"], &[record_for(&third)]);
+    assert!(!plain.contains('\u{1e}'), "{plain:?}");
+    let (code, _, said) = put(&home, &["--report-marked"], &[]);
+    assert_eq!(code, 64, "{said}");
+}
+
 #[test]
 fn unknown_queue_entries_are_moved_to_errors() {
     let home = Home::new();
