@@ -17,11 +17,14 @@
 //! hold no common lock (concurrent `archive-command --direct` calls write into the
 //! archive's root; two servers may be given one `WALPIPE_TEMP_DIR`), and a second run
 //! replacing `.<name>.compressed` while the first one's wal-store is about to store it
-//! would hand the first one a half-written file. There a copy gets a name no other
-//! process makes, `.<name>.<pid>-<random>.<suffix>`, created exclusively
-//! ([`create_unique`]); a killed run's copy, which no later run would replace, is swept
-//! once that WAL is stored (wal-store put: [`sweep_dead`]) or, for a restore's copies,
-//! by the next restore (wal-store get `--sweep-temps`).
+//! would hand the first one a half-written file. There a copy gets a name no other run
+//! makes, `.<name>.<owner>-<random>.<suffix>`, created exclusively ([`create_unique`]).
+//! The owner is the process that runs the whole pipeline (a wrapper hands its pid down
+//! as `WALPIPE_TEMP_OWNER`; else the stage's parent, the shell running the pipeline), not
+//! the stage that wrote the copy: a stage exits as soon as it hands its record on, while
+//! the next stages still read the copy. A copy whose owner is gone was left by a killed
+//! run, which no later run would replace: wal-store put sweeps those from its temp
+//! directory ([`sweep_dead_copies`]), the next restore from `%p`'s directory.
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
@@ -83,13 +86,37 @@ impl TempNames {
     }
 }
 
-/// Creates `.<name>.<pid>-<random>.<suffix>` in `dir`, exclusively, mode 0600: a name no
-/// other process makes, so two processes writing copies of one WAL into one directory
-/// never share one nor unlink each other's. The pid says whose it is ([`sweep_dead`]); the
-/// random part covers processes of other pid namespaces sharing the directory. Removed
-/// when the returned [`TempFile`] is dropped unless kept.
+/// The variable a wrapper sets to its own pid, so that the copies its stages make are
+/// named after the process that outlives them all ([`owner`]).
+pub const OWNER_VARIABLE: &str = "WALPIPE_TEMP_OWNER";
+
+/// The pid a unique copy is named after: `WALPIPE_TEMP_OWNER` when it is a pid, else this
+/// process's parent (the shell running a hand-written pipeline).
+#[must_use]
+pub fn owner() -> u32 {
+    std::env::var(OWNER_VARIABLE)
+        .ok()
+        .and_then(|value| parse_pid(&value))
+        .and_then(|pid| u32::try_from(pid).ok())
+        .unwrap_or_else(std::os::unix::process::parent_id)
+}
+
+/// A pid as walpipe writes one: digits, no leading zero, above 0.
+fn parse_pid(text: &str) -> Option<i32> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (digits && !text.starts_with('0'))
+        .then(|| text.parse::<i32>().ok())
+        .flatten()
+}
+
+/// Creates `.<name>.<owner>-<random>.<suffix>` in `dir`, exclusively, mode 0600: a name no
+/// other run makes, so two runs writing copies of one WAL into one directory never share
+/// one nor unlink each other's. The owner ([`owner`]) says whose it is; the random part
+/// (8 lowercase hex digits) covers processes of other pid namespaces sharing the
+/// directory. Removed when the returned [`TempFile`] is dropped unless kept.
 pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, File), WalError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let owner = owner();
     let mut attempts = 0;
     loop {
         let mut hasher = RandomState::new().build_hasher();
@@ -101,8 +128,7 @@ pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, 
                 .map_or(0, |d| d.as_nanos()),
         );
         let path = dir.join(format!(
-            ".{name}.{}-{:08x}.{suffix}",
-            std::process::id(),
+            ".{name}.{owner}-{:08x}.{suffix}",
             hasher.finish() >> 32,
         ));
         match TempFile::create_new(path) {
@@ -116,44 +142,76 @@ pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, 
     }
 }
 
-/// The suffixes of the copies archiving makes (wal-compress, wal-encrypt), which wal-store
-/// put sweeps once their WAL is stored.
-pub const ARCHIVE_TEMP_SUFFIXES: [&str; 2] = ["compressed", "gpg"];
+/// The owner of `file_name` when it is exactly a name [`create_unique`] makes for WAL
+/// `name` (any WAL name when `None`) with one of `suffixes`: `.<name>.<pid>-<8 lowercase
+/// hex>.<suffix>`, the pid without a leading zero. Anything else is not ours to sweep.
+fn unique_owner(file_name: &str, name: Option<&str>, suffixes: &[&str]) -> Option<i32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (rest, suffix) = rest.rsplit_once('.')?;
+    let (wal_name, unique) = rest.rsplit_once('.')?;
+    let (pid, random) = unique.split_once('-')?;
+    let named = match name {
+        Some(name) => wal_name == name,
+        None => crate::WalName::parse_file_name(wal_name).is_ok(),
+    };
+    let random_ours = random.len() == 8
+        && random
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (named && random_ours && suffixes.contains(&suffix))
+        .then(|| parse_pid(pid))
+        .flatten()
+}
 
-/// Removes the `.<name>.<pid>-<random>.<suffix>` files in `dir` ([`create_unique`]) whose
-/// process is gone (dead, or a zombie): copies of a killed run, which no later run would
-/// replace. A live process's copy stays, and so does one whose pid was reused. A copy
-/// whose maker has exited may still wait for the next stage of a live pipeline (for
-/// wal-store to store it): call this only once that WAL is stored, so that such a
-/// pipeline finds it stored (a duplicate) or, at worst, fails and is retried; nothing
-/// stored is ever touched. A process of another pid namespace sharing the directory may
-/// have a pid that is free here: the same. Failures are ignored: a leftover costs disk
-/// space, never a WAL.
+/// Removes `entry` when its owner is gone (dead, or a zombie) and it is a regular file.
+fn remove_if_dead(entry: &fs::DirEntry, owner: i32) {
+    if u32::try_from(owner).ok() != Some(std::process::id())
+        && !crate::process::alive(owner)
+        && entry.file_type().is_ok_and(|t| t.is_file())
+    {
+        let _ = fs::remove_file(entry.path());
+    }
+}
+
+/// Removes the `.<name>.<owner>-<random>.<suffix>` files in `dir` ([`create_unique`])
+/// whose owner is gone: copies of a killed run, which no later run would replace. A live
+/// owner's copy stays, and so does one whose pid was reused. A process of another pid
+/// namespace sharing the directory may have a pid that is free here: its copy is then
+/// removed and that run fails and is retried; nothing stored is ever touched. Failures
+/// are ignored: a leftover costs disk space, never a WAL.
 pub fn sweep_dead(dir: &Path, name: &str, suffix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let prefix = format!(".{name}.");
-    let suffix = format!(".{suffix}");
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let pid = file_name
+        if let Some(owner) = file_name
             .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(&suffix))
-            .and_then(|unique| unique.split_once('-'))
-            .filter(|(pid, random)| {
-                pid.bytes().all(|b| b.is_ascii_digit())
-                    && !random.is_empty()
-                    && random.bytes().all(|b| b.is_ascii_hexdigit())
-            })
-            .and_then(|(pid, _)| pid.parse::<i32>().ok());
-        if let Some(pid) = pid
-            && u32::try_from(pid).ok() != Some(std::process::id())
-            && !crate::process::alive(pid)
-            && entry.file_type().is_ok_and(|t| t.is_file())
+            .and_then(|f| unique_owner(f, Some(name), &[suffix]))
         {
-            let _ = fs::remove_file(entry.path());
+            remove_if_dead(&entry, owner);
+        }
+    }
+}
+
+/// The suffixes of the copies archiving makes in a temp directory (wal-compress,
+/// wal-encrypt, and put's own decrypted copies for a comparison), which wal-store put
+/// sweeps there.
+pub const ARCHIVE_TEMP_SUFFIXES: [&str; 4] = ["compressed", "gpg", "decrypted", "decompressed"];
+
+/// [`sweep_dead`] for every WAL name at once, with the suffixes of
+/// [`ARCHIVE_TEMP_SUFFIXES`]: one reading of `dir`.
+pub fn sweep_dead_copies(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        if let Some(owner) = file_name
+            .to_str()
+            .and_then(|f| unique_owner(f, None, &ARCHIVE_TEMP_SUFFIXES))
+        {
+            remove_if_dead(&entry, owner);
         }
     }
 }
@@ -345,20 +403,6 @@ mod tests {
         // Another run's copy under the predictable name: never unlinked or replaced.
         let theirs = at(format!(".{name}.compressed"));
         fs::write(&theirs, "theirs").unwrap();
-        // A killed run's copy (pid_max is at most 2^22: this pid is nobody's), and the
-        // copies that must stay: a live process's, another suffix's, another WAL's,
-        // one whose middle is no pid.
-        let dead = at(format!(".{name}.4999999-0badf00d.compressed"));
-        let live = at(format!(
-            ".{name}.{}-1234abcd.compressed",
-            std::os::unix::process::parent_id()
-        ));
-        let other_suffix = at(format!(".{name}.4999999-0badf00d.gpg"));
-        let other_wal = at(".000000010000000000000002.4999999-0badf00d.compressed".into());
-        let not_a_pid = at(format!(".{name}.x1-0badf00d.compressed"));
-        for path in [&dead, &live, &other_suffix, &other_wal, &not_a_pid] {
-            fs::write(path, "left").unwrap();
-        }
         let source = dir.path().join(name);
         let mut record = crate::WalRecord::new(name);
         record.source = Some(source.clone());
@@ -372,28 +416,77 @@ mod tests {
         assert_ne!(first.path(), second.path());
         for temp in [&first, &second] {
             let file = temp.path().file_name().unwrap().to_str().unwrap();
-            assert!(
-                file.starts_with(&format!(".{name}.{}-", std::process::id()))
-                    && file.ends_with(".compressed")
-                    && is_temp_name(file, name),
+            // Named after the owner of the pipeline (here: the test's parent, cargo),
+            // which outlives the stage that writes the copy.
+            assert_eq!(
+                unique_owner(file, Some(name), &["compressed"]),
+                i32::try_from(owner()).ok(),
                 "{file}"
             );
+            assert!(is_temp_name(file, name), "{file}");
             assert_eq!(temp.path().parent(), Some(dir.path()));
         }
         assert_eq!(fs::read_to_string(&theirs).unwrap(), "theirs");
-        assert!(dead.exists(), "making a copy sweeps nothing");
-        // Once the WAL is stored, wal-store sweeps the dead ones of its suffix.
-        sweep_dead(dir.path(), name, "compressed");
-        assert!(!dead.exists(), "a killed run's copy is swept");
-        for path in [&live, &other_suffix, &other_wal, &not_a_pid, &theirs] {
-            assert!(path.exists(), "{} is kept", path.display());
-        }
-        for temp in [&first, &second] {
-            assert!(temp.path().exists(), "this process's own copies are kept");
-        }
+        // A sweep keeps copies of a live owner.
+        sweep_dead_copies(dir.path());
+        assert!(first.path().exists() && second.path().exists());
         // Beside the file (a queue the run holds the lock of): the predictable name.
         let (beside, _) = names.create_for(None, &record, &source, "gpg").unwrap();
         assert_eq!(beside.path(), at(format!(".{name}.gpg")));
+    }
+
+    #[test]
+    fn the_copies_of_owners_gone_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "000000010000000000000001";
+        let at = |file: &str| dir.path().join(file);
+        // pid_max is at most 2^22: 4999999 is nobody's.
+        let dead = [
+            format!(".{name}.4999999-0badf00d.compressed"),
+            format!(".{name}.4999999-0badf00d.gpg"),
+            format!(".{name}.4999999-0badf00d.decrypted"),
+            ".000000010000000000000002.00000028.backup.4999999-0badf00d.gpg".to_owned(),
+            ".00000002.history.4999999-0badf00d.compressed".to_owned(),
+        ];
+        let kept = [
+            // A live owner's (our parent's), a restore's or a comparison's of an owner gone
+            // (theirs to sweep), names walpipe never writes (pid 0, a leading zero,
+            // uppercase or short hex, no WAL name), the predictable name.
+            format!(
+                ".{name}.{}-1234abcd.compressed",
+                std::os::unix::process::parent_id()
+            ),
+            format!(".{name}.4999999-0badf00d.download"),
+            format!(".{name}.4999999-0badf00d.compare"),
+            format!(".{name}.0-0badf00d.compressed"),
+            format!(".{name}.04999999-0badf00d.compressed"),
+            format!(".{name}.4999999-0BADF00D.compressed"),
+            format!(".{name}.4999999-0badf0.compressed"),
+            ".notes.4999999-0badf00d.compressed".to_owned(),
+            format!(".{name}.compressed"),
+        ];
+        for file in dead.iter().chain(&kept) {
+            fs::write(at(file), "left").unwrap();
+        }
+        // A directory and a link under a dead owner's name: not files of ours.
+        let directory = at(&format!(".{name}.4999998-0badf00d.compressed"));
+        fs::create_dir(&directory).unwrap();
+        let target = at("target");
+        fs::write(&target, "target").unwrap();
+        let link = at(&format!(".{name}.4999997-0badf00d.gpg"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        sweep_dead_copies(dir.path());
+        for file in &dead {
+            assert!(!at(file).exists(), "{file} swept");
+        }
+        for file in &kept {
+            assert!(at(file).exists(), "{file} kept");
+        }
+        assert!(directory.is_dir() && link.is_symlink() && target.exists());
+        // One WAL's comparisons only.
+        sweep_dead(dir.path(), name, "compare");
+        assert!(!at(&format!(".{name}.4999999-0badf00d.compare")).exists());
+        assert!(at(&format!(".{name}.4999999-0badf00d.download")).exists());
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct PutOptions<'a> {
     pub keep_source: bool,
     /// Print Barman's lines on stderr, under this queue's label.
     pub report: Option<&'a str>,
+    /// Begin each of them with a mark (`report.rs`).
+    pub report_marked: bool,
     /// Records per xlog.db fsync.
     pub max_batch: usize,
     /// How to decrypt encrypted copies to compare them; `None`: they cannot be compared.
@@ -121,7 +123,11 @@ pub fn run(
         bucket: bucket.as_ref(),
         catalogued: None,
         identity: None,
-        report: Report::new(options.report, options.target.server()),
+        report: Report::new(
+            options.report,
+            options.report_marked,
+            options.target.server(),
+        ),
     };
     let progress = wal_core::progress::Progress::on_terminal(STAGE, "files stored");
     let summary = stage::run_batches(STAGE, options.max_batch, input, output, |batch| {
@@ -252,6 +258,12 @@ impl Store<'_> {
         self.mark_ahead(batch, &settled);
         self.remove_sources(batch, &settled, &admitted);
         self.remove_failed_temps(batch);
+        // The copies killed runs left in a temp directory that runs share, under names
+        // no later run would replace (wal_core::temp::create_unique): their owners are
+        // gone, so none is on its way here.
+        if let Some(dir) = self.options.temp_dir {
+            wal_core::temp::sweep_dead_copies(dir);
+        }
         for record in batch.iter() {
             self.report.record(record);
         }
@@ -638,16 +650,6 @@ impl Store<'_> {
             .iter()
             .flat_map(|&i| batch[i].temps.iter().map(PathBuf::as_path));
         remove_quietly(temps, false);
-        // The copies of these WALs that killed runs left under unique names beside ours
-        // (a temp dir other runs share), which no later run would replace.
-        for &i in indices {
-            let dirs: BTreeSet<&Path> = batch[i].temps.iter().filter_map(|t| t.parent()).collect();
-            for dir in dirs {
-                for suffix in wal_core::temp::ARCHIVE_TEMP_SUFFIXES {
-                    wal_core::temp::sweep_dead(dir, &batch[i].name, suffix);
-                }
-            }
-        }
         if !self.options.keep_source {
             let sources = indices
                 .iter()
