@@ -74,7 +74,6 @@ load_config() {
     [ "$key" != WALPIPE_BIN_DIR ] || die 78 "$file line $number: WALPIPE_BIN_DIR is not a setting (set it in the environment)"
     # The wrappers' own -v/-q, handed to the stages: WALPIPE_LOG is the setting.
     [ "$key" != WALPIPE_LOG_FLAGS ] || die 78 "$file line $number: WALPIPE_LOG_FLAGS is not a setting (use WALPIPE_LOG)"
-    [ "$key" != WALPIPE_TEMP_OWNER ] || die 78 "$file line $number: WALPIPE_TEMP_OWNER is not a setting"
     if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then
       value=${BASH_REMATCH[1]}
     fi
@@ -182,11 +181,6 @@ A store that does not answer exits 75 (PostgreSQL retries).'
 # The wrappers' -v/-q are this run's alone: none inherited from a wrapper that ran a hook
 # that runs this one.
 unset WALPIPE_LOG_FLAGS
-
-# This wrapper outlives every stage it runs: the stages name their copies in a temp
-# directory other runs share after it, so that a copy is swept only once the run that
-# needs it is over (wal_core::temp::owner). Never inherited, never a setting.
-export WALPIPE_TEMP_OWNER=$$
 
 # LOG_USAGE: the log flags' part of the wrappers' usage texts.
 # shellcheck disable=SC2034 # used by the wrappers

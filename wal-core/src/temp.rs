@@ -15,16 +15,19 @@
 //! Predictable names are only safe where one run at a time writes: beside a record's file,
 //! in a queue that the run holds the lock of. A `--temp-dir` may be shared by runs that
 //! hold no common lock (concurrent `archive-command --direct` calls write into the
-//! archive's root; two servers may be given one `WALPIPE_TEMP_DIR`), and a second run
-//! replacing `.<name>.compressed` while the first one's wal-store is about to store it
-//! would hand the first one a half-written file. There a copy gets a name no other run
-//! makes, `.<name>.<owner>-<random>.<suffix>`, created exclusively ([`create_unique`]).
-//! The owner is the process that runs the whole pipeline (a wrapper hands its pid down
-//! as `WALPIPE_TEMP_OWNER`; else the stage's parent, the shell running the pipeline), not
-//! the stage that wrote the copy: a stage exits as soon as it hands its record on, while
-//! the next stages still read the copy. A copy whose owner is gone was left by a killed
-//! run, which no later run would replace: wal-store put sweeps those from its temp
-//! directory ([`sweep_dead_copies`]), the next restore from `%p`'s directory.
+//! archive's root, from one host or several; two servers may be given one
+//! `WALPIPE_TEMP_DIR`), and a second run replacing `.<name>.compressed` while the first
+//! one's wal-store is about to store it would hand the first one a half-written file.
+//! There a copy gets a name no other process makes, `.<name>.<pid>-<random>.<suffix>`,
+//! created exclusively ([`create_unique`]).
+//!
+//! Such a name is never reused, so a killed run's copy is never replaced either. Whether
+//! its run is over cannot be told from the name: the stage that wrote it exits as soon as
+//! it hands its record on while the next stages still read the copy, and a run on another
+//! host or in another pid namespace has pids that mean nothing here. Its age can: a copy
+//! whose inode has not changed for [`STALE_COPY_AGE`] belongs to no run still going
+//! (copies are used within seconds of being written), and wal-store put sweeps those from
+//! the directories it works in ([`sweep_stale_copies`]); a restore sweeps `%p`'s directory.
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
@@ -36,7 +39,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::WalError;
 use crate::durable;
@@ -86,21 +89,6 @@ impl TempNames {
     }
 }
 
-/// The variable a wrapper sets to its own pid, so that the copies its stages make are
-/// named after the process that outlives them all ([`owner`]).
-pub const OWNER_VARIABLE: &str = "WALPIPE_TEMP_OWNER";
-
-/// The pid a unique copy is named after: `WALPIPE_TEMP_OWNER` when it is a pid, else this
-/// process's parent (the shell running a hand-written pipeline).
-#[must_use]
-pub fn owner() -> u32 {
-    std::env::var(OWNER_VARIABLE)
-        .ok()
-        .and_then(|value| parse_pid(&value))
-        .and_then(|pid| u32::try_from(pid).ok())
-        .unwrap_or_else(std::os::unix::process::parent_id)
-}
-
 /// A pid as walpipe writes one: digits, no leading zero, above 0.
 fn parse_pid(text: &str) -> Option<i32> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
@@ -109,14 +97,13 @@ fn parse_pid(text: &str) -> Option<i32> {
         .flatten()
 }
 
-/// Creates `.<name>.<owner>-<random>.<suffix>` in `dir`, exclusively, mode 0600: a name no
-/// other run makes, so two runs writing copies of one WAL into one directory never share
-/// one nor unlink each other's. The owner ([`owner`]) says whose it is; the random part
-/// (8 lowercase hex digits) covers processes of other pid namespaces sharing the
+/// Creates `.<name>.<pid>-<random>.<suffix>` in `dir`, exclusively, mode 0600: a name no
+/// other process makes, so two runs writing copies of one WAL into one directory never
+/// share one nor unlink each other's. The pid is this process's; the random part (8
+/// lowercase hex digits) covers processes of other pid namespaces or hosts sharing the
 /// directory. Removed when the returned [`TempFile`] is dropped unless kept.
 pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, File), WalError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let owner = owner();
     let mut attempts = 0;
     loop {
         let mut hasher = RandomState::new().build_hasher();
@@ -128,7 +115,8 @@ pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, 
                 .map_or(0, |d| d.as_nanos()),
         );
         let path = dir.join(format!(
-            ".{name}.{owner}-{:08x}.{suffix}",
+            ".{name}.{}-{:08x}.{suffix}",
+            std::process::id(),
             hasher.finish() >> 32,
         ));
         match TempFile::create_new(path) {
@@ -142,10 +130,11 @@ pub fn create_unique(dir: &Path, name: &str, suffix: &str) -> Result<(TempFile, 
     }
 }
 
-/// The owner of `file_name` when it is exactly a name [`create_unique`] makes for WAL
+/// The pid in `file_name` when it is exactly a name [`create_unique`] makes for WAL
 /// `name` (any WAL name when `None`) with one of `suffixes`: `.<name>.<pid>-<8 lowercase
 /// hex>.<suffix>`, the pid without a leading zero. Anything else is not ours to sweep.
-fn unique_owner(file_name: &str, name: Option<&str>, suffixes: &[&str]) -> Option<i32> {
+#[must_use]
+pub fn unique_pid(file_name: &str, name: Option<&str>, suffixes: &[&str]) -> Option<i32> {
     let rest = file_name.strip_prefix('.')?;
     let (rest, suffix) = rest.rsplit_once('.')?;
     let (wal_name, unique) = rest.rsplit_once('.')?;
@@ -163,55 +152,66 @@ fn unique_owner(file_name: &str, name: Option<&str>, suffixes: &[&str]) -> Optio
         .flatten()
 }
 
-/// Removes `entry` when its owner is gone (dead, or a zombie) and it is a regular file.
-fn remove_if_dead(entry: &fs::DirEntry, owner: i32) {
-    if u32::try_from(owner).ok() != Some(std::process::id())
-        && !crate::process::alive(owner)
-        && entry.file_type().is_ok_and(|t| t.is_file())
-    {
-        let _ = fs::remove_file(entry.path());
-    }
-}
-
-/// Removes the `.<name>.<owner>-<random>.<suffix>` files in `dir` ([`create_unique`])
-/// whose owner is gone: copies of a killed run, which no later run would replace. A live
-/// owner's copy stays, and so does one whose pid was reused. A process of another pid
-/// namespace sharing the directory may have a pid that is free here: its copy is then
-/// removed and that run fails and is retried; nothing stored is ever touched. Failures
-/// are ignored: a leftover costs disk space, never a WAL.
+/// Removes the `.<name>.<pid>-<random>.<suffix>` files in `dir` ([`create_unique`])
+/// whose process is gone (dead, or a zombie): for copies that live and die with the
+/// process that made them (wal-store's comparison downloads), never for copies handed
+/// to a next stage. A live process's copy stays, and so does one whose pid was reused. A
+/// process of another pid namespace sharing the directory may have a pid that is free
+/// here: its copy is then removed and that run fails and is retried; nothing stored is
+/// ever touched. Failures are ignored: a leftover costs disk space, never a WAL.
 pub fn sweep_dead(dir: &Path, name: &str, suffix: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        if let Some(owner) = file_name
-            .to_str()
-            .and_then(|f| unique_owner(f, Some(name), &[suffix]))
-        {
-            remove_if_dead(&entry, owner);
-        }
-    }
+    sweep(dir, Some(name), &[suffix], |pid, _| {
+        u32::try_from(pid).ok() != Some(std::process::id()) && !crate::process::alive(pid)
+    });
 }
 
-/// The suffixes of the copies archiving makes in a temp directory (wal-compress,
-/// wal-encrypt, and put's own decrypted copies for a comparison), which wal-store put
-/// sweeps there.
+/// How long a copy in a shared temp directory must have stayed unchanged before it is
+/// taken for a killed run's: a copy is read by the next stage within seconds of being
+/// written, and the slowest wait (a record behind a batch of uploads) is minutes.
+pub const STALE_COPY_AGE: Duration = Duration::from_secs(3600);
+
+/// The suffixes of the copies archiving makes under unique names (wal-compress,
+/// wal-encrypt, and the decrypted copies wal-store put compares), which put sweeps.
 pub const ARCHIVE_TEMP_SUFFIXES: [&str; 4] = ["compressed", "gpg", "decrypted", "decompressed"];
 
-/// [`sweep_dead`] for every WAL name at once, with the suffixes of
-/// [`ARCHIVE_TEMP_SUFFIXES`]: one reading of `dir`.
-pub fn sweep_dead_copies(dir: &Path) {
+/// Removes from `dir` the copies of any WAL under a name [`create_unique`] makes, with a
+/// suffix of [`ARCHIVE_TEMP_SUFFIXES`], whose inode changed last (ctime: writing,
+/// `chmod`, `utime` and linking all set it, nothing sets it back) more than `age` ago:
+/// copies of killed runs. One reading of `dir`; only regular files; failures ignored.
+pub fn sweep_stale_copies(dir: &Path, age: Duration) {
+    let now = SystemTime::now();
+    sweep(dir, None, &ARCHIVE_TEMP_SUFFIXES, |_, meta| {
+        use std::os::unix::fs::MetadataExt;
+        let changed = UNIX_EPOCH + Duration::from_secs(u64::try_from(meta.ctime()).unwrap_or(0));
+        now.duration_since(changed).is_ok_and(|old| old >= age)
+    });
+}
+
+/// Removes the regular files of `dir` named by [`create_unique`] for WAL `name` (any WAL
+/// name when `None`) with one of `suffixes` that `stale` (given the pid in the name and
+/// the file's metadata) says are left over. One reading of `dir`.
+fn sweep(
+    dir: &Path,
+    name: Option<&str>,
+    suffixes: &[&str],
+    stale: impl Fn(i32, &fs::Metadata) -> bool,
+) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        if let Some(owner) = file_name
+        let Some(pid) = file_name
             .to_str()
-            .and_then(|f| unique_owner(f, None, &ARCHIVE_TEMP_SUFFIXES))
+            .and_then(|f| unique_pid(f, name, suffixes))
+        else {
+            continue;
+        };
+        if let Ok(meta) = entry.metadata()
+            && meta.is_file()
+            && stale(pid, &meta)
         {
-            remove_if_dead(&entry, owner);
+            let _ = fs::remove_file(entry.path());
         }
     }
 }
@@ -230,7 +230,7 @@ pub const TEMP_SUFFIXES: [&str; 6] = [
 
 /// Whether `file_name` is a name a stage could have given a temporary copy of `wal_name`:
 /// `.<wal_name>.<suffix>`, `.<wal_name>.<n>.<suffix>` ([`TempNames::claim`]) or
-/// `.<wal_name>.<pid>-<hex>.<suffix>` (unique downloads), with a suffix of
+/// `.<wal_name>.<pid>-<8 hex>.<suffix>` ([`create_unique`]), with a suffix of
 /// [`TEMP_SUFFIXES`]. Anything else a record lists in `temps` is not ours to remove.
 #[must_use]
 pub fn is_temp_name(file_name: &str, wal_name: &str) -> bool {
@@ -251,9 +251,14 @@ pub fn is_temp_name(file_name: &str, wal_name: &str) -> bool {
         None => (None, rest),
     };
     let counter = |m: &str| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit());
+    // Exactly what create_unique writes.
     let unique = |m: &str| {
         m.split_once('-').is_some_and(|(pid, random)| {
-            counter(pid) && !random.is_empty() && random.bytes().all(|b| b.is_ascii_hexdigit())
+            parse_pid(pid).is_some()
+                && random.len() == 8
+                && random
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         })
     };
     TEMP_SUFFIXES.contains(&suffix) && middle.is_none_or(|m| counter(m) || unique(m))
@@ -416,19 +421,17 @@ mod tests {
         assert_ne!(first.path(), second.path());
         for temp in [&first, &second] {
             let file = temp.path().file_name().unwrap().to_str().unwrap();
-            // Named after the owner of the pipeline (here: the test's parent, cargo),
-            // which outlives the stage that writes the copy.
             assert_eq!(
-                unique_owner(file, Some(name), &["compressed"]),
-                i32::try_from(owner()).ok(),
+                unique_pid(file, Some(name), &["compressed"]),
+                i32::try_from(std::process::id()).ok(),
                 "{file}"
             );
             assert!(is_temp_name(file, name), "{file}");
             assert_eq!(temp.path().parent(), Some(dir.path()));
         }
         assert_eq!(fs::read_to_string(&theirs).unwrap(), "theirs");
-        // A sweep keeps copies of a live owner.
-        sweep_dead_copies(dir.path());
+        // Fresh copies are no killed run's, whoever made them.
+        sweep_stale_copies(dir.path(), STALE_COPY_AGE);
         assert!(first.path().exists() && second.path().exists());
         // Beside the file (a queue the run holds the lock of): the predictable name.
         let (beside, _) = names.create_for(None, &record, &source, "gpg").unwrap();
@@ -436,54 +439,56 @@ mod tests {
     }
 
     #[test]
-    fn the_copies_of_owners_gone_are_swept_and_nothing_else() {
+    fn stale_copies_are_swept_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let name = "000000010000000000000001";
         let at = |file: &str| dir.path().join(file);
-        // pid_max is at most 2^22: 4999999 is nobody's.
-        let dead = [
+        let ours = [
             format!(".{name}.4999999-0badf00d.compressed"),
-            format!(".{name}.4999999-0badf00d.gpg"),
-            format!(".{name}.4999999-0badf00d.decrypted"),
-            ".000000010000000000000002.00000028.backup.4999999-0badf00d.gpg".to_owned(),
-            ".00000002.history.4999999-0badf00d.compressed".to_owned(),
+            format!(".{name}.1-0badf00d.gpg"),
+            format!(".{name}.42-0badf00d.decrypted"),
+            ".000000010000000000000002.00000028.backup.7-0badf00d.gpg".to_owned(),
+            ".00000002.history.7-0badf00d.compressed".to_owned(),
         ];
         let kept = [
-            // A live owner's (our parent's), a restore's or a comparison's of an owner gone
-            // (theirs to sweep), names walpipe never writes (pid 0, a leading zero,
-            // uppercase or short hex, no WAL name), the predictable name.
-            format!(
-                ".{name}.{}-1234abcd.compressed",
-                std::os::unix::process::parent_id()
-            ),
+            // A restore's and a comparison's (theirs to sweep), names walpipe never
+            // writes (pid 0, a leading zero, uppercase or short hex, no WAL name), the
+            // predictable name.
             format!(".{name}.4999999-0badf00d.download"),
             format!(".{name}.4999999-0badf00d.compare"),
             format!(".{name}.0-0badf00d.compressed"),
-            format!(".{name}.04999999-0badf00d.compressed"),
-            format!(".{name}.4999999-0BADF00D.compressed"),
-            format!(".{name}.4999999-0badf0.compressed"),
-            ".notes.4999999-0badf00d.compressed".to_owned(),
+            format!(".{name}.07-0badf00d.compressed"),
+            format!(".{name}.7-0BADF00D.compressed"),
+            format!(".{name}.7-0badf0.compressed"),
+            ".notes.7-0badf00d.compressed".to_owned(),
             format!(".{name}.compressed"),
         ];
-        for file in dead.iter().chain(&kept) {
+        for file in ours.iter().chain(&kept) {
             fs::write(at(file), "left").unwrap();
         }
-        // A directory and a link under a dead owner's name: not files of ours.
-        let directory = at(&format!(".{name}.4999998-0badf00d.compressed"));
+        // A directory and a link under such a name: not files of ours.
+        let directory = at(&format!(".{name}.8-0badf00d.compressed"));
         fs::create_dir(&directory).unwrap();
         let target = at("target");
         fs::write(&target, "target").unwrap();
-        let link = at(&format!(".{name}.4999997-0badf00d.gpg"));
+        let link = at(&format!(".{name}.9-0badf00d.gpg"));
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        sweep_dead_copies(dir.path());
-        for file in &dead {
+        // Younger than the age: kept.
+        sweep_stale_copies(dir.path(), STALE_COPY_AGE);
+        for file in ours.iter().chain(&kept) {
+            assert!(at(file).exists(), "{file} kept while young");
+        }
+        // As old as the age (0 here): swept, and only they.
+        sweep_stale_copies(dir.path(), Duration::ZERO);
+        for file in &ours {
             assert!(!at(file).exists(), "{file} swept");
         }
         for file in &kept {
             assert!(at(file).exists(), "{file} kept");
         }
         assert!(directory.is_dir() && link.is_symlink() && target.exists());
-        // One WAL's comparisons only.
+        // A comparison's copy goes with its process (pid_max is at most 2^22: 4999999 is
+        // nobody's).
         sweep_dead(dir.path(), name, "compare");
         assert!(!at(&format!(".{name}.4999999-0badf00d.compare")).exists());
         assert!(at(&format!(".{name}.4999999-0badf00d.download")).exists());

@@ -207,13 +207,10 @@ fn sweep_stale_temps(dir: &Path) {
             continue;
         };
         let suffix = wal_core::temp::temp_suffix_of(name);
-        // A unique download temp names its writer: one still running is not stale.
-        let writer_runs = name
-            .rsplit('.')
-            .nth(1)
-            .and_then(|middle| middle.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<i32>().ok())
-            .is_some_and(wal_core::process::alive);
+        // A unique temp names its writer: one still running is not stale.
+        let writer_runs =
+            wal_core::temp::unique_pid(name, None, &wal_core::temp::RESTORE_TEMP_SUFFIXES)
+                .is_some_and(wal_core::process::alive);
         if !writer_runs
             && suffix.is_some_and(|suffix| wal_core::temp::RESTORE_TEMP_SUFFIXES.contains(&suffix))
             && entry.file_type().is_ok_and(|t| t.is_file())

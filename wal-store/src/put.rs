@@ -258,11 +258,19 @@ impl Store<'_> {
         self.mark_ahead(batch, &settled);
         self.remove_sources(batch, &settled, &admitted);
         self.remove_failed_temps(batch);
-        // The copies killed runs left in a temp directory that runs share, under names
-        // no later run would replace (wal_core::temp::create_unique): their owners are
-        // gone, so none is on its way here.
-        if let Some(dir) = self.options.temp_dir {
-            wal_core::temp::sweep_dead_copies(dir);
+        // The copies killed runs left under names no later run would replace
+        // (wal_core::temp::create_unique), where this batch's copies were and where its
+        // comparisons made theirs: unchanged for an hour, none is on its way here.
+        let dirs: BTreeSet<PathBuf> = batch
+            .iter()
+            .zip(&admitted)
+            .filter(|(record, admitted)| {
+                admitted.path_ours || admitted.source_ours || !record.temps.is_empty()
+            })
+            .filter_map(|(record, admitted)| scratch_dir(self.options, record, *admitted).ok())
+            .collect();
+        for dir in dirs {
+            wal_core::temp::sweep_stale_copies(&dir, wal_core::temp::STALE_COPY_AGE);
         }
         for record in batch.iter() {
             self.report.record(record);

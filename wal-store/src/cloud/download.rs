@@ -1,15 +1,14 @@
 //! The hidden temp files wal-store downloads objects into, and their removal when the
-//! run that made one was killed.
+//! process that made one was killed.
 //!
 //! Two kinds, told apart by their last extension: `.download`, a `get --temp-dir` output
 //! that outlives its process (the next stage of the pipeline reads it, and lists it in
 //! `temps`; scripts/restore-wal sweeps the ones left in %p's directory), and `.compare`,
 //! the copy `put` downloads to compare with a source whose name is taken, which lives and
-//! dies with its process. Both are named `.<name>.<owner>-<random>.<kind>`
-//! ([`wal_core::temp::create_unique`]): unique, so two runs fetching the same WAL into one
-//! directory never share one (nor unlink each other's), the owner (the pid of the run's
-//! wrapper, else of the shell running the pipeline) saying whose it is. The leading dot
-//! keeps them out of queue listings.
+//! dies with its process. Both are named `.<name>.<pid>-<random>.<kind>`
+//! ([`wal_core::temp::create_unique`]): unique, so two processes fetching the same WAL
+//! into one directory never share one (nor unlink each other's), the pid saying whose it
+//! is. The leading dot keeps them out of queue listings.
 //!
 //! A killed put leaves its `.compare` copy beside the source (16 MiB for a segment, in the
 //! queue or in pg_wal), and since the name is unique no later run would replace it:
@@ -40,14 +39,14 @@ impl Kind {
     }
 }
 
-/// Creates `.<name>.<owner>-<random>.<kind>` in `dir`, exclusively, mode 0600
+/// Creates `.<name>.<pid>-<random>.<kind>` in `dir`, exclusively, mode 0600
 /// ([`wal_core::temp::create_unique`]); removed when the returned [`TempFile`] is dropped
 /// unless kept.
 pub fn create(dir: &Path, name: &str, kind: Kind) -> Result<(TempFile, File)> {
     wal_core::temp::create_unique(dir, name, kind.extension())
 }
 
-/// Removes the `.<name>.<owner>-<random>.compare` copies in `dir` whose owner is gone
+/// Removes the `.<name>.<pid>-<random>.compare` copies in `dir` whose process is gone
 /// ([`wal_core::temp::sweep_dead`]). A process of another pid namespace sharing the
 /// directory may have a pid that is free here: its copy is then removed, and its
 /// comparison fails as `temporary` and is retried; nothing stored is touched.
@@ -79,7 +78,7 @@ mod tests {
             let file = temp.path().file_name().unwrap().to_str().unwrap();
             // What scripts/restore-wal sweeps: "$DEST_DIR"/.*.download.
             assert!(
-                file.starts_with(&format!(".{name}.{}-", wal_core::temp::owner()))
+                file.starts_with(&format!(".{name}.{}-", std::process::id()))
                     && file.ends_with(ext),
                 "{file}"
             );
