@@ -169,6 +169,68 @@ impl Xlogdb {
             return Ok(());
         }
         let _lock = self.lock()?;
+        self.append_locked(lines)
+    }
+
+    /// How long the catalogue is now (0 when it is not there): where the lines appended
+    /// from now on begin, for [`Xlogdb::append_new_since`].
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        fs::symlink_metadata(&self.path).map_or(0, |meta| meta.len())
+    }
+
+    /// Appends, under the lock with a single fsync, the `lines` whose WAL no line appended
+    /// since byte `since` ([`Xlogdb::end`] taken before this run found them stored) names
+    /// already: two runs storing one WAL at once (the second finds it stored by the first
+    /// but not yet catalogued, and takes it for an interrupted run's) must not both
+    /// catalogue it. Only what was appended meanwhile is read (a catalogue now shorter than
+    /// `since` was rewritten: all of it). Returns the names left out.
+    pub fn append_new_since(&self, lines: &[XlogLine], since: u64) -> Result<HashSet<String>> {
+        if lines.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let _lock = self.lock()?;
+        let recent = self.names_since_locked(since)?;
+        let fresh: Vec<XlogLine> = lines
+            .iter()
+            .filter(|line| !recent.contains(&line.name))
+            .cloned()
+            .collect();
+        self.append_locked(&fresh)?;
+        Ok(lines
+            .iter()
+            .filter(|line| recent.contains(&line.name))
+            .map(|line| line.name.clone())
+            .collect())
+    }
+
+    /// The names of the lines from byte `since` on (all of them when the file is shorter);
+    /// a line that does not parse (cut by a rewrite) names nothing.
+    fn names_since_locked(&self, since: u64) -> Result<HashSet<String>> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = match durable::open_regular(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
+        };
+        let len = file.metadata().context("cannot stat", &self.path)?.len();
+        let from = if since <= len { since } else { 0 };
+        file.seek(SeekFrom::Start(from))
+            .context("cannot read", &self.path)?;
+        let mut names = HashSet::new();
+        for text in BufReader::new(file).lines() {
+            let text = text.context("cannot read", &self.path)?;
+            if let Some(line) = XlogLine::parse(&text) {
+                names.insert(line.name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn append_locked(&self, lines: &[XlogLine]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
         let existed = self.path.exists();
         // Never through a link, never a fifo or a device: the catalogue is a file of ours.
         let mut file = OpenOptions::new()
@@ -402,5 +464,39 @@ mod tests {
             err.to_string().contains("line 1: cannot parse line"),
             "{err}"
         );
+    }
+
+    /// Two runs storing one WAL at once: the one that catalogues second leaves it out.
+    #[test]
+    fn a_wal_catalogued_meanwhile_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Xlogdb::for_server(dir.path(), "pg", dir.path());
+        let line = |n: u32| XlogLine {
+            name: format!("{n:024X}"),
+            size: u64::from(n),
+            time: 1.5,
+            compression: None,
+            encryption: None,
+        };
+        assert_eq!(db.end(), 0);
+        db.append(&[line(1)]).unwrap();
+        let since = db.end();
+        // Another run catalogues WAL 2 after this one started.
+        db.append(&[line(2)]).unwrap();
+        let left_out = db.append_new_since(&[line(2), line(3)], since).unwrap();
+        assert_eq!(left_out, HashSet::from([line(2).name]));
+        let names: Vec<String> = db.read().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, [line(1).name, line(2).name, line(3).name]);
+        // Only what was appended since is read (the run looked at the rest itself)...
+        assert!(
+            db.append_new_since(&[line(1)], db.end())
+                .unwrap()
+                .is_empty()
+        );
+        // ...unless the catalogue was rewritten shorter meanwhile: then all of it is.
+        db.replace(&[line(5)]).unwrap();
+        let left_out = db.append_new_since(&[line(5), line(6)], 1 << 20).unwrap();
+        assert_eq!(left_out, HashSet::from([line(5).name]));
+        assert_eq!(db.read().unwrap().len(), 2);
     }
 }

@@ -8,7 +8,9 @@
 //!    is compared decrypted with `--key`/`--passphrase-*`, and without them cannot be
 //!    compared: a conflict, as in Barman (see `compare`);
 //! 2. fsync every directory that gained a name, once;
-//! 3. append the xlog.db lines for the batch under its lock, with one fsync;
+//! 3. append the xlog.db lines for the batch under its lock, with one fsync, leaving out
+//!    a WAL that another run storing it at the same time catalogued meanwhile (it reads
+//!    only the lines appended since the batch began: `Xlogdb::append_new_since`);
 //! 4. only then remove sources and temps, and fsync their directories.
 //!
 //! A kill between any two steps leaves the source in its queue; the next run finds the
@@ -196,6 +198,13 @@ impl Store<'_> {
         for record in batch.iter_mut().filter(|r| r.failed()) {
             self.quarantine_unknown(record);
         }
+        // Where the lines other runs append from now on begin: one of them may store and
+        // catalogue a WAL of this batch meanwhile (Xlogdb::append_new_since).
+        let since = self
+            .options
+            .target
+            .xlogdb()
+            .map_or(0, wal_core::xlogdb::Xlogdb::end);
         let mut admitted = vec![Admitted::default(); batch.len()];
         for (index, record) in batch.iter_mut().enumerate() {
             if record.failed() {
@@ -243,8 +252,16 @@ impl Store<'_> {
                 Err(err) => record.fail(STAGE, &err),
             }
         }
-        match self.make_durable(batch, &to_catalogue, &sizes) {
-            Ok(()) => settled.extend(to_catalogue),
+        match self.make_durable(batch, &to_catalogue, &sizes, since) {
+            Ok(catalogued_elsewhere) => {
+                // Stored by another run at the same time, which catalogued it first.
+                for &index in &to_catalogue {
+                    if catalogued_elsewhere.contains(&batch[index].name) {
+                        batch[index].outcome = Some(Outcome::Duplicate);
+                    }
+                }
+                settled.extend(to_catalogue);
+            }
             Err(err) => {
                 // The files may be in the archive, but not durably catalogued: keep the
                 // sources; the next run completes the work.
@@ -600,13 +617,14 @@ impl Store<'_> {
         batch: &[WalRecord],
         indices: &[usize],
         sizes: &[u64],
-    ) -> Result<()> {
+        since: u64,
+    ) -> Result<HashSet<String>> {
         if indices.is_empty() {
-            return Ok(());
+            return Ok(HashSet::new());
         }
         if self.bucket.is_some() {
             // An object is durable once the store acknowledged it.
-            return self.catalogue(batch, indices, sizes);
+            return self.catalogue(batch, indices, sizes, since);
         }
         let dirs: BTreeSet<&Path> = indices
             .iter()
@@ -616,15 +634,22 @@ impl Store<'_> {
             durable::fsync_dir(dir)?;
         }
         if self.options.queue {
-            return Ok(());
+            return Ok(HashSet::new());
         }
-        self.catalogue(batch, indices, sizes)
+        self.catalogue(batch, indices, sizes, since)
     }
 
-    /// Step 3: one xlog.db line per stored record, appended with one fsync.
-    fn catalogue(&mut self, batch: &[WalRecord], indices: &[usize], sizes: &[u64]) -> Result<()> {
+    /// Step 3: one xlog.db line per stored record, appended with one fsync, but for the
+    /// WAL another run catalogued since byte `since`; returns those.
+    fn catalogue(
+        &mut self,
+        batch: &[WalRecord],
+        indices: &[usize],
+        sizes: &[u64],
+        since: u64,
+    ) -> Result<HashSet<String>> {
         let Some(xlogdb) = self.options.target.xlogdb() else {
-            return Ok(());
+            return Ok(HashSet::new());
         };
         let lines: Vec<XlogLine> = indices
             .iter()
@@ -640,11 +665,11 @@ impl Store<'_> {
                 }
             })
             .collect();
-        xlogdb.append(&lines)?;
+        let elsewhere = xlogdb.append_new_since(&lines, since)?;
         if let Some(names) = &mut self.catalogued {
             names.extend(lines.into_iter().map(|line| line.name));
         }
-        Ok(())
+        Ok(elsewhere)
     }
 
     /// Step 4: remove temps, then sources (unless kept), of stored and duplicate records.
