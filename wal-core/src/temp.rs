@@ -25,9 +25,9 @@
 //! its run is over cannot be told from the name: the stage that wrote it exits as soon as
 //! it hands its record on while the next stages still read the copy, and a run on another
 //! host or in another pid namespace has pids that mean nothing here. Its age can: a copy
-//! whose inode has not changed for [`STALE_COPY_AGE`] belongs to no run still going
-//! (copies are used within seconds of being written), and wal-store put sweeps those from
-//! the directories it works in ([`sweep_stale_copies`]); a restore sweeps `%p`'s directory.
+//! whose inode has not changed for [`STALE_COPY_AGE`] (a day) belongs to no run still
+//! going, and wal-store put sweeps those from the directories it works in, once a run
+//! ([`sweep_stale_copies`]); a restore sweeps `%p`'s directory.
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
@@ -166,9 +166,11 @@ pub fn sweep_dead(dir: &Path, name: &str, suffix: &str) {
 }
 
 /// How long a copy in a shared temp directory must have stayed unchanged before it is
-/// taken for a killed run's: a copy is read by the next stage within seconds of being
-/// written, and the slowest wait (a record behind a batch of uploads) is minutes.
-pub const STALE_COPY_AGE: Duration = Duration::from_secs(3600);
+/// taken for a killed run's: a copy is usually read within seconds of being written, but
+/// may wait behind a batch of slow uploads, a lock, a suspended machine, or be judged by
+/// a clock that differs from the file server's; a leftover only costs disk space, a copy
+/// swept too early fails its record (retried, never lost).
+pub const STALE_COPY_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The suffixes of the copies archiving makes under unique names (wal-compress,
 /// wal-encrypt, and the decrypted copies wal-store put compares), which put sweeps.

@@ -117,6 +117,15 @@ pub fn python_float_repr(value: f64) -> String {
     }
 }
 
+/// Where a catalogue ended at one moment ([`Xlogdb::end`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatalogueEnd {
+    /// The file's device and inode; `None` when there was no file.
+    file: Option<(u64, u64)>,
+    /// Its length then.
+    len: u64,
+}
+
 /// A server's xlog.db and its lock.
 #[derive(Debug, Clone)]
 pub struct Xlogdb {
@@ -172,20 +181,29 @@ impl Xlogdb {
         self.append_locked(lines)
     }
 
-    /// How long the catalogue is now (0 when it is not there): where the lines appended
-    /// from now on begin, for [`Xlogdb::append_new_since`].
+    /// Where the catalogue ends now, for [`Xlogdb::append_new_since`]: the file (device
+    /// and inode) and its length; an empty mark when it is not there.
     #[must_use]
-    pub fn end(&self) -> u64 {
-        fs::symlink_metadata(&self.path).map_or(0, |meta| meta.len())
+    pub fn end(&self) -> CatalogueEnd {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(&self.path).map_or(CatalogueEnd::default(), |meta| CatalogueEnd {
+            file: Some((meta.dev(), meta.ino())),
+            len: meta.len(),
+        })
     }
 
     /// Appends, under the lock with a single fsync, the `lines` whose WAL no line appended
-    /// since byte `since` ([`Xlogdb::end`] taken before this run found them stored) names
+    /// since `since` ([`Xlogdb::end`] taken before this run found them stored) names
     /// already: two runs storing one WAL at once (the second finds it stored by the first
     /// but not yet catalogued, and takes it for an interrupted run's) must not both
-    /// catalogue it. Only what was appended meanwhile is read (a catalogue now shorter than
-    /// `since` was rewritten: all of it). Returns the names left out.
-    pub fn append_new_since(&self, lines: &[XlogLine], since: u64) -> Result<HashSet<String>> {
+    /// catalogue it. Only what was appended meanwhile is read; a catalogue replaced
+    /// meanwhile (another file: delete and rebuild-xlogdb write a new one) or shorter is
+    /// read whole. Returns the names left out.
+    pub fn append_new_since(
+        &self,
+        lines: &[XlogLine],
+        since: CatalogueEnd,
+    ) -> Result<HashSet<String>> {
         if lines.is_empty() {
             return Ok(HashSet::new());
         }
@@ -204,17 +222,23 @@ impl Xlogdb {
             .collect())
     }
 
-    /// The names of the lines from byte `since` on (all of them when the file is shorter);
-    /// a line that does not parse (cut by a rewrite) names nothing.
-    fn names_since_locked(&self, since: u64) -> Result<HashSet<String>> {
+    /// The names of the lines after `since` (all of them when the file is another or
+    /// shorter); a line that does not parse names nothing.
+    fn names_since_locked(&self, since: CatalogueEnd) -> Result<HashSet<String>> {
         use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
         let mut file = match durable::open_regular(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
             Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
         };
-        let len = file.metadata().context("cannot stat", &self.path)?.len();
-        let from = if since <= len { since } else { 0 };
+        let meta = file.metadata().context("cannot stat", &self.path)?;
+        let same_file = since.file == Some((meta.dev(), meta.ino()));
+        let from = if same_file && since.len <= meta.len() {
+            since.len
+        } else {
+            0
+        };
         file.seek(SeekFrom::Start(from))
             .context("cannot read", &self.path)?;
         let mut names = HashSet::new();
@@ -478,7 +502,7 @@ mod tests {
             compression: None,
             encryption: None,
         };
-        assert_eq!(db.end(), 0);
+        assert_eq!(db.end(), CatalogueEnd::default());
         db.append(&[line(1)]).unwrap();
         let since = db.end();
         // Another run catalogues WAL 2 after this one started.
@@ -493,10 +517,21 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        // ...unless the catalogue was rewritten shorter meanwhile: then all of it is.
-        db.replace(&[line(5)]).unwrap();
-        let left_out = db.append_new_since(&[line(5), line(6)], 1 << 20).unwrap();
-        assert_eq!(left_out, HashSet::from([line(5).name]));
-        assert_eq!(db.read().unwrap().len(), 2);
+        // ...unless the catalogue was rewritten meanwhile (wal-store delete, rebuild): a
+        // new file as long as the old one (the offset then points into other lines)...
+        db.replace(&[line(5), line(7)]).unwrap();
+        let since = db.end();
+        db.append(&[line(6)]).unwrap();
+        db.replace(&[line(6), line(7)]).unwrap();
+        assert_eq!(fs::metadata(db.path()).unwrap().len(), since.len);
+        let left_out = db.append_new_since(&[line(6)], since).unwrap();
+        assert_eq!(left_out, HashSet::from([line(6).name]));
+        // ...or a shorter one: then all of it is read.
+        let since = db.end();
+        db.replace(&[line(8)]).unwrap();
+        let left_out = db.append_new_since(&[line(8), line(9)], since).unwrap();
+        assert_eq!(left_out, HashSet::from([line(8).name]));
+        let names: Vec<String> = db.read().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, [line(8).name, line(9).name]);
     }
 }

@@ -41,7 +41,7 @@ use wal_core::lookahead::{FileIdentity, Mark, Marks};
 use wal_core::record::{Outcome, RecordError};
 use wal_core::stage::{self, Summary};
 use wal_core::trust::Territory;
-use wal_core::xlogdb::XlogLine;
+use wal_core::xlogdb::{CatalogueEnd, XlogLine};
 use wal_core::{WalError, WalName, WalRecord};
 
 use futures::StreamExt;
@@ -125,6 +125,7 @@ pub fn run(
         bucket: bucket.as_ref(),
         catalogued: None,
         identity: None,
+        swept: HashSet::new(),
         report: Report::new(
             options.report,
             options.report_marked,
@@ -153,6 +154,8 @@ struct Store<'a> {
     /// The system the local archive belongs to, read or written when first needed.
     identity: Option<Identity>,
     report: Report,
+    /// The directories swept of killed runs' copies in this run.
+    swept: HashSet<PathBuf>,
 }
 
 /// What the trust boundary lets put do with one record's files ([`wal_core::trust`]).
@@ -204,7 +207,7 @@ impl Store<'_> {
             .options
             .target
             .xlogdb()
-            .map_or(0, wal_core::xlogdb::Xlogdb::end);
+            .map_or_else(Default::default, wal_core::xlogdb::Xlogdb::end);
         let mut admitted = vec![Admitted::default(); batch.len()];
         for (index, record) in batch.iter_mut().enumerate() {
             if record.failed() {
@@ -277,7 +280,8 @@ impl Store<'_> {
         self.remove_failed_temps(batch);
         // The copies killed runs left under names no later run would replace
         // (wal_core::temp::create_unique), where this batch's copies were and where its
-        // comparisons made theirs: unchanged for an hour, none is on its way here.
+        // comparisons made theirs: unchanged for a day, none is on its way here. Each
+        // directory once a run: a queue may hold a backlog of files.
         let dirs: BTreeSet<PathBuf> = batch
             .iter()
             .zip(&admitted)
@@ -287,7 +291,9 @@ impl Store<'_> {
             .filter_map(|(record, admitted)| scratch_dir(self.options, record, *admitted).ok())
             .collect();
         for dir in dirs {
-            wal_core::temp::sweep_stale_copies(&dir, wal_core::temp::STALE_COPY_AGE);
+            if self.swept.insert(dir.clone()) {
+                wal_core::temp::sweep_stale_copies(&dir, wal_core::temp::STALE_COPY_AGE);
+            }
         }
         for record in batch.iter() {
             self.report.record(record);
@@ -468,8 +474,9 @@ impl Store<'_> {
             Err(WalError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
                 Ok(taken(dest))
             }
-            // Our copy swept by a concurrent run that stored this WAL meanwhile
-            // (wal_core::temp::sweep_dead): compared with the source, a duplicate.
+            // Our copy gone while another run stored this WAL meanwhile (a copy of ours
+            // taken for a killed run's: wal_core::temp::sweep_stale_copies): compared
+            // with the source, a duplicate.
             Err(WalError::Io { source, .. })
                 if source.kind() == io::ErrorKind::NotFound
                     && std::fs::symlink_metadata(&dest).is_ok() =>
@@ -617,7 +624,7 @@ impl Store<'_> {
         batch: &[WalRecord],
         indices: &[usize],
         sizes: &[u64],
-        since: u64,
+        since: CatalogueEnd,
     ) -> Result<HashSet<String>> {
         if indices.is_empty() {
             return Ok(HashSet::new());
@@ -646,7 +653,7 @@ impl Store<'_> {
         batch: &[WalRecord],
         indices: &[usize],
         sizes: &[u64],
-        since: u64,
+        since: CatalogueEnd,
     ) -> Result<HashSet<String>> {
         let Some(xlogdb) = self.options.target.xlogdb() else {
             return Ok(HashSet::new());
