@@ -647,7 +647,7 @@ impl Store<'_> {
     }
 
     /// Step 3: one xlog.db line per stored record, appended with one fsync, but for the
-    /// WAL another run catalogued since byte `since`; returns those.
+    /// WAL another run catalogued after `since` (the batch's start); returns those.
     fn catalogue(
         &mut self,
         batch: &[WalRecord],
