@@ -16,6 +16,12 @@ use tempfile::TempDir;
 
 use crate::pg::run_with_stdin;
 
+/// The algorithms of an RSA key pair: primary key, encryption subkey.
+const RSA: [&str; 2] = ["rsa3072", "rsa3072"];
+
+/// The algorithms of an elliptic-curve key pair: primary key, encryption subkey.
+const ECC: [&str; 2] = ["ed25519", "cv25519"];
+
 /// Options of every `gpg` call: unattended, the key trusted as it is, and passphrases
 /// given through loopback (no pinentry in a test).
 const COMMON_ARGS: [&str; 7] = [
@@ -30,6 +36,10 @@ const COMMON_ARGS: [&str; 7] = [
 
 /// A GnuPG home (mode 0700) holding a fresh key pair without a passphrase, exported as
 /// [`Gpg::cert`] and [`Gpg::key`]; the home's gpg-agent is stopped on drop.
+///
+/// The key is RSA (3072 bits, as GnuPG 2.2 makes by default) unless made by [`Gpg::ecc`]: Barman
+/// recognises an encrypted WAL file by what `file` says of it, and `file` names only
+/// messages to RSA keys.
 ///
 /// The exported files are mode 0644: PostgreSQL runs `restore_command` (and so
 /// `restore-wal --key`) as the `postgres` user, which must be able to read the key.
@@ -53,7 +63,18 @@ impl Gpg {
     #[must_use]
     pub fn new() -> Self {
         let temp = tempfile::tempdir().expect("cannot create a temporary directory");
-        Self::make(temp.path().to_path_buf(), Some(temp))
+        Self::make(temp.path().to_path_buf(), Some(temp), RSA)
+    }
+
+    /// An elliptic-curve key pair (Ed25519, with a Cv25519 encryption subkey: GnuPG 2.4's
+    /// default) in a fresh temporary directory, removed on drop.
+    ///
+    /// # Panics
+    /// When the directory cannot be made or gpg fails.
+    #[must_use]
+    pub fn ecc() -> Self {
+        let temp = tempfile::tempdir().expect("cannot create a temporary directory");
+        Self::make(temp.path().to_path_buf(), Some(temp), ECC)
     }
 
     /// A key pair in `dir` (which must exist, and stays): `dir/gnupg`, `dir/cert.asc` and
@@ -63,10 +84,11 @@ impl Gpg {
     /// When `dir/gnupg` already exists or gpg fails.
     #[must_use]
     pub fn in_dir(dir: &Path) -> Self {
-        Self::make(dir.to_path_buf(), None)
+        Self::make(dir.to_path_buf(), None, RSA)
     }
 
-    fn make(dir: PathBuf, temp: Option<TempDir>) -> Self {
+    /// `primary` signs and certifies, `subkey` encrypts (gpg's algorithm names).
+    fn make(dir: PathBuf, temp: Option<TempDir>, [primary, subkey]: [&str; 2]) -> Self {
         let gpg = Gpg { dir, _temp: temp };
         let home = gpg.home();
         fs::create_dir(&home).unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
@@ -74,10 +96,18 @@ impl Gpg {
         gpg.run(&[
             "--quick-gen-key",
             &format!("Test <{}>", Self::EMAIL),
-            "default",
-            "default",
+            primary,
+            "sign,cert",
             "never",
         ]);
+        let listing = String::from_utf8(gpg.run(&["--with-colons", "--list-keys"])).unwrap();
+        let fingerprint = listing
+            .lines()
+            .find_map(|line| line.strip_prefix("fpr:"))
+            .and_then(|fields| fields.split(':').nth(8))
+            .expect("gpg lists the new key's fingerprint")
+            .to_owned();
+        gpg.run(&["--quick-add-key", &fingerprint, subkey, "encr", "never"]);
         let exports = [
             (gpg.cert(), gpg.run(&["--export", "--armor", Self::EMAIL])),
             (gpg.key(), gpg.run(&["--export-secret-keys", Self::EMAIL])),

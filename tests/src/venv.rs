@@ -11,19 +11,23 @@ use crate::fixtures::wal_cache_dir;
 use crate::hermetic::clean_command;
 use crate::wrappers::assert_success;
 
-/// The virtualenv `<cache>/name` with `packages` installed (pip requirement strings),
-/// made once: a `.complete` marker says it was finished, so a killed install is redone.
+/// The virtualenv `<cache>/name` with `requirements` installed (the text of a pip
+/// requirements file), made once: a `.complete` marker holding the requirements says it
+/// was finished, so a killed install is redone, and a venv made for other requirements is
+/// made again.
 ///
 /// # Panics
 /// When python3, its venv module or PyPI is not there (`scripts/install-test-deps`).
 #[must_use]
-pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
+pub fn venv(name: &str, requirements: &str) -> PathBuf {
     static MAKE: Mutex<()> = Mutex::new(());
     let _guard = MAKE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let venv = wal_cache_dir().join(name);
-    if venv.join(".complete").exists() && venv.join("bin/python3").exists() {
+    if fs::read_to_string(venv.join(".complete")).is_ok_and(|made| made == requirements)
+        && venv.join("bin/python3").exists()
+    {
         return venv;
     }
     let t = Instant::now();
@@ -45,21 +49,24 @@ pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
         Command::new(python).args(["-m", "venv"]).arg(&venv),
         "python3 -m venv",
     );
+    let file = venv.join("requirements.txt");
+    fs::write(&file, requirements).unwrap();
     run(
         Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(packages),
-        &format!("pip install {} (needs PyPI)", packages.join(" ")),
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&file),
+        &format!("pip install -r {} (needs PyPI)", file.display()),
     );
-    fs::write(venv.join(".complete"), b"").unwrap();
+    fs::write(venv.join(".complete"), requirements).unwrap();
     eprintln!("made {} in {:.1?}", venv.display(), t.elapsed());
     venv
 }
 
-/// Barman 3.19 from PyPI (and `zstandard` for its zstd compression).
+/// Barman 3.19 from PyPI, with the libraries of its optional compressions (zstd, lz4,
+/// snappy): `tests/barman-venv.requirements`, which scripts/bench-check installs too.
 #[must_use]
 pub fn barman_venv() -> PathBuf {
-    venv("barman-venv", &["barman==3.19.*", "zstandard"])
+    venv("barman-venv", include_str!("../barman-venv.requirements"))
 }
 
 /// Writes a Barman configuration at `path` for one server: `[barman]` with `home` as

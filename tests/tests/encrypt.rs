@@ -345,8 +345,21 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// restore-wal `--key` gives the segments back; without a key it refuses, writing nothing.
 #[test]
 fn the_wrappers_archive_encrypted_and_restore_with_the_key() {
+    wrappers_archive_and_restore(&Gpg::new());
+}
+
+/// GnuPG 2.4 makes elliptic-curve keys by default (a Cv25519 encryption subkey): walpipe
+/// encrypts to them, gpg opens what it wrote, and restore-wal decrypts with the key.
+#[test]
+fn an_elliptic_curve_key_archives_and_restores_too() {
+    wrappers_archive_and_restore(&Gpg::ecc());
+}
+
+/// archive-wal encrypts three segments to `gpg`'s certificate; gpg and zstd give each
+/// back, xlog.db says `zstd`/`gpg`, and restore-wal refuses each without the key and
+/// restores it with the key.
+fn wrappers_archive_and_restore(gpg: &Gpg) {
     use walpipe_tests::wrappers::{self, wrapper};
-    let gpg = Gpg::new();
     let home = Home::new();
     let segments: Vec<PathBuf> = walpipe_tests::wal_fixture_segments()
         .into_iter()

@@ -72,7 +72,7 @@ fn start_receiver(home: &Path, pg: &PgCluster, log: &Path) -> Child {
 
 /// The Prometheus file through `prometheus_client.parser`: family → [(labels, value)].
 fn parse_prometheus(path: &Path) -> Value {
-    let venv: PathBuf = walpipe_tests::venv::venv("prometheus-venv", &["prometheus_client"]);
+    let venv: PathBuf = walpipe_tests::venv::venv("prometheus-venv", "prometheus_client\n");
     let program = "import json, sys\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         out = {}\n\

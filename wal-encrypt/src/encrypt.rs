@@ -24,15 +24,15 @@ use std::io::{self, Read, Write};
 
 use sequoia_openpgp as openpgp;
 
-use openpgp::Packet;
 use openpgp::crypto::S2K;
 use openpgp::crypto::{Password, SessionKey};
+use openpgp::packet::Tag;
 use openpgp::packet::pkesk::PKESK3;
 use openpgp::packet::skesk::SKESK4;
-use openpgp::packet::{PKESK, SKESK};
-use openpgp::serialize::Serialize;
+use openpgp::serialize::MarshalInto;
 use openpgp::types::SymmetricAlgorithm;
 
+use crate::framing::push_old_format_header;
 use crate::keys::PublicKey;
 use crate::seipd;
 
@@ -102,20 +102,21 @@ impl Encryptor {
     /// The packets that give `session_key` to each recipient, or under the passphrase.
     fn session_key_packets(&self, session_key: &SessionKey) -> io::Result<Vec<u8>> {
         let mut head = Vec::with_capacity(600 * self.recipients.len().max(1));
+        // Old-format headers, as gpg writes them: see `push_old_format_header`.
+        let mut push = |tag: Tag, body: Vec<u8>| {
+            push_old_format_header(tag.into(), body.len(), &mut head);
+            head.extend_from_slice(&body);
+        };
         for key in &self.recipients {
             let pkesk = PKESK3::for_recipient(ALGORITHM, session_key, key).map_err(pgp)?;
-            Packet::from(PKESK::V3(pkesk))
-                .serialize(&mut head)
-                .map_err(pgp)?;
+            push(Tag::PKESK, pkesk.to_vec().map_err(pgp)?);
         }
         if let Some(password) = &self.password {
             // `S2K::default()` draws a new salt on every call.
             let skesk =
                 SKESK4::with_password(ALGORITHM, ALGORITHM, S2K::default(), session_key, password)
                     .map_err(pgp)?;
-            Packet::from(SKESK::V4(skesk))
-                .serialize(&mut head)
-                .map_err(pgp)?;
+            push(Tag::SKESK, skesk.to_vec().map_err(pgp)?);
         }
         Ok(head)
     }
@@ -126,6 +127,8 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    use openpgp::Packet;
+    use openpgp::packet::SKESK;
     use openpgp::parse::Parse;
 
     fn skesk(packets: &[u8]) -> SKESK4 {

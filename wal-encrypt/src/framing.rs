@@ -32,6 +32,27 @@ pub fn push_length(len: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends an old-format packet header (RFC 9580 §4.2.2.1) for a body of `len` bytes of
+/// packet type `tag`, in the shortest length form that holds `len`.
+///
+/// The session key packets open a message, and gpg writes them in this form. `file`
+/// recognises an encrypted message only by such a first header, and Barman runs `file`
+/// to tell an encrypted WAL file from a plain one (`PGP` and `ENCRYPTED` in its answer):
+/// under a new-format header Barman would take the message for uncompressed WAL.
+pub fn push_old_format_header(tag: u8, len: usize, out: &mut Vec<u8>) {
+    debug_assert!(tag < 16, "old-format headers hold packet types 0-15");
+    let ctb = 0x80 | (tag << 2);
+    if let Ok(len) = u8::try_from(len) {
+        out.extend_from_slice(&[ctb, len]);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(ctb | 1);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(ctb | 2);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
 /// Writes a packet body as partial body chunks of [`CHUNK`] bytes, then the rest with a
 /// definite length. The caller writes the packet's CTB first.
 #[derive(Debug)]
@@ -316,6 +337,32 @@ mod tests {
             assert_eq!(out, octets, "{len}");
             let (parsed, used) = openpgp::parse_new_length(&out).unwrap();
             assert_eq!((parsed, used), (BodyLength::Full(len as u32), out.len()));
+        }
+    }
+
+    /// gpg's headers: a PKESK to a 3072-bit RSA key (`85 01 8c`), a SKESK (`8c 0d`); and
+    /// what we write reads back as written.
+    #[test]
+    fn old_format_headers_are_gpgs() {
+        for (tag, len, octets) in [
+            (1, 396, vec![0x85, 0x01, 0x8c]),
+            (3, 13, vec![0x8c, 0x0d]),
+            (1, 0, vec![0x84, 0]),
+            (1, 255, vec![0x84, 0xff]),
+            (1, 256, vec![0x85, 0x01, 0x00]),
+            (1, 65_536, vec![0x86, 0, 1, 0, 0]),
+        ] {
+            let mut out = Vec::new();
+            push_old_format_header(tag, len, &mut out);
+            assert_eq!(out, octets, "{tag} {len}");
+            let mut raw = Vec::new();
+            let header = read_header(&mut Cursor::new(&out), &mut raw)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (header.tag, header.length),
+                (tag, BodyLength::Full(len as u32))
+            );
         }
     }
 
