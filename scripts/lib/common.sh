@@ -167,8 +167,9 @@ setting() {
 
 # CLOUD_USAGE: the cloud part of the wrappers' usage texts.
 # shellcheck disable=SC2034 # printed by the wrappers
-CLOUD_USAGE='Cloud archives (--archive s3://BUCKET/PREFIX, az://CONTAINER/PREFIX, gs://BUCKET/PREFIX;
-credentials from AWS_*/~/.aws, AZURE_STORAGE_CONNECTION_STRING, GOOGLE_APPLICATION_CREDENTIALS):
+CLOUD_USAGE='Cloud archives (--archive s3://BUCKET/PREFIX, az://CONTAINER/PREFIX, gs://BUCKET/PREFIX,
+https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX; credentials from AWS_*/~/.aws,
+AZURE_STORAGE_CONNECTION_STRING/_SAS_TOKEN/_KEY, GOOGLE_APPLICATION_CREDENTIALS):
   --endpoint-url URL    S3-compatible server or Azure blob endpoint [AWS_ENDPOINT_URL] (WALPIPE_ENDPOINT_URL)
   --profile NAME        AWS profile                                              (WALPIPE_PROFILE)
   --region REGION       S3 region                                                (WALPIPE_REGION)

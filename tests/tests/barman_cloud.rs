@@ -193,25 +193,57 @@ impl Store {
 struct World {
     work: WorkDir,
     store: Store,
+    /// walpipe is given barman-cloud's Azure settings as they are: its archive URL and,
+    /// instead of a connection string, the account's key in `AZURE_STORAGE_KEY`.
+    barman_settings: bool,
 }
 
 impl World {
     fn s3() -> World {
         let work = WorkDir::new();
         let store = Store::S3(Garage::start(work.path()));
-        World { work, store }
+        World::of(work, store)
     }
 
     fn azure() -> World {
         let work = WorkDir::new();
         let store = Store::Azure(Azurite::start(work.path()));
-        World { work, store }
+        World::of(work, store)
     }
 
     fn gcs() -> World {
         let work = WorkDir::new();
         let store = Store::Gcs(FakeGcs::start(work.path()));
-        World { work, store }
+        World::of(work, store)
+    }
+
+    fn of(work: WorkDir, store: Store) -> World {
+        World {
+            work,
+            store,
+            barman_settings: false,
+        }
+    }
+
+    /// walpipe's archive URL for `prefix`.
+    fn walpipe_url(&self, prefix: &str) -> String {
+        if self.barman_settings {
+            self.store.barman_args(prefix).pop().unwrap()
+        } else {
+            self.store.walpipe_url(prefix)
+        }
+    }
+
+    /// The variables walpipe is given.
+    fn walpipe_env(&self) -> Vec<(String, String)> {
+        if self.barman_settings {
+            vec![(
+                "AZURE_STORAGE_KEY".to_owned(),
+                walpipe_tests::cloud::AZURITE_KEY.to_owned(),
+            )]
+        } else {
+            self.store.env()
+        }
     }
 
     /// A barman-cloud tool with the store's credentials.
@@ -269,14 +301,14 @@ impl World {
                         "--server",
                         SERVER,
                         "--archive",
-                        &self.store.walpipe_url(prefix),
+                        &self.walpipe_url(prefix),
                         // The queue whose entries it may remove once stored.
                         "--incoming",
                         queue.to_str().unwrap(),
                     ]),
                 ),
             ],
-            &self.store.env(),
+            &self.walpipe_env(),
             self.work.path(),
         );
         assert_eq!(codes, [0, 0, 0], "{stderr}");
@@ -325,14 +357,14 @@ impl World {
     fn wal_store(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(target_bin("wal-store"));
         clean_cloud_command(&mut cmd);
-        cmd.envs(self.store.env()).args(args);
+        cmd.envs(self.walpipe_env()).args(args);
         cmd
     }
 
     /// walpipe's restore of `name` from `prefix`:
     /// `wal-store get NAME | wal-compress --decompress | wal-store get --to DEST`.
     fn walpipe_restore(&self, prefix: &str, name: &str) -> Vec<u8> {
-        let url = self.store.walpipe_url(prefix);
+        let url = self.walpipe_url(prefix);
         let temps = self.work.join("walpipe-temps");
         fs::create_dir_all(&temps).unwrap();
         let dest = self.work.join(format!("walpipe-restored-{name}"));
@@ -378,14 +410,9 @@ impl World {
         let tmp = self.work.join("verify-tmp");
         fs::create_dir_all(&tmp).unwrap();
         let mut cmd = walpipe_tests::wrappers::wrapper("verify-wal");
-        cmd.envs(self.store.env())
+        cmd.envs(self.walpipe_env())
             .env("TMPDIR", &tmp)
-            .args([
-                "--server",
-                SERVER,
-                "--archive",
-                &self.store.walpipe_url(prefix),
-            ])
+            .args(["--server", SERVER, "--archive", &self.walpipe_url(prefix)])
             .args(args);
         let out = run(&mut cmd, "");
         let left: Vec<_> = walkdir_files(&tmp);
@@ -395,7 +422,7 @@ impl World {
 
     /// `wal-store list` of `prefix`: (name, compression) per record.
     fn walpipe_list(&self, prefix: &str) -> Vec<(String, String)> {
-        let url = self.store.walpipe_url(prefix);
+        let url = self.walpipe_url(prefix);
         let out = run(
             &mut self.wal_store(&["list", "--server", SERVER, "--archive", &url]),
             "",
@@ -521,6 +548,20 @@ fn barman_cloud_wal_restore_restores_what_walpipe_uploads_with_gzip() {
 #[test]
 fn azure_barman_cloud_wal_restore_restores_what_walpipe_uploads() {
     barman_restores_walpipe(&World::azure(), "zstd");
+}
+
+/// A DBA's barman-cloud settings serve walpipe unchanged: barman-cloud's archive URL
+/// (Azurite's form here, `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`; on Azure
+/// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`) and the account's key in
+/// `AZURE_STORAGE_KEY`, with no connection string. Each tool restores what the other
+/// uploaded.
+#[test]
+fn azure_walpipe_takes_barman_clouds_url_and_key_as_they_are() {
+    let mut world = World::azure();
+    world.barman_settings = true;
+    assert!(world.walpipe_url("p").starts_with("http://127.0.0.1:"));
+    barman_restores_walpipe(&world, "zstd");
+    walpipe_restores_barman(&world);
 }
 
 /// barman-cloud-wal-archive uploads the whole set (and a history file) with `--zstd`;
@@ -704,7 +745,7 @@ fn verify_wal_checks_a_bucket_incrementally_and_finds_doubles() {
 
     // A record naming an object of another name, or outside the archive: fails alone,
     // nothing downloaded for it.
-    let url = world.store.walpipe_url(prefix);
+    let url = world.walpipe_url(prefix);
     let listed = run(
         &mut world.wal_store(&["list", "--server", SERVER, "--archive", &url]),
         "",

@@ -426,17 +426,16 @@ fn wrappers_archive_and_restore(gpg: &Gpg) {
     );
 }
 
-/// The first packet of `message`, which must be a session key packet of one-octet length
-/// (sequoia's new format or gpg's old one): its whole bytes and its body.
+/// The first packet of `message`, which must be a symmetric session key packet under an
+/// old-format header with a one-octet length, as gpg writes it: its whole bytes and its
+/// body.
 fn first_packet(message: &[u8]) -> (&[u8], &[u8]) {
-    // New format (tag 3 in the low bits) or old (tag 3 in bits 5-2, length type 0).
-    assert!(
-        matches!(message[0], 0xc3 | 0x8c),
-        "not a session key packet with a one-octet length: {:#04x}",
-        message[0]
+    // Old format: tag 3 in bits 5-2, length type 0.
+    assert_eq!(
+        message[0], 0x8c,
+        "not gpg's header of a session key packet with a one-octet length"
     );
     let len = message[1];
-    assert!(len < 192, "a one-octet length");
     let end = 2 + usize::from(len);
     (&message[..end], &message[2..end])
 }

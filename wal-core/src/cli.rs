@@ -24,8 +24,9 @@ pub struct LayoutArgs {
     #[arg(long, value_name = "NAME", env = "WALPIPE_SERVER")]
     pub server: String,
     /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
-    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/SERVER/wals/…`, as
-    /// barman-cloud names them) [default: `HOME/SERVER/wals`].
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` or barman-cloud's
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX` (keys
+    /// `PREFIX/SERVER/wals/…`, as barman-cloud names them) [default: `HOME/SERVER/wals`].
     #[arg(long, value_name = "DIR|URL", env = "WALPIPE_ARCHIVE")]
     pub archive: Option<String>,
     /// The incoming queue (archive_command's drop directory) [default: `HOME/SERVER/incoming`,

@@ -96,7 +96,7 @@ pub enum Command {
     File(FileArgs),
     /// What an archive holds, one record per archived file in name order.
     ///
-    /// A directory is read here; a cloud archive (`s3://`, `az://`, `gs://`) is listed by
+    /// A directory is read here; a cloud archive (any `scheme://` URL) is listed by
     /// the `wal-store list` installed next to wal-scan, with the cloud flags below and the
     /// cloud's own credentials from the environment.
     #[command(after_help = wal_core::cli::examples(ARCHIVE_EXAMPLES))]
@@ -148,7 +148,8 @@ pub struct FileArgs {
 #[derive(Debug, ClapArgs)]
 pub struct ArchiveArgs {
     /// The archive: a directory (Barman's `wals_directory`), or `s3://BUCKET/PREFIX`,
-    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (keys `PREFIX/NAME/wals/…`).
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` or barman-cloud's
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX` (keys `PREFIX/NAME/wals/…`).
     #[arg(value_name = "DIR|URL")]
     pub dir: PathBuf,
     /// Server name: the catalogue is `DIR/NAME-xlog.db` (required unless --xlogdb is given;

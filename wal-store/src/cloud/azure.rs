@@ -3,7 +3,10 @@
 //! (`connect` then refuses `az://` archives as a configuration error).
 //!
 //! What it reads is what the Azure SDK and barman-cloud read:
-//! `AZURE_STORAGE_CONNECTION_STRING` (parsed here) or the `AZURE_STORAGE_*` variables.
+//! `AZURE_STORAGE_CONNECTION_STRING` (parsed here), else barman-cloud's
+//! `AZURE_STORAGE_SAS_TOKEN` or `AZURE_STORAGE_KEY` (in that order, as barman-cloud
+//! takes them), the account from the archive URL or `AZURE_STORAGE_ACCOUNT`; and the
+//! other `AZURE_STORAGE_*` variables object_store reads.
 
 use std::collections::HashMap;
 
@@ -12,12 +15,14 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use wal_core::WalError;
 
 use super::connect::CloudOptions;
-use super::location::Endpoint;
+use super::location::{CloudLocation, Endpoint};
 
-/// The Azure builder: `AZURE_STORAGE_CONNECTION_STRING` when set (what the Azure SDK
-/// and barman-cloud read), else the `AZURE_*` variables; `--endpoint-url` names the
-/// blob endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).
+/// The Azure builder for `location`: `AZURE_STORAGE_CONNECTION_STRING` when set (what
+/// the Azure SDK and barman-cloud read), else the `AZURE_*` variables; the blob endpoint
+/// from `--endpoint-url` (`http://127.0.0.1:10000/devstoreaccount1` for Azurite) or the
+/// archive URL, never both.
 pub(super) fn azure_builder(
+    location: &CloudLocation,
     options: &CloudOptions,
     client: ClientOptions,
     env: &HashMap<String, String>,
@@ -33,10 +38,34 @@ pub(super) fn azure_builder(
             builder = builder.with_config(config_key, value);
         }
     }
+    let url_account = location.account.as_ref();
     let mut endpoint = options.endpoint.clone();
+    if let Some(account) = url_account {
+        if let Some(flag) = &endpoint
+            && flag != &account.endpoint
+        {
+            return Err(WalError::Config(format!(
+                "--endpoint-url {:?} and --archive {location} name two blob endpoints: give \
+                 one (the archive URL's is {})",
+                flag.as_str(),
+                account.endpoint.as_str()
+            )));
+        }
+        endpoint = Some(account.endpoint.clone());
+        builder = builder.with_account(&account.name);
+    }
     if let Some(text) = env.get("AZURE_STORAGE_CONNECTION_STRING") {
         let parsed = parse_connection_string(text)?;
         if let Some(account) = parsed.account {
+            if let Some(url) = url_account
+                && url.name != account
+            {
+                return Err(WalError::Config(format!(
+                    "AZURE_STORAGE_CONNECTION_STRING is for the account {account:?}, \
+                     --archive {location} names the account {:?}",
+                    url.name
+                )));
+            }
             builder = builder.with_account(account);
         }
         if let Some(key) = parsed.key {
@@ -54,8 +83,13 @@ pub(super) fn azure_builder(
             // object_store's emulator mode takes its address from AZURITE_BLOB_STORAGE_URL
             // and would drop an endpoint given here without a word.
             if let Some(endpoint) = &endpoint {
+                let given = if url_account.is_some() {
+                    "the archive URL's blob endpoint"
+                } else {
+                    "--endpoint-url"
+                };
                 return Err(WalError::Config(format!(
-                    "--endpoint-url {:?}: not used with UseDevelopmentStorage=true in \
+                    "{given} {:?}: not used with UseDevelopmentStorage=true in \
                      AZURE_STORAGE_CONNECTION_STRING (the emulator's address is \
                      AZURITE_BLOB_STORAGE_URL); give the emulator's BlobEndpoint instead",
                     endpoint.as_str()
@@ -71,6 +105,8 @@ pub(super) fn azure_builder(
                 &blob_endpoint,
             )?);
         }
+    } else {
+        builder = barman_cloud_credentials(builder, url_account.is_some(), env);
     }
     if endpoint.is_none() {
         for var in ["AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"] {
@@ -86,6 +122,32 @@ pub(super) fn azure_builder(
             .with_endpoint(endpoint.as_str().to_string());
     }
     Ok(builder)
+}
+
+/// barman-cloud's variables, read when no connection string is set: a SAS token
+/// (`AZURE_STORAGE_SAS_TOKEN`, which object_store reads as well) before a shared key
+/// (`AZURE_STORAGE_KEY`), as barman-cloud takes them; the account of a key from the
+/// archive URL, else `AZURE_STORAGE_ACCOUNT` (the Azure CLI's). object_store's own
+/// names (`AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_ACCOUNT_NAME`) come first.
+fn barman_cloud_credentials(
+    mut builder: MicrosoftAzureBuilder,
+    account_in_url: bool,
+    env: &HashMap<String, String>,
+) -> MicrosoftAzureBuilder {
+    let unset = |builder: &MicrosoftAzureBuilder, key| builder.get_config_value(&key).is_none();
+    if unset(&builder, AzureConfigKey::SasKey)
+        && unset(&builder, AzureConfigKey::AccessKey)
+        && let Some(key) = env.get("AZURE_STORAGE_KEY")
+    {
+        builder = builder.with_access_key(key);
+    }
+    if !account_in_url
+        && unset(&builder, AzureConfigKey::AccountName)
+        && let Some(account) = env.get("AZURE_STORAGE_ACCOUNT")
+    {
+        builder = builder.with_account(account);
+    }
+    builder
 }
 
 /// What an Azure storage connection string says.
@@ -137,9 +199,131 @@ mod tests {
     use super::*;
     use crate::cloud::connect::testing::{endpoint, env, options};
 
+    fn az() -> CloudLocation {
+        location("az://wals/p")
+    }
+
+    fn location(url: &str) -> CloudLocation {
+        CloudLocation::parse(url).unwrap().unwrap()
+    }
+
+    fn config(builder: &MicrosoftAzureBuilder, key: AzureConfigKey) -> Option<String> {
+        builder.get_config_value(&key)
+    }
+
+    #[test]
+    fn barman_clouds_url_names_the_account_and_endpoint_and_its_key_variable_is_read() {
+        let url = location("https://acct.blob.core.windows.net/wals/p");
+        let builder = azure_builder(
+            &url,
+            &options(),
+            ClientOptions::new(),
+            &env(&[
+                ("AZURE_STORAGE_KEY", "a2V5"),
+                ("AZURE_STORAGE_ACCOUNT", "other"),
+                ("AZURE_STORAGE_ENDPOINT", "http://elsewhere:1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config(&builder, AzureConfigKey::AccountName).as_deref(),
+                config(&builder, AzureConfigKey::AccessKey).as_deref(),
+                config(&builder, AzureConfigKey::Endpoint).as_deref(),
+            ),
+            (
+                Some("acct"),
+                Some("a2V5"),
+                Some("https://acct.blob.core.windows.net")
+            )
+        );
+        // az:// takes the account from AZURE_STORAGE_ACCOUNT; a SAS token comes before
+        // the key, as in barman-cloud.
+        let builder = azure_builder(
+            &az(),
+            &options(),
+            ClientOptions::new(),
+            &env(&[
+                ("AZURE_STORAGE_KEY", "a2V5"),
+                ("AZURE_STORAGE_SAS_TOKEN", "sv=2024&sig=abc"),
+                ("AZURE_STORAGE_ACCOUNT", "cli"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config(&builder, AzureConfigKey::AccountName).as_deref(),
+            Some("cli")
+        );
+        assert_eq!(config(&builder, AzureConfigKey::AccessKey), None);
+        assert!(config(&builder, AzureConfigKey::SasKey).is_some());
+        // object_store's own names come first.
+        let builder = azure_builder(
+            &az(),
+            &options(),
+            ClientOptions::new(),
+            &env(&[
+                ("AZURE_STORAGE_KEY", "a2V5"),
+                ("AZURE_STORAGE_ACCOUNT_KEY", "b3du"),
+                ("AZURE_STORAGE_ACCOUNT", "cli"),
+                ("AZURE_STORAGE_ACCOUNT_NAME", "own"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config(&builder, AzureConfigKey::AccountName).as_deref(),
+                config(&builder, AzureConfigKey::AccessKey).as_deref()
+            ),
+            (Some("own"), Some("b3du"))
+        );
+    }
+
+    #[test]
+    fn an_archive_url_at_odds_with_the_other_settings_is_refused() {
+        let url = location("http://127.0.0.1:10000/devstoreaccount1/wals/p");
+        let mut opts = options();
+        opts.endpoint = Some(endpoint("http://127.0.0.1:10001/devstoreaccount1"));
+        let err = azure_builder(&url, &opts, ClientOptions::new(), &env(&[])).unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Config);
+        assert!(err.to_string().contains("two blob endpoints"), "{err}");
+        // The same endpoint twice is no conflict.
+        opts.endpoint = Some(endpoint("http://127.0.0.1:10000/devstoreaccount1/"));
+        assert!(azure_builder(&url, &opts, ClientOptions::new(), &env(&[])).is_ok());
+        let err = azure_builder(
+            &url,
+            &options(),
+            ClientOptions::new(),
+            &env(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=someone;AccountKey=k",
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), wal_core::ErrorKind::Config);
+        assert!(err.to_string().contains("\"someone\""), "{err}");
+        // barman-cloud's emulator form with the emulator's connection string: the URL's
+        // endpoint serves, the string's credentials sign.
+        let builder = azure_builder(
+            &url,
+            &options(),
+            ClientOptions::new(),
+            &env(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=devstoreaccount1;AccountKey=k;\
+                 BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config(&builder, AzureConfigKey::Endpoint).as_deref(),
+            Some("http://127.0.0.1:10000/devstoreaccount1")
+        );
+    }
+
     #[test]
     fn an_unusable_endpoint_from_anywhere_is_a_configuration_error_naming_it() {
         let err = azure_builder(
+            &az(),
             &options(),
             ClientOptions::new(),
             &env(&[(
@@ -157,6 +341,7 @@ mod tests {
         let mut opts = options();
         opts.endpoint = Some(endpoint("HTTP://127.0.0.1:10000/devstoreaccount1/"));
         let builder = azure_builder(
+            &az(),
             &opts,
             ClientOptions::new(),
             &env(&[
@@ -173,6 +358,7 @@ mod tests {
         );
         // The emulator mode would take its address elsewhere: refused, not dropped.
         let err = azure_builder(
+            &az(),
             &opts,
             ClientOptions::new(),
             &env(&[(

@@ -111,7 +111,7 @@ pub fn connect(location: &CloudLocation, options: &CloudOptions) -> Result<Conne
         Provider::S3 => Err(not_built(location, "S3", "aws")),
         #[cfg(feature = "azure")]
         Provider::Azure => {
-            let azure = azure_builder(options, client, &environment())?
+            let azure = azure_builder(location, options, client, &environment())?
                 .with_container_name(&location.bucket)
                 .with_retry(retry)
                 .build()

@@ -47,7 +47,8 @@ impl Provider {
     }
 }
 
-/// A parsed `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `gs://BUCKET/PREFIX`.
+/// A parsed `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `gs://BUCKET/PREFIX`, or
+/// one of barman-cloud's Azure URLs (see [`AzureAccount`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudLocation {
     /// The service.
@@ -56,7 +57,27 @@ pub struct CloudLocation {
     pub bucket: String,
     /// The key prefix, without leading or trailing `/` (may be empty).
     pub prefix: String,
+    /// The storage account and blob endpoint an Azure URL in barman-cloud's form names
+    /// (`az://` leaves both to the credentials and `--endpoint-url`).
+    pub account: Option<AzureAccount>,
 }
+
+/// The storage account of barman-cloud's Azure archive URLs, which name it where
+/// `az://` does not: `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`, or, on
+/// any other host (an emulator such as Azurite),
+/// `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`. A DBA's `barman-cloud-wal-archive`
+/// URL thus works as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureAccount {
+    /// The account name (which signs requests made with a shared key).
+    pub name: String,
+    /// Where its blobs are: `https://ACCOUNT.blob.core.windows.net`, or
+    /// `http://HOST:PORT/ACCOUNT`.
+    pub endpoint: Endpoint,
+}
+
+/// The host suffix of Azure's blob service, as barman-cloud tells its URLs apart by it.
+const AZURE_BLOB_HOST: &str = ".blob.core.windows.net";
 
 impl CloudLocation {
     /// Parses an archive URL; `Ok(None)` when `text` is not a cloud URL (a local path).
@@ -70,13 +91,18 @@ impl CloudLocation {
             return Ok(None);
         };
         let refuse = |why: String| WalError::Config(format!("--archive {:?}: {why}", shown(text)));
-        let provider = match scheme {
-            "s3" => Provider::S3,
-            "az" | "azure" => Provider::Azure,
-            "gs" | "gcs" => Provider::Gcs,
+        let (provider, account, rest) = match scheme {
+            "s3" => (Provider::S3, None, rest),
+            "az" | "azure" => (Provider::Azure, None, rest),
+            "gs" | "gcs" => (Provider::Gcs, None, rest),
+            _ if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+                let (account, rest) = azure_account(text, scheme, rest)?;
+                (Provider::Azure, Some(account), rest)
+            }
             _ => {
                 return Err(refuse(format!(
-                    "unknown scheme {scheme:?} (s3://, az:// or gs://, or a directory)"
+                    "unknown scheme {scheme:?} (s3://, az://, gs://, barman-cloud's \
+                     https://ACCOUNT.blob.core.windows.net/CONTAINER, or a directory)"
                 )));
             }
         };
@@ -105,6 +131,7 @@ impl CloudLocation {
             provider,
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
+            account,
         }))
     }
 
@@ -145,23 +172,72 @@ impl CloudLocation {
         format!("{}/{}", self.wals_dir(server), stem(name))
     }
 
-    /// How a key is shown to people: `s3://bucket/key`.
+    /// How a key is shown to people: `s3://bucket/key`, or the blob's URL when the
+    /// archive was given as one.
     #[must_use]
     pub fn url_of(&self, key: &str) -> String {
-        format!("{}://{}/{key}", self.provider.scheme(), self.bucket)
+        format!("{}/{key}", self.bucket_url())
+    }
+
+    /// `s3://bucket`, or `https://ACCOUNT.blob.core.windows.net/CONTAINER`.
+    fn bucket_url(&self) -> String {
+        match &self.account {
+            Some(account) => format!("{}/{}", account.endpoint.as_str(), self.bucket),
+            None => format!("{}://{}", self.provider.scheme(), self.bucket),
+        }
     }
 }
 
 impl fmt::Display for CloudLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}://{}/{}",
-            self.provider.scheme(),
-            self.bucket,
-            self.prefix
-        )
+        write!(f, "{}/{}", self.bucket_url(), self.prefix)
     }
+}
+
+/// The account and blob endpoint of barman-cloud's Azure URL `text` (`scheme://rest`),
+/// and the `CONTAINER/PREFIX` that follows them.
+fn azure_account<'a>(
+    text: &str,
+    scheme: &str,
+    rest: &'a str,
+) -> Result<(AzureAccount, &'a str), WalError> {
+    let refuse = |why: &str| WalError::Config(format!("--archive {:?}: {why}", shown(text)));
+    if rest.contains(['?', '#']) {
+        return Err(refuse(
+            "an archive URL has no query or fragment (a SAS token goes in \
+             AZURE_STORAGE_SAS_TOKEN)",
+        ));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    let in_azure = host.len() > AZURE_BLOB_HOST.len()
+        && host
+            .get(host.len() - AZURE_BLOB_HOST.len()..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(AZURE_BLOB_HOST));
+    let (name, endpoint, path) = if in_azure {
+        let name = &host[..host.len() - AZURE_BLOB_HOST.len()];
+        (name, format!("{scheme}://{authority}"), path)
+    } else {
+        let (name, path) = path.split_once('/').unwrap_or((path, ""));
+        (name, format!("{scheme}://{authority}/{name}"), path)
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(refuse(if in_azure {
+            "expected https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX (an account \
+             name is letters and digits)"
+        } else {
+            "expected barman-cloud's Azure URL: https://ACCOUNT.blob.core.windows.net/\
+             CONTAINER/PREFIX, or an emulator's http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX"
+        }));
+    }
+    let endpoint = Endpoint::parse(&format!("--archive {:?}: endpoint", shown(text)), &endpoint)?;
+    let account = AzureAccount {
+        name: name.to_string(),
+        endpoint,
+    };
+    Ok((account, path))
 }
 
 /// Whether object_store keeps `c` as it is in a key: it percent-encodes control
@@ -425,6 +501,82 @@ mod tests {
         }
         // Legacy S3 bucket names and Garage's are accepted as they are.
         assert!(CloudLocation::parse("s3://Old_Bucket.1/a-b/c_d.e").is_ok());
+    }
+
+    #[test]
+    fn takes_barman_clouds_azure_urls_as_they_are() {
+        let azure = CloudLocation::parse("https://acct.blob.core.windows.net/wals/pg/prod/")
+            .unwrap()
+            .unwrap();
+        let account = azure.account.as_ref().unwrap();
+        assert_eq!(
+            (
+                azure.provider,
+                azure.bucket.as_str(),
+                azure.prefix.as_str(),
+                account.name.as_str(),
+                account.endpoint.as_str()
+            ),
+            (
+                Provider::Azure,
+                "wals",
+                "pg/prod",
+                "acct",
+                "https://acct.blob.core.windows.net"
+            )
+        );
+        assert_eq!(
+            azure.to_string(),
+            "https://acct.blob.core.windows.net/wals/pg/prod"
+        );
+        assert_eq!(
+            azure.url_of("pg/prod/pg/wals/x"),
+            "https://acct.blob.core.windows.net/wals/pg/prod/pg/wals/x"
+        );
+        // An emulator: the account is the path's first segment.
+        let azurite = CloudLocation::parse("http://127.0.0.1:10000/devstoreaccount1/wals/p")
+            .unwrap()
+            .unwrap();
+        let account = azurite.account.as_ref().unwrap();
+        assert_eq!(
+            (
+                azurite.bucket.as_str(),
+                azurite.prefix.as_str(),
+                account.name.as_str(),
+                account.endpoint.as_str(),
+                account.endpoint.is_http()
+            ),
+            (
+                "wals",
+                "p",
+                "devstoreaccount1",
+                "http://127.0.0.1:10000/devstoreaccount1",
+                true
+            )
+        );
+        let bare = CloudLocation::parse("HTTPS://Acct.BLOB.core.windows.net:443/c")
+            .unwrap()
+            .unwrap();
+        assert_eq!((bare.bucket.as_str(), bare.prefix.as_str()), ("c", ""));
+        for bad in [
+            "https://acct.blob.core.windows.net",
+            "https://acct.blob.core.windows.net/",
+            "https://.blob.core.windows.net/c",
+            "https://a-b.blob.core.windows.net/c",
+            "https://acct.blob.core.windows.net/c/p?sv=2024&sig=SECRET",
+            "https://acct.blob.core.windows.net/c#x",
+            "http://127.0.0.1:10000",
+            "http://127.0.0.1:10000/devstoreaccount1",
+            "http://127.0.0.1:99999/devstoreaccount1/c",
+            "http://user:pw@127.0.0.1:10000/devstoreaccount1/c",
+            "https://example.com/a.b/c",
+        ] {
+            let err = CloudLocation::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), wal_core::ErrorKind::Config, "{bad}");
+            let text = err.to_string();
+            assert!(text.starts_with("--archive \""), "{text}");
+            assert!(!text.contains("SECRET") && !text.contains("pw"), "{text}");
+        }
     }
 
     #[test]
