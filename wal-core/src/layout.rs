@@ -395,19 +395,33 @@ impl LayoutSettings {
         };
         let given = &self.given;
         // Records carry paths as JSON text: a place that is not UTF-8 could never be named
-        // in one.
+        // in one. A relative place names another directory for each caller: PostgreSQL
+        // runs archive_command in its data directory, systemd runs the units in `/`, a
+        // DBA runs a wrapper anywhere. The queue archive_command fills would not be the
+        // one archive-wal empties, and an archive could land inside the data directory.
+        let local_archive = (!cloud).then(|| PathBuf::from(&archive));
         for (flag, place) in [
             ("--home", self.home.as_ref()),
+            ("--archive", local_archive.as_ref()),
             ("--incoming", given.incoming.as_ref()),
             ("--streaming", given.streaming.as_ref()),
             ("--errors-dir", given.errors.as_ref()),
             ("--lock-dir", given.lock_dir.as_ref()),
             ("--xlogdb", given.xlogdb.as_ref()),
         ] {
-            if let Some(path) = place.filter(|path| path.to_str().is_none()) {
+            let Some(path) = place else { continue };
+            if path.to_str().is_none() {
                 return Err(crate::WalError::Config(format!(
                     "{flag} {}: not a UTF-8 path",
                     path.display()
+                )));
+            }
+            if path.is_relative() {
+                return Err(crate::WalError::Config(format!(
+                    "{flag} {:?}: not an absolute path (archive_command runs in the data \
+                     directory, the units in /: a relative path names another place for \
+                     each)",
+                    path.display().to_string()
                 )));
             }
         }
@@ -702,6 +716,30 @@ mod tests {
         wal_named.given.xlogdb = Some("/h/000000010000000000000001".into());
         let err = wal_named.resolve().unwrap_err();
         assert!(err.to_string().contains("not a catalogue"), "{err}");
+    }
+
+    /// A relative place would be another directory for PostgreSQL's archive_command (run
+    /// in the data directory) and for the units (run in `/`).
+    #[test]
+    fn every_place_must_be_absolute() {
+        let relative = |edit: fn(&mut LayoutSettings)| {
+            let mut layout = settings(Some("/h"), None);
+            edit(&mut layout);
+            let err = layout.resolve().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{err}");
+            assert!(err.to_string().contains("not an absolute path"), "{err}");
+            err.to_string()
+        };
+        assert!(relative(|l| l.home = Some("barman".into())).starts_with("--home \"barman\""));
+        relative(|l| l.archive = Some("wals".into()));
+        relative(|l| l.archive = Some("./wals".into()));
+        relative(|l| l.given.incoming = Some("incoming".into()));
+        relative(|l| l.given.streaming = Some("s".into()));
+        relative(|l| l.given.errors = Some("e".into()));
+        relative(|l| l.given.lock_dir = Some("l".into()));
+        relative(|l| l.given.xlogdb = Some("pg-xlog.db".into()));
+        // A cloud archive is a URL, not a path.
+        assert!(settings(Some("/h"), Some("s3://b/p")).resolve().is_ok());
     }
 
     /// What the wrappers `eval` must give back every byte of every path: quotes, `$`,
