@@ -352,6 +352,71 @@ impl Xlogdb {
         Ok(())
     }
 
+    /// Whether a line names `name`, read without the lock as [`Self::scan_unlocked`]
+    /// reads, but from the end backwards: the line of a WAL stored a moment ago is among
+    /// the last, and a catalogue of a few years holds millions of lines that a check made
+    /// for every archive_command call would otherwise read whole. A line that is not a
+    /// catalogue line is reported as the forward scan reports it.
+    pub fn catalogues(&self, name: &str) -> Result<bool> {
+        self.catalogues_by_blocks(name, 64 * 1024)
+    }
+
+    fn catalogues_by_blocks(&self, name: &str, block: u64) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let file = match durable::open_regular(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(WalError::io("cannot open", &self.path, e)),
+        };
+        let mut pos = file.metadata().context("cannot stat", &self.path)?.len();
+        // The start of the line that ends where the bytes read so far begin.
+        let mut tail: Vec<u8> = Vec::new();
+        // Until a line end is met, the bytes read are a line still being appended.
+        let mut unfinished = true;
+        while pos > 0 {
+            let start = pos.saturating_sub(block);
+            let mut buf = vec![0; usize::try_from(pos - start).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut buf, start)
+                .context("cannot read", &self.path)?;
+            buf.extend_from_slice(&tail);
+            let mut lines: Vec<&[u8]> = buf.split(|&b| b == b'\n').collect();
+            if unfinished {
+                lines.pop();
+                if lines.is_empty() {
+                    tail.clear();
+                    pos = start;
+                    continue;
+                }
+                unfinished = false;
+            }
+            // The first piece may begin in the block before.
+            let first = if start > 0 && !lines.is_empty() {
+                lines.remove(0)
+            } else {
+                &[]
+            };
+            for line in lines.iter().rev() {
+                let parsed = std::str::from_utf8(line)
+                    .ok()
+                    .filter(|text| line.len() as u64 <= LINE_MAX && !text.trim().is_empty())
+                    .map(XlogLine::parse);
+                match parsed {
+                    Some(Some(found)) if found.name == name => return Ok(true),
+                    Some(Some(_)) => {}
+                    _ if line.iter().all(u8::is_ascii_whitespace) => {}
+                    // Not a catalogue line: the forward scan says where and why.
+                    _ => return self.scan_unlocked(|_| {}).map(|()| false),
+                }
+            }
+            if first.len() as u64 > LINE_MAX {
+                return self.scan_unlocked(|_| {}).map(|()| false);
+            }
+            tail = first.to_vec();
+            pos = start;
+        }
+        Ok(false)
+    }
+
     /// The set of names catalogued.
     pub fn names(&self) -> Result<HashSet<String>> {
         Ok(self.read()?.into_iter().map(|l| l.name).collect())
@@ -486,6 +551,55 @@ mod tests {
         let err = db.read().unwrap_err();
         assert!(
             err.to_string().contains("line 1: cannot parse line"),
+            "{err}"
+        );
+    }
+
+    /// The backward search finds a line wherever the blocks cut it, never takes a line
+    /// still being appended, and reports a foreign line as the forward scan does.
+    #[test]
+    fn catalogues_reads_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Xlogdb::for_server(dir.path(), "pg", dir.path());
+        assert!(!db.catalogues("000000010000000000000001").unwrap());
+        let lines: Vec<XlogLine> = (1..=40u32)
+            .map(|n| XlogLine {
+                name: format!("{n:024X}"),
+                size: u64::from(n) * 1000,
+                time: 1_700_000_000.25,
+                compression: Some("zstd".into()),
+                encryption: None,
+            })
+            .collect();
+        db.append(&lines).unwrap();
+        // Blocks smaller than a line, of a line, and cutting lines anywhere.
+        for block in [7, 13, 64, 80, 1000, 64 * 1024] {
+            for line in &lines {
+                assert!(
+                    db.catalogues_by_blocks(&line.name, block).unwrap(),
+                    "{block}"
+                );
+            }
+            assert!(
+                !db.catalogues_by_blocks("000000010000000000000099", block)
+                    .unwrap()
+            );
+        }
+        // A line still being appended (no line end yet) is not one yet.
+        let mut file = OpenOptions::new().append(true).open(db.path()).unwrap();
+        file.write_all(b"000000010000000000000099\t1\t1.0\tNone\tNone")
+            .unwrap();
+        for block in [7, 64 * 1024] {
+            assert!(
+                !db.catalogues_by_blocks("000000010000000000000099", block)
+                    .unwrap()
+            );
+        }
+        file.write_all(b"\n\nnot a catalogue line\n").unwrap();
+        // Found before the foreign line is reached; past it, the forward scan's error.
+        let err = db.catalogues("000000010000000000000001").unwrap_err();
+        assert!(
+            matches!(err, WalError::BadXlogLine { line: 43, .. }),
             "{err}"
         );
     }

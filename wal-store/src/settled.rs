@@ -74,9 +74,5 @@ fn catalogued(target: &Target, name: &WalName) -> bool {
     let Some(xlogdb) = target.xlogdb() else {
         return true;
     };
-    let mut found = false;
-    xlogdb
-        .scan_unlocked(|line| found |= line.name == name.as_str())
-        .is_ok()
-        && found
+    xlogdb.catalogues(name.as_str()).unwrap_or(false)
 }
