@@ -236,13 +236,19 @@ hooks_or_env() {
 }
 
 # first_failure CODE...: returns the first non-zero CODE (0 if none): the stage that failed
-# first is the one to report, the later ones mostly failed because of it.
+# first is the one to report, the later ones mostly failed because of it. A stage killed
+# by SIGPIPE (141) failed because a later one stopped reading: that one's code, if it has
+# one, is the cause.
 first_failure() {
-  local code
+  local code broken=0
   for code in "$@"; do
-    if [ "$code" -ne 0 ]; then return "$code"; fi
+    if [ "$code" -eq 141 ]; then
+      broken=141
+    elif [ "$code" -ne 0 ]; then
+      return "$code"
+    fi
   done
-  return 0
+  return "$broken"
 }
 
 # hook_chain PHASE EVENT SPEC...: passes the records on stdin through one wal-hooks per SPEC

@@ -189,13 +189,25 @@ impl Store {
     }
 }
 
+/// The settings walpipe is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Settings {
+    /// walpipe's own: the store's `walpipe_url` and all its variables.
+    Walpipe,
+    /// barman-cloud's Azure settings as they are: its archive URL and its connection
+    /// string.
+    BarmanCloud,
+    /// `az://` with the account in `AZURE_STORAGE_ACCOUNT` (the Azure CLI's), its key in
+    /// `AZURE_STORAGE_KEY` (barman-cloud's) and the blob endpoint in
+    /// `WALPIPE_ENDPOINT_URL`: no connection string.
+    AccountAndKey,
+}
+
 /// A test's world: a work directory and a store.
 struct World {
     work: WorkDir,
     store: Store,
-    /// walpipe is given barman-cloud's Azure settings as they are: its archive URL and,
-    /// instead of a connection string, the account's key in `AZURE_STORAGE_KEY`.
-    barman_settings: bool,
+    settings: Settings,
 }
 
 impl World {
@@ -221,28 +233,47 @@ impl World {
         World {
             work,
             store,
-            barman_settings: false,
+            settings: Settings::Walpipe,
         }
     }
 
     /// walpipe's archive URL for `prefix`.
     fn walpipe_url(&self, prefix: &str) -> String {
-        if self.barman_settings {
-            self.store.barman_args(prefix).pop().unwrap()
-        } else {
-            self.store.walpipe_url(prefix)
+        match self.settings {
+            Settings::BarmanCloud => self.store.barman_args(prefix).pop().unwrap(),
+            _ => self.store.walpipe_url(prefix),
         }
     }
 
     /// The variables walpipe is given.
     fn walpipe_env(&self) -> Vec<(String, String)> {
-        if self.barman_settings {
-            vec![(
-                "AZURE_STORAGE_KEY".to_owned(),
-                walpipe_tests::cloud::AZURITE_KEY.to_owned(),
-            )]
-        } else {
-            self.store.env()
+        let azurite = || match &self.store {
+            Store::Azure(azurite) => azurite,
+            _ => panic!("{:?} is for Azure", self.settings),
+        };
+        let pairs = |pairs: &[(&str, String)]| {
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect()
+        };
+        match self.settings {
+            Settings::Walpipe => self.store.env(),
+            Settings::BarmanCloud => pairs(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                azurite().connection_string(),
+            )]),
+            Settings::AccountAndKey => pairs(&[
+                (
+                    "AZURE_STORAGE_ACCOUNT",
+                    walpipe_tests::cloud::AZURITE_ACCOUNT.to_owned(),
+                ),
+                (
+                    "AZURE_STORAGE_KEY",
+                    walpipe_tests::cloud::AZURITE_KEY.to_owned(),
+                ),
+                ("WALPIPE_ENDPOINT_URL", azurite().blob_endpoint()),
+            ]),
         }
     }
 
@@ -551,17 +582,32 @@ fn azure_barman_cloud_wal_restore_restores_what_walpipe_uploads() {
 }
 
 /// A DBA's barman-cloud settings serve walpipe unchanged: barman-cloud's archive URL
-/// (Azurite's form here, `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`; on Azure
-/// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`) and the account's key in
-/// `AZURE_STORAGE_KEY`, with no connection string. Each tool restores what the other
-/// uploaded.
+/// (Azurite's form here, `http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX`, which barman-cloud
+/// takes only with a connection string; on Azure
+/// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`) and its connection string.
+/// Each tool restores what the other uploaded. Then the key alone
+/// (`AZURE_STORAGE_KEY`, its account in `AZURE_STORAGE_ACCOUNT`) serves as well.
 #[test]
-fn azure_walpipe_takes_barman_clouds_url_and_key_as_they_are() {
+fn azure_walpipe_takes_barman_clouds_url_and_credentials_as_they_are() {
     let mut world = World::azure();
-    world.barman_settings = true;
+    world.settings = Settings::BarmanCloud;
     assert!(world.walpipe_url("p").starts_with("http://127.0.0.1:"));
     barman_restores_walpipe(&world, "zstd");
     walpipe_restores_barman(&world);
+
+    world.settings = Settings::AccountAndKey;
+    let files: Vec<(String, Vec<u8>)> = wal_set().into_iter().take(2).collect();
+    world.walpipe_archive("walpipe-key", "gzip", &files);
+    for (name, bytes) in &files {
+        assert!(
+            world.barman_restore("walpipe-key", name) == *bytes,
+            "{name}"
+        );
+        assert!(
+            world.walpipe_restore("walpipe-zstd", name) == *bytes,
+            "{name}"
+        );
+    }
 }
 
 /// barman-cloud-wal-archive uploads the whole set (and a history file) with `--zstd`;

@@ -25,6 +25,7 @@ use std::io::{self, Read, Write};
 use sequoia_openpgp as openpgp;
 
 use openpgp::crypto::S2K;
+use openpgp::crypto::mpi;
 use openpgp::crypto::{Password, SessionKey};
 use openpgp::packet::Tag;
 use openpgp::packet::pkesk::PKESK3;
@@ -67,9 +68,11 @@ fn pgp(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
 }
 
 impl Encryptor {
-    /// Encryption to `recipients`.
+    /// Encryption to `recipients`, RSA keys first: Barman recognises an encrypted file
+    /// by what `file` says of its first packet, which it names only for an RSA key.
     #[must_use]
-    pub fn to_recipients(recipients: Vec<PublicKey>) -> Self {
+    pub fn to_recipients(mut recipients: Vec<PublicKey>) -> Self {
+        recipients.sort_by_key(|key| rsa_modulus_len(key).is_none());
         Encryptor {
             recipients,
             password: None,
@@ -108,8 +111,7 @@ impl Encryptor {
             head.extend_from_slice(&body);
         };
         for key in &self.recipients {
-            let pkesk = PKESK3::for_recipient(ALGORITHM, session_key, key).map_err(pgp)?;
-            push(Tag::PKESK, pkesk.to_vec().map_err(pgp)?);
+            push(Tag::PKESK, pkesk_body(session_key, key)?);
         }
         if let Some(password) = &self.password {
             // `S2K::default()` draws a new salt on every call.
@@ -119,6 +121,35 @@ impl Encryptor {
             push(Tag::SKESK, skesk.to_vec().map_err(pgp)?);
         }
         Ok(head)
+    }
+}
+
+/// The byte length of `key`'s RSA modulus; `None` for other algorithms.
+fn rsa_modulus_len(key: &PublicKey) -> Option<usize> {
+    match key.mpis() {
+        mpi::PublicKey::RSA { n, .. } => Some(n.value().len()),
+        _ => None,
+    }
+}
+
+/// The body of a version 3 PKESK packet giving `session_key` to `key`.
+///
+/// An RSA ciphertext is as long as the modulus unless its first bytes are zero (one in
+/// 256), and OpenPGP then writes it shorter. `file` does not recognise such a packet
+/// (gpg's own included), so Barman would take the file for plain WAL: the encryption,
+/// randomised, is drawn again until the ciphertext has the modulus' length.
+fn pkesk_body(session_key: &SessionKey, key: &PublicKey) -> io::Result<Vec<u8>> {
+    // Version, key id, algorithm; then the ciphertext's bit count and bytes.
+    let full = rsa_modulus_len(key).map(|len| 1 + 8 + 1 + 2 + len);
+    let mut attempts = 0;
+    loop {
+        let pkesk = PKESK3::for_recipient(ALGORITHM, session_key, key).map_err(pgp)?;
+        let body = pkesk.to_vec().map_err(pgp)?;
+        attempts += 1;
+        // 64 short ciphertexts in a row happen once in 2^512 files.
+        if full.is_none_or(|full| body.len() == full) || attempts == 64 {
+            return Ok(body);
+        }
     }
 }
 
@@ -164,6 +195,41 @@ mod tests {
             }
             seen.push((*salt, esk));
         }
+    }
+
+    /// A PKESK to an RSA key always holds a ciphertext of the modulus' length (which
+    /// `file`, and so Barman, recognises): 1000 draws would see about four short ones.
+    /// And RSA recipients come first, where `file` looks.
+    #[test]
+    fn rsa_session_key_packets_are_full_length_and_first() {
+        use openpgp::cert::{CertBuilder, CipherSuite};
+        use openpgp::policy::StandardPolicy;
+        let key_of = |suite| {
+            let (cert, _) = CertBuilder::new()
+                .set_cipher_suite(suite)
+                .add_transport_encryption_subkey()
+                .generate()
+                .unwrap();
+            cert.keys()
+                .with_policy(&StandardPolicy::new(), None)
+                .for_transport_encryption()
+                .next()
+                .unwrap()
+                .key()
+                .clone()
+                .role_into_unspecified()
+        };
+        let (ecc, rsa) = (key_of(CipherSuite::Cv25519), key_of(CipherSuite::RSA2k));
+        let encryptor = Encryptor::to_recipients(vec![ecc.clone(), rsa.clone()]);
+        assert_eq!(rsa_modulus_len(&encryptor.recipients[0]), Some(256));
+        assert_eq!(rsa_modulus_len(&encryptor.recipients[1]), None);
+        let session_key = SessionKey::new(32).unwrap();
+        for _ in 0..1000 {
+            assert_eq!(pkesk_body(&session_key, &rsa).unwrap().len(), 12 + 256);
+        }
+        let head = encryptor.session_key_packets(&session_key).unwrap();
+        // gpg's header of a 268-byte PKESK.
+        assert_eq!(&head[..3], [0x85, 0x01, 0x0c]);
     }
 
     /// What one file's S2K costs (the figure in the module doc): run with

@@ -1010,6 +1010,12 @@ fn layout_config(
     let target = Target::resolved(layout.clone(), archive.cloud)?;
     // The archive, queues, errors/, catalogue and locks apart from each other.
     target.territory(false, temp_dir.as_deref())?;
+    // A cloud client's settings that cannot work (two endpoints, an account at odds with
+    // the URL, ...) are found here, before a wrapper starts its pipeline, where the stage
+    // that found them would end the others mid-stream. Building a client sends nothing.
+    if let Target::Cloud(cloud) = &target {
+        crate::cloud::Bucket::open(cloud)?;
+    }
     // Printed alone, on a line of its own, without --shell: checked before it is made.
     let one_line = |dir: &Path| {
         if shell || !dir.as_os_str().as_encoded_bytes().contains(&b'\n') {

@@ -29,8 +29,10 @@ pub(super) fn azure_builder(
 ) -> Result<MicrosoftAzureBuilder, WalError> {
     let mut builder = MicrosoftAzureBuilder::new().with_client_options(client);
     for (key, value) in env {
+        // An empty variable is no setting (it would hide the ones read after it).
         if key.starts_with("AZURE_")
             && key != "AZURE_STORAGE_CONNECTION_STRING"
+            && !value.is_empty()
             && let Ok(config_key) = key.to_ascii_lowercase().parse::<AzureConfigKey>()
             // The endpoint is chosen below, once, from every place that may name one.
             && config_key != AzureConfigKey::Endpoint
@@ -38,76 +40,26 @@ pub(super) fn azure_builder(
             builder = builder.with_config(config_key, value);
         }
     }
-    let url_account = location.account.as_ref();
-    let mut endpoint = options.endpoint.clone();
-    if let Some(account) = url_account {
-        if let Some(flag) = &endpoint
-            && flag != &account.endpoint
-        {
-            return Err(WalError::Config(format!(
-                "--endpoint-url {:?} and --archive {location} name two blob endpoints: give \
-                 one (the archive URL's is {})",
-                flag.as_str(),
-                account.endpoint.as_str()
-            )));
-        }
-        endpoint = Some(account.endpoint.clone());
+    let connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING");
+    let mut endpoint = url_endpoint(location, options, connection_string.is_some())?;
+    if let Some(account) = &location.account {
         builder = builder.with_account(&account.name);
     }
-    if let Some(text) = env.get("AZURE_STORAGE_CONNECTION_STRING") {
-        let parsed = parse_connection_string(text)?;
-        if let Some(account) = parsed.account {
-            if let Some(url) = url_account
-                && url.name != account
-            {
-                return Err(WalError::Config(format!(
-                    "AZURE_STORAGE_CONNECTION_STRING is for the account {account:?}, \
-                     --archive {location} names the account {:?}",
-                    url.name
-                )));
-            }
-            builder = builder.with_account(account);
-        }
-        if let Some(key) = parsed.key {
-            builder = builder.with_access_key(key);
-        }
-        if let Some(sas) = parsed.sas {
-            let pairs = sas
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>();
-            builder = builder.with_sas_authorization(pairs);
-        }
-        if parsed.development {
-            // object_store's emulator mode takes its address from AZURITE_BLOB_STORAGE_URL
-            // and would drop an endpoint given here without a word.
-            if let Some(endpoint) = &endpoint {
-                let given = if url_account.is_some() {
-                    "the archive URL's blob endpoint"
-                } else {
-                    "--endpoint-url"
-                };
-                return Err(WalError::Config(format!(
-                    "{given} {:?}: not used with UseDevelopmentStorage=true in \
-                     AZURE_STORAGE_CONNECTION_STRING (the emulator's address is \
-                     AZURITE_BLOB_STORAGE_URL); give the emulator's BlobEndpoint instead",
-                    endpoint.as_str()
-                )));
-            }
-            builder = builder.with_use_emulator(true);
-        }
-        if endpoint.is_none()
-            && let Some(blob_endpoint) = parsed.blob_endpoint
-        {
-            endpoint = Some(Endpoint::parse(
-                "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING",
-                &blob_endpoint,
-            )?);
-        }
-    } else {
-        builder = barman_cloud_credentials(builder, url_account.is_some(), env);
+    if emulator_mode(&builder)
+        && let Some(endpoint) = &endpoint
+    {
+        // object_store's emulator mode takes its address from AZURITE_BLOB_STORAGE_URL
+        // (else 127.0.0.1:10000) and would drop this one without a word.
+        return Err(WalError::Config(format!(
+            "AZURE_STORAGE_USE_EMULATOR: the emulator's address is not {:?} (given by \
+             --endpoint-url or the archive URL); unset it",
+            endpoint.as_str()
+        )));
     }
+    builder = match connection_string {
+        Some(text) => with_connection_string(builder, text, location, &mut endpoint)?,
+        None => barman_cloud_credentials(builder, location.account.is_some(), env),
+    };
     if endpoint.is_none() {
         for var in ["AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT"] {
             if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
@@ -120,6 +72,134 @@ pub(super) fn azure_builder(
         builder = builder
             .with_allow_http(endpoint.is_http())
             .with_endpoint(endpoint.as_str().to_string());
+    }
+    if !emulator_mode(&builder)
+        && builder
+            .get_config_value(&AzureConfigKey::AccountName)
+            .is_none()
+    {
+        return Err(WalError::Config(format!(
+            "--archive {location}: no storage account: name it in the URL \
+             (https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX), \
+             AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT or \
+             AZURE_STORAGE_ACCOUNT_NAME"
+        )));
+    }
+    Ok(builder)
+}
+
+/// Whether object_store's emulator mode is on.
+fn emulator_mode(builder: &MicrosoftAzureBuilder) -> bool {
+    builder
+        .get_config_value(&AzureConfigKey::UseEmulator)
+        .is_some_and(|on| on == "true")
+}
+
+/// The blob endpoint `--endpoint-url` or the archive URL names (one of them, or both
+/// naming the same). An emulator's archive URL is taken only with a connection string:
+/// any host that is not Azure's would otherwise get the credentials (barman-cloud
+/// refuses it so too).
+fn url_endpoint(
+    location: &CloudLocation,
+    options: &CloudOptions,
+    connection_string: bool,
+) -> Result<Option<Endpoint>, WalError> {
+    let Some(account) = &location.account else {
+        return Ok(options.endpoint.clone());
+    };
+    if let Some(flag) = &options.endpoint
+        && flag != &account.endpoint
+    {
+        return Err(WalError::Config(format!(
+            "--endpoint-url {:?} and --archive {location} name two blob endpoints: give \
+             one (the archive URL's is {})",
+            flag.as_str(),
+            account.endpoint.as_str()
+        )));
+    }
+    if account.emulated && !connection_string {
+        return Err(WalError::Config(format!(
+            "--archive {location}: an emulator's URL (not under blob.core.windows.net) needs \
+             AZURE_STORAGE_CONNECTION_STRING, as in barman-cloud"
+        )));
+    }
+    Ok(Some(account.endpoint.clone()))
+}
+
+/// The credentials, account and blob endpoint of the connection string `text`; those the
+/// archive URL names must agree with it (barman-cloud would go by the string).
+fn with_connection_string(
+    mut builder: MicrosoftAzureBuilder,
+    text: &str,
+    location: &CloudLocation,
+    endpoint: &mut Option<Endpoint>,
+) -> Result<MicrosoftAzureBuilder, WalError> {
+    if text.trim().is_empty() {
+        return Err(WalError::Config(
+            "AZURE_STORAGE_CONNECTION_STRING is set but empty".into(),
+        ));
+    }
+    let url_account = location.account.as_ref();
+    let parsed = parse_connection_string(text)?;
+    if let Some(account) = parsed.account {
+        if let Some(url) = url_account
+            && url.name != account
+        {
+            return Err(WalError::Config(format!(
+                "AZURE_STORAGE_CONNECTION_STRING is for the account {account:?}, \
+                 --archive {location} names the account {:?}",
+                url.name
+            )));
+        }
+        builder = builder.with_account(account);
+    }
+    if let Some(key) = parsed.key {
+        builder = builder.with_access_key(key);
+    }
+    if let Some(sas) = parsed.sas {
+        let pairs = sas
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>();
+        builder = builder.with_sas_authorization(pairs);
+    }
+    if parsed.development {
+        // object_store's emulator mode takes its address from AZURITE_BLOB_STORAGE_URL
+        // and would drop an endpoint given here without a word.
+        if let Some(endpoint) = endpoint {
+            let given = if url_account.is_some() {
+                "the archive URL's blob endpoint"
+            } else {
+                "--endpoint-url"
+            };
+            return Err(WalError::Config(format!(
+                "{given} {:?}: not used with UseDevelopmentStorage=true in \
+                 AZURE_STORAGE_CONNECTION_STRING (the emulator's address is \
+                 AZURITE_BLOB_STORAGE_URL); give the emulator's BlobEndpoint instead",
+                endpoint.as_str()
+            )));
+        }
+        builder = builder.with_use_emulator(true);
+    }
+    if let Some(blob_endpoint) = parsed.blob_endpoint {
+        let named = Endpoint::parse(
+            "the BlobEndpoint of AZURE_STORAGE_CONNECTION_STRING",
+            &blob_endpoint,
+        )?;
+        match (&*endpoint, url_account) {
+            (None, _) => *endpoint = Some(named),
+            (Some(ours), Some(_)) if !ours.as_str().eq_ignore_ascii_case(named.as_str()) => {
+                return Err(WalError::Config(format!(
+                    "--archive {location} and AZURE_STORAGE_CONNECTION_STRING name two blob \
+                     endpoints ({} and {}): give one",
+                    ours.as_str(),
+                    named.as_str()
+                )));
+            }
+            // --endpoint-url wins over the connection string.
+            (Some(_), _) => {}
+        }
     }
     Ok(builder)
 }
@@ -256,6 +336,21 @@ mod tests {
         );
         assert_eq!(config(&builder, AzureConfigKey::AccessKey), None);
         assert!(config(&builder, AzureConfigKey::SasKey).is_some());
+        // An empty variable is no setting: the key behind it is read.
+        let builder = azure_builder(
+            &url,
+            &options(),
+            ClientOptions::new(),
+            &env(&[
+                ("AZURE_STORAGE_KEY", "a2V5"),
+                ("AZURE_STORAGE_SAS_TOKEN", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config(&builder, AzureConfigKey::AccessKey).as_deref(),
+            Some("a2V5")
+        );
         // object_store's own names come first.
         let builder = azure_builder(
             &az(),
@@ -287,8 +382,39 @@ mod tests {
         assert_eq!(err.kind(), wal_core::ErrorKind::Config);
         assert!(err.to_string().contains("two blob endpoints"), "{err}");
         // The same endpoint twice is no conflict.
+        let emulator_key = (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=devstoreaccount1;AccountKey=k",
+        );
         opts.endpoint = Some(endpoint("http://127.0.0.1:10000/devstoreaccount1/"));
-        assert!(azure_builder(&url, &opts, ClientOptions::new(), &env(&[])).is_ok());
+        assert!(azure_builder(&url, &opts, ClientOptions::new(), &env(&[emulator_key])).is_ok());
+        let refused = |env_vars: &[(&str, &str)], says: &str| {
+            let err =
+                azure_builder(&url, &options(), ClientOptions::new(), &env(env_vars)).unwrap_err();
+            assert_eq!(err.kind(), wal_core::ErrorKind::Config, "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        };
+        // An emulator's URL without a connection string (any host would get the key),
+        // as barman-cloud refuses it; an empty one is none.
+        refused(
+            &[("AZURE_STORAGE_KEY", "a2V5")],
+            "needs AZURE_STORAGE_CONNECTION_STRING",
+        );
+        refused(&[("AZURE_STORAGE_CONNECTION_STRING", " ")], "set but empty");
+        // object_store's emulator mode would go elsewhere without a word.
+        refused(
+            &[emulator_key, ("AZURE_STORAGE_USE_EMULATOR", "true")],
+            "AZURE_STORAGE_USE_EMULATOR",
+        );
+        // The connection string's BlobEndpoint is where barman-cloud would go.
+        refused(
+            &[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=devstoreaccount1;AccountKey=k;\
+                 BlobEndpoint=http://127.0.0.1:10001/devstoreaccount1",
+            )],
+            "two blob endpoints",
+        );
         let err = azure_builder(
             &url,
             &options(),

@@ -74,6 +74,9 @@ pub struct AzureAccount {
     /// Where its blobs are: `https://ACCOUNT.blob.core.windows.net`, or
     /// `http://HOST:PORT/ACCOUNT`.
     pub endpoint: Endpoint,
+    /// The URL names an emulator, not Azure: barman-cloud takes it only with a
+    /// connection string (which names the account's key), and so does walpipe.
+    pub emulated: bool,
 }
 
 /// The host suffix of Azure's blob service, as barman-cloud tells its URLs apart by it.
@@ -118,8 +121,15 @@ impl CloudLocation {
                 "{bad:?} cannot be in a bucket or container name"
             )));
         }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|part| part == "." || part == "..") || prefix.contains("//") {
+        // One trailing `/` means nothing to barman-cloud either; any other empty segment
+        // it keeps (or, on Azure, turns into a leading `/`), giving keys that walpipe's
+        // could not match.
+        let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+        if prefix.split('/').any(|part| part == "." || part == "..")
+            || prefix.contains("//")
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+        {
             return Err(refuse("the prefix must be plain path segments".into()));
         }
         if let Some(bad) = prefix.chars().find(|&c| !key_char(c)) {
@@ -217,8 +227,11 @@ fn azure_account<'a>(
             .get(host.len() - AZURE_BLOB_HOST.len()..)
             .is_some_and(|suffix| suffix.eq_ignore_ascii_case(AZURE_BLOB_HOST));
     let (name, endpoint, path) = if in_azure {
+        // barman-cloud hands Azure's SDK the host alone, which speaks https: so does
+        // walpipe, whatever the URL's scheme (an `http://` would send the credentials in
+        // the clear).
         let name = &host[..host.len() - AZURE_BLOB_HOST.len()];
-        (name, format!("{scheme}://{authority}"), path)
+        (name, format!("https://{authority}"), path)
     } else {
         let (name, path) = path.split_once('/').unwrap_or((path, ""));
         (name, format!("{scheme}://{authority}/{name}"), path)
@@ -236,6 +249,7 @@ fn azure_account<'a>(
     let account = AzureAccount {
         name: name.to_string(),
         endpoint,
+        emulated: !in_azure,
     };
     Ok((account, path))
 }
@@ -487,6 +501,9 @@ mod tests {
             "s3://b/a/../c",
             "s3://b/./c",
             "s3://b/a//c",
+            "s3://b//a",
+            "s3://b/a//",
+            "gs://b/a///",
             "s3://my bucket/p",
             "s3://b?versionId=1",
             "s3://b/pre%20fix",
@@ -554,6 +571,15 @@ mod tests {
                 true
             )
         );
+        // Azure itself is spoken to in https, as barman-cloud does, whatever the scheme.
+        let plain = CloudLocation::parse("http://acct.blob.core.windows.net/c/p")
+            .unwrap()
+            .unwrap();
+        let endpoint = &plain.account.as_ref().unwrap().endpoint;
+        assert_eq!(
+            (endpoint.as_str(), endpoint.is_http()),
+            ("https://acct.blob.core.windows.net", false)
+        );
         let bare = CloudLocation::parse("HTTPS://Acct.BLOB.core.windows.net:443/c")
             .unwrap()
             .unwrap();
@@ -570,6 +596,10 @@ mod tests {
             "http://127.0.0.1:99999/devstoreaccount1/c",
             "http://user:pw@127.0.0.1:10000/devstoreaccount1/c",
             "https://example.com/a.b/c",
+            // Keys barman-cloud would write elsewhere (`t//pg/…`, `/r/pg/…`).
+            "http://127.0.0.1:10000/devstoreaccount1/wals/t//",
+            "http://127.0.0.1:10000/devstoreaccount1/wals//r",
+            "https://acct.blob.core.windows.net/c//p",
         ] {
             let err = CloudLocation::parse(bad).unwrap_err();
             assert_eq!(err.kind(), wal_core::ErrorKind::Config, "{bad}");
