@@ -100,7 +100,15 @@ pub fn load_recipients(paths: &[PathBuf]) -> Result<Vec<PublicKey>, WalError> {
                     "no valid encryption-capable key (expired, revoked or signing-only)".into(),
                 ));
             }
-            keys.extend(found);
+            // A certificate given twice (or in two files) gets one packet per key.
+            for key in found {
+                if !keys
+                    .iter()
+                    .any(|k: &PublicKey| k.fingerprint() == key.fingerprint())
+                {
+                    keys.push(key);
+                }
+            }
         }
     }
     Ok(keys)
@@ -445,6 +453,25 @@ mod tests {
         fs::remove_file(&path).unwrap();
         assert!(lazy.get().unwrap().is_some(), "not read again");
         assert!(LazyPassphrase::new(None).get().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_certificate_given_twice_gets_one_packet_per_key() {
+        use sequoia_openpgp::cert::CertBuilder;
+        use sequoia_openpgp::serialize::Serialize;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = CertBuilder::new()
+            .add_transport_encryption_subkey()
+            .generate()
+            .unwrap();
+        let path = dir.path().join("cert.pgp");
+        let mut bytes = Vec::new();
+        cert.serialize(&mut bytes).unwrap();
+        fs::write(&path, &bytes).unwrap();
+        let once = load_recipients(std::slice::from_ref(&path)).unwrap();
+        let twice = load_recipients(&[path.clone(), path]).unwrap();
+        assert_eq!(once.len(), 1);
+        assert_eq!(twice.len(), 1);
     }
 
     #[test]
