@@ -200,6 +200,107 @@ fn a_queue_or_errors_directory_overlapping_the_archive_is_refused_before_any_wor
     world.assert_archive_intact();
 }
 
+/// A relative place would be another directory for archive_command (run in the data
+/// directory) and for the units (run in `/`): every wrapper refuses one, wherever it is
+/// given, with one line and its configuration code, and creates nothing in the data
+/// directory it was run from.
+#[test]
+fn relative_places_are_refused_by_every_wrapper_and_create_nothing() {
+    let world = World::new();
+    let pgdata = world.work.join("pgdata");
+    fs::create_dir_all(pgdata.join("pg_wal")).unwrap();
+    let segment = pgdata.join("pg_wal/000000010000000000000009");
+    fs::write(&segment, wal_segment("000000010000000000000009", 9)).unwrap();
+    let before = Snapshot::of(&pgdata);
+    let home = world.home.to_str().unwrap();
+    let settings = world.work.join("relative.conf");
+    fs::write(&settings, "WALPIPE_HOME=barman\nWALPIPE_SERVER=pg\n").unwrap();
+    let segment = segment.to_str().unwrap();
+    let dest = pgdata.join("pg_wal/RECOVERYXLOG");
+    let dest = dest.to_str().unwrap();
+    let name = "000000010000000000000001";
+    let config = format!("--config={}", settings.display());
+    for (wrapper_name, args, code) in [
+        (
+            "archive-wal",
+            vec!["--home", "barman", "--server", "pg"],
+            78,
+        ),
+        ("archive-wal", vec![config.as_str()], 78),
+        (
+            "archive-wal",
+            vec!["--home", home, "--server", "pg", "--incoming", "q"],
+            78,
+        ),
+        ("archive-command", vec![config.as_str(), segment], 78),
+        (
+            "archive-command",
+            vec![
+                "--home",
+                home,
+                "--server",
+                "pg",
+                "--direct",
+                "--archive",
+                "wals",
+                segment,
+            ],
+            78,
+        ),
+        (
+            "archive-command",
+            vec![
+                "--server",
+                "pg",
+                "--direct",
+                "--archive",
+                "s3://b/p",
+                "--temp-dir",
+                "tmp",
+                segment,
+            ],
+            78,
+        ),
+        (
+            "restore-wal",
+            vec!["--home", "barman", "--server", "pg", name, dest],
+            200,
+        ),
+        (
+            "restore-wal",
+            vec![
+                "--home",
+                home,
+                "--server",
+                "pg",
+                "--prefetch",
+                "2",
+                "--spool-dir",
+                ".",
+                name,
+                dest,
+            ],
+            200,
+        ),
+        ("verify-wal", vec!["--home", "barman", "--server", "pg"], 78),
+        ("delete-wal", vec!["--home", "barman", "--server", "pg"], 78),
+    ] {
+        let out = run(
+            wrapper(wrapper_name).current_dir(&pgdata).args(&args),
+            Some(""),
+        );
+        assert_eq!(out.code, code, "{wrapper_name} {args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("not an absolute path"),
+            "{wrapper_name} {args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+        before.assert_unchanged(&format!("{wrapper_name} {args:?}"));
+    }
+    world.assert_archive_intact();
+}
+
 #[test]
 fn a_server_name_that_is_not_a_plain_name_is_refused_and_creates_nothing() {
     let world = World::new();

@@ -395,10 +395,8 @@ impl LayoutSettings {
         };
         let given = &self.given;
         // Records carry paths as JSON text: a place that is not UTF-8 could never be named
-        // in one. A relative place names another directory for each caller: PostgreSQL
-        // runs archive_command in its data directory, systemd runs the units in `/`, a
-        // DBA runs a wrapper anywhere. The queue archive_command fills would not be the
-        // one archive-wal empties, and an archive could land inside the data directory.
+        // in one. A relative place would be another directory for each caller
+        // ([`must_be_absolute`]).
         let local_archive = (!cloud).then(|| PathBuf::from(&archive));
         for (flag, place) in [
             ("--home", self.home.as_ref()),
@@ -416,14 +414,7 @@ impl LayoutSettings {
                     path.display()
                 )));
             }
-            if path.is_relative() {
-                return Err(crate::WalError::Config(format!(
-                    "{flag} {:?}: not an absolute path (archive_command runs in the data \
-                     directory, the units in /: a relative path names another place for \
-                     each)",
-                    path.display().to_string()
-                )));
-            }
+            must_be_absolute(flag, path)?;
         }
         let or = |given: &Option<PathBuf>, derived: Option<PathBuf>| given.clone().or(derived);
         let places = Places {
@@ -441,6 +432,22 @@ impl LayoutSettings {
         };
         Ok(resolved)
     }
+}
+
+/// Refuses (a configuration error) a directory or file given by `flag` as a relative
+/// path: PostgreSQL runs archive_command and restore_command in its data directory,
+/// systemd runs the units in `/`, a DBA runs a wrapper anywhere, so a relative path names
+/// another place for each (a queue that archive-wal never empties, temps or a spool
+/// inside the data directory, where base backups copy them).
+pub fn must_be_absolute(flag: &str, path: &Path) -> Result<()> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    Err(crate::WalError::Config(format!(
+        "{flag} {:?}: not an absolute path (archive_command runs in the data directory, the \
+         units in /: a relative path names another place for each)",
+        path.display().to_string()
+    )))
 }
 
 /// A path as the text of an archive location (which may also be a URL).

@@ -396,25 +396,35 @@ impl Xlogdb {
                 &[]
             };
             for line in lines.iter().rev() {
-                let parsed = std::str::from_utf8(line)
-                    .ok()
-                    .filter(|text| line.len() as u64 <= LINE_MAX && !text.trim().is_empty())
-                    .map(XlogLine::parse);
-                match parsed {
-                    Some(Some(found)) if found.name == name => return Ok(true),
-                    Some(Some(_)) => {}
-                    _ if line.iter().all(u8::is_ascii_whitespace) => {}
-                    // Not a catalogue line: the forward scan says where and why.
-                    _ => return self.scan_unlocked(|_| {}).map(|()| false),
+                let text = std::str::from_utf8(line).ok();
+                // Blank as the forward scan takes it (`str::trim`).
+                if text.is_some_and(|text| text.trim().is_empty()) {
+                    continue;
+                }
+                match text
+                    .filter(|_| line.len() as u64 <= LINE_MAX)
+                    .and_then(XlogLine::parse)
+                {
+                    Some(found) if found.name == name => return Ok(true),
+                    Some(_) => {}
+                    // Not a catalogue line: the forward scan answers, or says where and why.
+                    None => return self.catalogues_forward(name),
                 }
             }
             if first.len() as u64 > LINE_MAX {
-                return self.scan_unlocked(|_| {}).map(|()| false);
+                return self.catalogues_forward(name);
             }
             tail = first.to_vec();
             pos = start;
         }
         Ok(false)
+    }
+
+    /// [`Self::catalogues`] by the forward scan.
+    fn catalogues_forward(&self, name: &str) -> Result<bool> {
+        let mut found = false;
+        self.scan_unlocked(|line| found |= line.name == name)
+            .map(|()| found)
     }
 
     /// The set of names catalogued.
@@ -595,11 +605,17 @@ mod tests {
                     .unwrap()
             );
         }
-        file.write_all(b"\n\nnot a catalogue line\n").unwrap();
+        // Blank lines, however blank (as `str::trim` sees them), are skipped.
+        file.write_all("\n\n \u{a0}\u{b}\n".as_bytes()).unwrap();
+        assert!(
+            db.catalogues_by_blocks("000000010000000000000099", 5)
+                .unwrap()
+        );
+        file.write_all(b"not a catalogue line\n").unwrap();
         // Found before the foreign line is reached; past it, the forward scan's error.
         let err = db.catalogues("000000010000000000000001").unwrap_err();
         assert!(
-            matches!(err, WalError::BadXlogLine { line: 43, .. }),
+            matches!(err, WalError::BadXlogLine { line: 44, .. }),
             "{err}"
         );
     }

@@ -43,6 +43,7 @@ impl Spool {
         let resolved = args.layout.settings().resolve()?;
         let layout = resolved.local();
         let dir = if let Some(dir) = &args.spool_dir {
+            wal_core::layout::must_be_absolute("--spool-dir", dir)?;
             dir.clone()
         } else {
             let key = private::archive_key(&resolved.archive, args.endpoint_url.as_deref())?;

@@ -217,9 +217,16 @@ pub enum Command {
         /// ours).
         #[arg(long, alias = "private-temp-dir")]
         stage_temp_dir: bool,
-        /// A cloud archive's temp directory instead of the private one.
+        /// A cloud archive's temp directory instead of the private one (an absolute
+        /// path: a relative one would be another directory for each caller).
         #[arg(long, value_name = "DIR", env = "WALPIPE_TEMP_DIR")]
         temp_dir: Option<PathBuf>,
+        /// Also build a cloud archive's client, sending nothing: settings that cannot
+        /// work together (two endpoints, an account at odds with the URL, credentials
+        /// that cannot be read) are refused here (exit 78), before a wrapper's pipeline
+        /// starts. For the wrappers whose pipeline reaches the archive.
+        #[arg(long)]
+        client: bool,
         /// Also make (if missing) and print the archive's look-ahead marks directory
         /// (`MARKS_DIR` with --shell): `$TMPDIR/walpipe-ahead-<uid>/<server>-<hash of the
         /// archive>`, mode 0700, ours.
@@ -986,9 +993,13 @@ fn layout_config(
     shell: bool,
     require: &[String],
     (stage_temp_dir, temp_dir): (bool, Option<PathBuf>),
+    client: bool,
     look_ahead_marks: bool,
 ) -> Result<Config, WalError> {
     let layout = archive.layout.settings().resolve()?;
+    if let Some(dir) = &temp_dir {
+        wal_core::layout::must_be_absolute("--temp-dir", dir)?;
+    }
     for place in require {
         let (present, flag, what) = match place.as_str() {
             "incoming" => (
@@ -1013,7 +1024,7 @@ fn layout_config(
     // A cloud client's settings that cannot work (two endpoints, an account at odds with
     // the URL, ...) are found here, before a wrapper starts its pipeline, where the stage
     // that found them would end the others mid-stream. Building a client sends nothing.
-    if let Target::Cloud(cloud) = &target {
+    if client && let Target::Cloud(cloud) = &target {
         crate::cloud::Bucket::open(cloud)?;
     }
     // Printed alone, on a line of its own, without --shell: checked before it is made.
@@ -1100,12 +1111,14 @@ impl TryFrom<Args> for Config {
                 require,
                 stage_temp_dir,
                 temp_dir,
+                client,
                 look_ahead_marks,
             } => layout_config(
                 archive,
                 shell,
                 &require,
                 (stage_temp_dir, temp_dir),
+                client,
                 look_ahead_marks,
             )?,
             Command::Get {

@@ -15,7 +15,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use wal_core::WalError;
 
 use super::connect::CloudOptions;
-use super::location::{CloudLocation, Endpoint};
+use super::location::{CloudLocation, Endpoint, azure_host_account};
 
 /// The Azure builder for `location`: `AZURE_STORAGE_CONNECTION_STRING` when set (what
 /// the Azure SDK and barman-cloud read), else the `AZURE_*` variables; the blob endpoint
@@ -140,7 +140,18 @@ fn with_connection_string(
         ));
     }
     let url_account = location.account.as_ref();
-    let parsed = parse_connection_string(text)?;
+    let mut parsed = parse_connection_string(text)?;
+    // The Azure portal's SAS connection strings name the account only in their
+    // BlobEndpoint (`https://ACCOUNT.blob.core.windows.net/`).
+    if parsed.account.is_none() {
+        parsed.account = parsed
+            .blob_endpoint
+            .as_deref()
+            .and_then(|url| url.split_once("://"))
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default())
+            .and_then(azure_host_account)
+            .map(str::to_owned);
+    }
     if let Some(account) = parsed.account {
         if let Some(url) = url_account
             && url.name != account
@@ -370,6 +381,28 @@ mod tests {
                 config(&builder, AzureConfigKey::AccessKey).as_deref()
             ),
             (Some("own"), Some("b3du"))
+        );
+    }
+
+    /// The Azure portal's SAS connection string names the account in its BlobEndpoint.
+    #[test]
+    fn a_sas_connection_string_names_its_account_by_its_endpoint() {
+        let builder = azure_builder(
+            &az(),
+            &options(),
+            ClientOptions::new(),
+            &env(&[(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=1&sig=x",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config(&builder, AzureConfigKey::AccountName).as_deref(),
+                config(&builder, AzureConfigKey::Endpoint).as_deref()
+            ),
+            (Some("acct"), Some("https://acct.blob.core.windows.net"))
         );
     }
 

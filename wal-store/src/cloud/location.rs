@@ -204,6 +204,21 @@ impl fmt::Display for CloudLocation {
     }
 }
 
+/// The account of an Azure blob host, `ACCOUNT.blob.core.windows.net` (also
+/// `ACCOUNT.privatelink.blob.core.windows.net`): its first label. `None` for another
+/// host.
+#[must_use]
+pub fn azure_host_account(host: &str) -> Option<&str> {
+    let cut = host
+        .len()
+        .checked_sub(AZURE_BLOB_HOST.len())
+        .filter(|&cut| cut > 0)?;
+    let suffix = host.get(cut..)?;
+    suffix
+        .eq_ignore_ascii_case(AZURE_BLOB_HOST)
+        .then(|| host[..cut].split('.').next().unwrap_or_default())
+}
+
 /// The account and blob endpoint of barman-cloud's Azure URL `text` (`scheme://rest`),
 /// and the `CONTAINER/PREFIX` that follows them.
 fn azure_account<'a>(
@@ -222,15 +237,11 @@ fn azure_account<'a>(
     let host = authority
         .rsplit_once(':')
         .map_or(authority, |(host, _)| host);
-    let in_azure = host.len() > AZURE_BLOB_HOST.len()
-        && host
-            .get(host.len() - AZURE_BLOB_HOST.len()..)
-            .is_some_and(|suffix| suffix.eq_ignore_ascii_case(AZURE_BLOB_HOST));
-    let (name, endpoint, path) = if in_azure {
+    let in_azure = azure_host_account(host).is_some();
+    let (name, endpoint, path) = if let Some(name) = azure_host_account(host) {
         // barman-cloud hands Azure's SDK the host alone, which speaks https: so does
         // walpipe, whatever the URL's scheme (an `http://` would send the credentials in
         // the clear).
-        let name = &host[..host.len() - AZURE_BLOB_HOST.len()];
         (name, format!("https://{authority}"), path)
     } else {
         let (name, path) = path.split_once('/').unwrap_or((path, ""));
@@ -580,6 +591,11 @@ mod tests {
             (endpoint.as_str(), endpoint.is_http()),
             ("https://acct.blob.core.windows.net", false)
         );
+        // A private endpoint: the account is the first label.
+        let private = CloudLocation::parse("https://acct.privatelink.blob.core.windows.net/c")
+            .unwrap()
+            .unwrap();
+        assert_eq!(private.account.unwrap().name, "acct");
         let bare = CloudLocation::parse("HTTPS://Acct.BLOB.core.windows.net:443/c")
             .unwrap()
             .unwrap();
