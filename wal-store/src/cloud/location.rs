@@ -237,8 +237,9 @@ fn azure_account<'a>(
     let host = authority
         .rsplit_once(':')
         .map_or(authority, |(host, _)| host);
-    let in_azure = azure_host_account(host).is_some();
-    let (name, endpoint, path) = if let Some(name) = azure_host_account(host) {
+    let azure_account_name = azure_host_account(host);
+    let in_azure = azure_account_name.is_some();
+    let (name, endpoint, path) = if let Some(name) = azure_account_name {
         // barman-cloud hands Azure's SDK the host alone, which speaks https: so does
         // walpipe, whatever the URL's scheme (an `http://` would send the credentials in
         // the clear).
